@@ -1,0 +1,238 @@
+//! The invariants that need a run's history, checked step by step.
+
+use std::collections::BTreeMap;
+
+use crate::invariants::ids::*;
+use crate::{
+    AcquireId, Action, Applied, Input, InputError, Outcome, Pool, PoolKey, RejectReason,
+    SessionId, SessionState, Time, Violation,
+};
+
+macro_rules! ensure {
+    ($cond:expr, $inv:expr, $($fmt:tt)+) => {
+        if !$cond {
+            return Err(Violation { invariant: $inv, detail: format!($($fmt)+) });
+        }
+    };
+}
+
+/// Watches a run of a [`Pool`] from outside and checks the invariants of
+/// `specs/SPEC.md` that need history (I2, I3, I4, I5, I7, I8, I9, I10, I11,
+/// I12, I14, I15), then [`Pool::check_invariants`] for the rest.
+///
+/// It keeps only what those invariants need, forgets closed sessions and
+/// answered acquires, and is `Clone + Eq + Hash` so a model checker can hold
+/// it in its state.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Auditor<K> {
+    sessions: BTreeMap<SessionId, SessionHistory<K>>,
+    pending: BTreeMap<AcquireId, PendingAcquire<K>>,
+    shutdown: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct SessionHistory<K> {
+    key: K,
+    connected: bool,
+    transport_failed: bool,
+    transport_closed: bool,
+    poisoned: bool,
+    needs_check: bool,
+    /// Proven healthy (connect or check) and not released since.
+    handoff: bool,
+    verified_at: Time,
+    close_issued: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct PendingAcquire<K> {
+    key: K,
+    deadline: Time,
+}
+
+impl<K: PoolKey> Default for Auditor<K> {
+    fn default() -> Self {
+        Auditor {
+            sessions: BTreeMap::new(),
+            pending: BTreeMap::new(),
+            shutdown: false,
+        }
+    }
+}
+
+impl<K: PoolKey> Auditor<K> {
+    /// An auditor for a pool that has seen no input yet.
+    pub fn new() -> Auditor<K> {
+        Auditor::default()
+    }
+
+    /// Checks one step: `input` was just applied to `pool` with `result`, and
+    /// `actions` are every action it emitted, in order (poll them all after
+    /// each input, before the next one).
+    pub fn observe(
+        &mut self,
+        pool: &Pool<K>,
+        input: &Input<K>,
+        result: &Result<Applied, InputError>,
+        actions: &[Action<K>],
+    ) -> Result<(), Violation> {
+        let now = pool.now();
+        if result.is_err() {
+            ensure!(actions.is_empty(), I16, "refused input {input:?} emitted {actions:?}");
+            return pool.check_invariants();
+        }
+        self.apply_input(pool, input, result, now)?;
+        for action in actions {
+            self.apply_action(pool, action, now)?;
+        }
+        for (sid, info) in pool.sessions() {
+            if info.state == SessionState::Poisoned {
+                if let Some(h) = self.sessions.get_mut(&sid) {
+                    h.poisoned = true;
+                }
+            }
+        }
+        pool.check_invariants()
+    }
+
+    fn apply_input(
+        &mut self,
+        pool: &Pool<K>,
+        input: &Input<K>,
+        result: &Result<Applied, InputError>,
+        now: Time,
+    ) -> Result<(), Violation> {
+        match input {
+            Input::Acquire { key, deadline } => {
+                if let Ok(Applied::Acquire(id)) = result {
+                    let deadline = deadline.unwrap_or(now + pool.config().acquire_timeout);
+                    let fresh = self
+                        .pending
+                        .insert(*id, PendingAcquire { key: key.clone(), deadline });
+                    ensure!(fresh.is_none(), I12, "acquire id {id:?} issued twice");
+                }
+            }
+            Input::CancelAcquire(id) => {
+                ensure!(self.pending.remove(id).is_some(), I12, "cancelled {id:?}, which was not pending");
+            }
+            Input::Connected { session, result } => {
+                let h = self.history(*session)?;
+                if result.is_ok() {
+                    h.connected = true;
+                    h.handoff = true;
+                    h.verified_at = now;
+                } else {
+                    self.sessions.remove(session);
+                }
+            }
+            Input::Release { lease, outcome } => {
+                let h = self.history(lease.session())?;
+                h.handoff = false;
+                match outcome {
+                    Outcome::TransportError => h.transport_failed = true,
+                    Outcome::Timeout | Outcome::Cancelled => h.needs_check = true,
+                    Outcome::Ok | Outcome::ApplicationError => h.verified_at = now,
+                }
+            }
+            Input::Checked { session, result } => {
+                if result.is_ok() {
+                    let h = self.history(*session)?;
+                    h.needs_check = false;
+                    h.handoff = true;
+                    h.verified_at = now;
+                }
+            }
+            Input::TransportClosed(session) => self.history(*session)?.transport_closed = true,
+            Input::Closed(session) => {
+                let h = self.history(*session)?;
+                ensure!(h.close_issued, I7, "{session:?} reported closed without a Close");
+                self.sessions.remove(session);
+            }
+            Input::Shutdown => self.shutdown = true,
+            Input::HandleTimeout | Input::Drain => {}
+        }
+        Ok(())
+    }
+
+    fn apply_action(&mut self, pool: &Pool<K>, action: &Action<K>, now: Time) -> Result<(), Violation> {
+        match action {
+            Action::Connect { session, key, .. } => {
+                ensure!(!self.shutdown, I15, "connect {session:?} after shutdown");
+                let snapshot = pool.key_snapshot(key);
+                let probe_or_closed = snapshot.is_some_and(|s| match s.breaker {
+                    crate::BreakerState::Closed => true,
+                    crate::BreakerState::HalfOpen => pool.breaker_probe(key) == Some(*session),
+                    crate::BreakerState::Open => false,
+                });
+                ensure!(probe_or_closed, I14, "connect {session:?} for {key:?} while its breaker is {:?}", snapshot.map(|s| s.breaker));
+                let fresh = self.sessions.insert(
+                    *session,
+                    SessionHistory {
+                        key: key.clone(),
+                        connected: false,
+                        transport_failed: false,
+                        transport_closed: false,
+                        poisoned: false,
+                        needs_check: false,
+                        handoff: false,
+                        verified_at: now,
+                        close_issued: false,
+                    },
+                );
+                ensure!(fresh.is_none(), I16, "session id {session:?} reused");
+            }
+            Action::Grant { acquire, lease } => {
+                let sid = lease.session();
+                let a = self.pending.remove(acquire);
+                ensure!(a.is_some(), I12, "grant to {acquire:?}, which is not pending");
+                let a = a.expect("checked");
+                ensure!(!self.shutdown, I15, "grant to {acquire:?} after shutdown");
+                ensure!(now < a.deadline, I9, "grant to {acquire:?} at {now:?}, deadline {:?}", a.deadline);
+                let earlier = self.pending.range(..*acquire).find(|(_, p)| p.key == a.key);
+                ensure!(earlier.is_none(), I8, "grant to {acquire:?} while earlier {:?} of the same key waits", earlier.map(|e| e.0));
+                let h = self.sessions.get(&sid);
+                ensure!(h.is_some_and(|h| h.connected), I2, "granted {sid:?}, never connected");
+                let h = h.expect("checked");
+                ensure!(h.key == a.key, I5, "{sid:?} of {:?} granted to an acquire of {:?}", h.key, a.key);
+                ensure!(!h.transport_failed, I3, "{sid:?} granted after a release with TransportError");
+                ensure!(!h.transport_closed, I4, "{sid:?} granted after its transport closed");
+                ensure!(!h.poisoned, I2, "{sid:?} granted after it was poisoned");
+                let state = pool.session_state(sid);
+                ensure!(state == Some(SessionState::Leased), I2, "granted {sid:?} is {state:?} after the step");
+                let expires = pool.session(sid).and_then(|s| s.expires_at);
+                ensure!(expires.is_none_or(|e| now < e), I10, "{sid:?} granted at {now:?}, lifetime ended {expires:?}");
+                let interval = pool.config().check_interval;
+                let recent = !interval.is_zero() && now < h.verified_at + interval;
+                ensure!(!h.needs_check, I11, "{sid:?} granted after a timed-out or cancelled use, without a check");
+                ensure!(h.handoff || recent, I11, "{sid:?} granted at {now:?} without a check, last proven {:?}", h.verified_at);
+            }
+            Action::Reject { acquire, reason } => {
+                let a = self.pending.remove(acquire);
+                ensure!(a.is_some(), I12, "reject of {acquire:?}, which is not pending");
+                let a = a.expect("checked");
+                if matches!(reason, RejectReason::TimedOut | RejectReason::CircuitOpen) && !pool.config().breaker.fail_fast {
+                    ensure!(now >= a.deadline, I9, "{acquire:?} rejected as {reason:?} before its deadline");
+                }
+            }
+            Action::Validate { session, .. } => {
+                let h = self.history(*session)?;
+                ensure!(!h.poisoned && h.connected, I2, "check of {session:?}, which is not serving");
+            }
+            Action::Close { session, .. } => {
+                let h = self.history(*session)?;
+                ensure!(!h.close_issued, I7, "{session:?} closed twice");
+                h.close_issued = true;
+                let free = pool.session(*session).is_some_and(|s| s.leases == 0 && !s.checking);
+                ensure!(free, I7, "close of {session:?} while a lease or check holds it");
+            }
+        }
+        Ok(())
+    }
+
+    fn history(&mut self, session: SessionId) -> Result<&mut SessionHistory<K>, Violation> {
+        self.sessions.get_mut(&session).ok_or_else(|| Violation {
+            invariant: I16,
+            detail: format!("{session:?} accepted by the pool but never issued"),
+        })
+    }
+}

@@ -1,0 +1,93 @@
+//! Counters and per-key gauges.
+
+use crate::EvictReason;
+
+/// Monotonic counters since the pool was made. Every field only grows.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct Stats {
+    /// Acquires accepted (each ends in one grant or one reject).
+    pub acquires: u64,
+    /// Acquires granted at once from a ready session.
+    pub hits: u64,
+    /// Acquires that had to wait (for a connect, a check or a release).
+    pub misses: u64,
+    /// Grants (including those after waiting).
+    pub grants: u64,
+    /// Rejects: deadline passed.
+    pub rejected_timed_out: u64,
+    /// Rejects: circuit open.
+    pub rejected_circuit_open: u64,
+    /// Rejects: the connect made for the caller failed.
+    pub rejected_connect_failed: u64,
+    /// Rejects: shutting down.
+    pub rejected_shutting_down: u64,
+    /// Rejects: too many keys.
+    pub rejected_too_many_keys: u64,
+    /// Acquires withdrawn by the caller before an answer.
+    pub cancelled: u64,
+    /// Connects started.
+    pub connects: u64,
+    /// Connects that produced a session.
+    pub connected: u64,
+    /// Connects that failed or timed out.
+    pub connect_failures: u64,
+    /// Sessions closed (reported by the driver after a `Close`).
+    pub closes: u64,
+    /// Health checks started.
+    pub checks: u64,
+    /// Health checks passed.
+    pub checks_passed: u64,
+    /// Health checks failed or timed out.
+    pub checks_failed: u64,
+    /// Times a circuit breaker opened.
+    pub breaker_trips: u64,
+    /// Sessions taken out of service, by reason (indexed like [`EvictReason::ALL`]).
+    pub evictions: [u64; 8],
+}
+
+impl Stats {
+    /// Evictions for one reason.
+    pub fn evictions(&self, reason: EvictReason) -> u64 {
+        self.evictions[reason as usize]
+    }
+
+    /// All rejects, whatever the reason.
+    pub fn rejects(&self) -> u64 {
+        self.rejected_timed_out
+            + self.rejected_circuit_open
+            + self.rejected_connect_failed
+            + self.rejected_shutting_down
+            + self.rejected_too_many_keys
+    }
+}
+
+/// The state of one key's circuit breaker, as seen from outside.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum BreakerState {
+    /// Connects allowed.
+    Closed,
+    /// No connects until the cool-down ends.
+    Open,
+    /// One probe connect allowed (or in flight).
+    HalfOpen,
+}
+
+/// A gauge of one key at one moment.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub struct KeySnapshot {
+    /// Sessions parked and grantable (after a check if stale).
+    pub idle: usize,
+    /// Sessions held by callers.
+    pub leased: usize,
+    /// Sessions under a health check.
+    pub validating: usize,
+    /// Sessions out of service, waiting for their close.
+    pub poisoned: usize,
+    /// Connects in flight.
+    pub connecting: usize,
+    /// Acquires waiting.
+    pub waiting: usize,
+    /// The key's circuit breaker.
+    pub breaker: BreakerState,
+}

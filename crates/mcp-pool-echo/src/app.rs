@@ -1,0 +1,173 @@
+//! Configuration and construction of the `/mcp` endpoint, independent of any
+//! listener.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use rmcp::transport::streamable_http_server::session::local::{LocalSessionManager, SessionConfig};
+use rmcp::transport::streamable_http_server::session::{SessionId, SessionManager};
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use tokio_util::sync::CancellationToken;
+
+use crate::registry::DEFAULT_CALL_LOG_LIMIT;
+use crate::sessions::RecordingSessionManager;
+use crate::{EchoServer, SessionRegistry};
+
+/// The path the MCP endpoint is served at.
+pub const MCP_PATH: &str = "/mcp";
+
+/// How the echo server behaves. Start from [`EchoConfig::default`] and adjust
+/// with the `with_*` methods or the public fields.
+#[non_exhaustive]
+#[derive(Clone, Debug)]
+pub struct EchoConfig {
+    /// Host names (or `host:port` authorities) accepted in the `Host` header in
+    /// addition to rmcp's defaults `localhost`, `127.0.0.1` and `::1`.
+    /// Requests naming any other host get HTTP 403.
+    pub extra_allowed_hosts: Vec<String>,
+    /// `true` (default): each `initialize` creates a server-side session
+    /// (`mcp-session-id`), kept in memory until deleted, expired or the
+    /// server stops. `false`: every request is served without a session.
+    pub stateful: bool,
+    /// A session idle for this long is dropped by the server (later requests
+    /// on it get HTTP 404). `None` keeps idle sessions forever. Default:
+    /// rmcp's 300 s.
+    pub session_keep_alive: Option<Duration>,
+    /// How many calls the [`SessionRegistry`] call log retains
+    /// (default [`DEFAULT_CALL_LOG_LIMIT`]); counts are always complete.
+    pub call_log_limit: usize,
+}
+
+impl Default for EchoConfig {
+    fn default() -> Self {
+        Self {
+            extra_allowed_hosts: Vec::new(),
+            stateful: true,
+            session_keep_alive: SessionConfig::default().keep_alive,
+            call_log_limit: DEFAULT_CALL_LOG_LIMIT,
+        }
+    }
+}
+
+impl EchoConfig {
+    /// Also accept requests whose `Host` header names `host`.
+    pub fn with_allowed_host(mut self, host: impl Into<String>) -> Self {
+        self.extra_allowed_hosts.push(host.into());
+        self
+    }
+
+    /// Serve with (`true`) or without (`false`) server-side sessions.
+    pub fn with_stateful(mut self, stateful: bool) -> Self {
+        self.stateful = stateful;
+        self
+    }
+
+    /// Drop sessions idle for `keep_alive` (`None`: never).
+    pub fn with_session_keep_alive(mut self, keep_alive: Option<Duration>) -> Self {
+        self.session_keep_alive = keep_alive;
+        self
+    }
+
+    /// Retain at most `limit` calls in the registry's call log.
+    pub fn with_call_log_limit(mut self, limit: usize) -> Self {
+        self.call_log_limit = limit;
+        self
+    }
+}
+
+/// The echo server's HTTP application: an axum [`Router`] serving MCP at
+/// [`MCP_PATH`], its [`SessionRegistry`], and a switch that ends all its
+/// sessions. Not bound to any listener: serve [`EchoApp::router`] with
+/// [`crate::serve`], [`crate::spawn_local_server`] or `axum::serve` on any
+/// `axum::serve::Listener`.
+///
+/// Clones share the same sessions, registry and switch.
+#[derive(Clone)]
+pub struct EchoApp {
+    router: Router,
+    registry: SessionRegistry,
+    sessions: Arc<RecordingSessionManager>,
+    end_sessions: CancellationToken,
+}
+
+impl std::fmt::Debug for EchoApp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EchoApp")
+            .field("registry", &self.registry)
+            .field("sessions_ended", &self.end_sessions.is_cancelled())
+            .finish_non_exhaustive()
+    }
+}
+
+impl EchoApp {
+    /// Builds the application described by `cfg`, with a fresh registry and
+    /// no sessions.
+    pub fn new(cfg: &EchoConfig) -> Self {
+        let registry = SessionRegistry::new(cfg.call_log_limit);
+
+        let mut local = LocalSessionManager::default();
+        local.session_config.keep_alive = cfg.session_keep_alive;
+        let sessions = Arc::new(RecordingSessionManager::new(local, registry.clone()));
+
+        let end_sessions = CancellationToken::new();
+        let mut http = StreamableHttpServerConfig::default()
+            .with_legacy_session_mode(cfg.stateful)
+            .with_cancellation_token(end_sessions.clone());
+        http.allowed_hosts
+            .extend(cfg.extra_allowed_hosts.iter().cloned());
+
+        let factory_registry = registry.clone();
+        let service = StreamableHttpService::new(
+            move || Ok(EchoServer::new(factory_registry.clone())),
+            sessions.clone(),
+            http,
+        );
+        let router = Router::new().route_service(MCP_PATH, service);
+        Self {
+            router,
+            registry,
+            sessions,
+            end_sessions,
+        }
+    }
+
+    /// A clone of the router (cheap; shares state with this app).
+    pub fn router(&self) -> Router {
+        self.router.clone()
+    }
+
+    /// The registry recording this app's sessions and calls.
+    pub fn registry(&self) -> &SessionRegistry {
+        &self.registry
+    }
+
+    /// Ends every session at once: open response streams end without a
+    /// result and session workers stop. From then on MCP requests fail (on
+    /// an existing session the response stream ends empty; a new
+    /// `initialize` gets HTTP 500), while the HTTP server itself keeps
+    /// running. Used when the server shuts down; idempotent.
+    pub fn end_sessions(&self) {
+        self.end_sessions.cancel();
+    }
+
+    /// Whether [`EchoApp::end_sessions`] has been called.
+    pub fn sessions_ended(&self) -> bool {
+        self.end_sessions.is_cancelled()
+    }
+
+    /// Drops session `session_id` on the server side as if it had expired:
+    /// later requests carrying it get HTTP 404. Returns whether the session
+    /// existed. The session is listed in
+    /// [`SessionRegistry::deleted_sessions`].
+    pub async fn expire_session(&self, session_id: &str) -> bool {
+        let id: SessionId = session_id.to_owned().into();
+        let existed = self.sessions.has_session(&id).await.unwrap_or(false);
+        if existed {
+            // Closing a known session of the local manager only fails if its
+            // worker already stopped, which leaves it gone as well.
+            let _ = self.sessions.close_session(&id).await;
+        }
+        existed
+    }
+}
