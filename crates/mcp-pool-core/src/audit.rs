@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use crate::invariants::ids::*;
 use crate::{
-    AcquireId, Action, Applied, Input, InputError, Outcome, Pool, PoolKey, RejectReason,
-    SessionId, SessionState, Time, Violation,
+    AcquireId, Action, Applied, Input, InputError, Outcome, Pool, PoolKey, RejectReason, SessionId,
+    SessionState, Time, Violation,
 };
 
 macro_rules! ensure {
@@ -78,7 +78,11 @@ impl<K: PoolKey> Auditor<K> {
     ) -> Result<(), Violation> {
         let now = pool.now();
         if result.is_err() {
-            ensure!(actions.is_empty(), I16, "refused input {input:?} emitted {actions:?}");
+            ensure!(
+                actions.is_empty(),
+                I16,
+                "refused input {input:?} emitted {actions:?}"
+            );
             return pool.check_invariants();
         }
         self.apply_input(pool, input, result, now)?;
@@ -106,14 +110,22 @@ impl<K: PoolKey> Auditor<K> {
             Input::Acquire { key, deadline } => {
                 if let Ok(Applied::Acquire(id)) = result {
                     let deadline = deadline.unwrap_or(now + pool.config().acquire_timeout);
-                    let fresh = self
-                        .pending
-                        .insert(*id, PendingAcquire { key: key.clone(), deadline });
+                    let fresh = self.pending.insert(
+                        *id,
+                        PendingAcquire {
+                            key: key.clone(),
+                            deadline,
+                        },
+                    );
                     ensure!(fresh.is_none(), I12, "acquire id {id:?} issued twice");
                 }
             }
             Input::CancelAcquire(id) => {
-                ensure!(self.pending.remove(id).is_some(), I12, "cancelled {id:?}, which was not pending");
+                ensure!(
+                    self.pending.remove(id).is_some(),
+                    I12,
+                    "cancelled {id:?}, which was not pending"
+                );
             }
             Input::Connected { session, result } => {
                 let h = self.history(*session)?;
@@ -145,7 +157,11 @@ impl<K: PoolKey> Auditor<K> {
             Input::TransportClosed(session) => self.history(*session)?.transport_closed = true,
             Input::Closed(session) => {
                 let h = self.history(*session)?;
-                ensure!(h.close_issued, I7, "{session:?} reported closed without a Close");
+                ensure!(
+                    h.close_issued,
+                    I7,
+                    "{session:?} reported closed without a Close"
+                );
                 self.sessions.remove(session);
             }
             Input::Shutdown => self.shutdown = true,
@@ -154,7 +170,12 @@ impl<K: PoolKey> Auditor<K> {
         Ok(())
     }
 
-    fn apply_action(&mut self, pool: &Pool<K>, action: &Action<K>, now: Time) -> Result<(), Violation> {
+    fn apply_action(
+        &mut self,
+        pool: &Pool<K>,
+        action: &Action<K>,
+        now: Time,
+    ) -> Result<(), Violation> {
         match action {
             Action::Connect { session, key, .. } => {
                 ensure!(!self.shutdown, I15, "connect {session:?} after shutdown");
@@ -164,7 +185,12 @@ impl<K: PoolKey> Auditor<K> {
                     crate::BreakerState::HalfOpen => pool.breaker_probe(key) == Some(*session),
                     crate::BreakerState::Open => false,
                 });
-                ensure!(probe_or_closed, I14, "connect {session:?} for {key:?} while its breaker is {:?}", snapshot.map(|s| s.breaker));
+                ensure!(
+                    probe_or_closed,
+                    I14,
+                    "connect {session:?} for {key:?} while its breaker is {:?}",
+                    snapshot.map(|s| s.breaker)
+                );
                 let fresh = self.sessions.insert(
                     *session,
                     SessionHistory {
@@ -184,46 +210,115 @@ impl<K: PoolKey> Auditor<K> {
             Action::Grant { acquire, lease } => {
                 let sid = lease.session();
                 let a = self.pending.remove(acquire);
-                ensure!(a.is_some(), I12, "grant to {acquire:?}, which is not pending");
+                ensure!(
+                    a.is_some(),
+                    I12,
+                    "grant to {acquire:?}, which is not pending"
+                );
                 let a = a.expect("checked");
                 ensure!(!self.shutdown, I15, "grant to {acquire:?} after shutdown");
-                ensure!(now < a.deadline, I9, "grant to {acquire:?} at {now:?}, deadline {:?}", a.deadline);
+                ensure!(
+                    now < a.deadline,
+                    I9,
+                    "grant to {acquire:?} at {now:?}, deadline {:?}",
+                    a.deadline
+                );
                 let earlier = self.pending.range(..*acquire).find(|(_, p)| p.key == a.key);
-                ensure!(earlier.is_none(), I8, "grant to {acquire:?} while earlier {:?} of the same key waits", earlier.map(|e| e.0));
+                ensure!(
+                    earlier.is_none(),
+                    I8,
+                    "grant to {acquire:?} while earlier {:?} of the same key waits",
+                    earlier.map(|e| e.0)
+                );
                 let h = self.sessions.get(&sid);
-                ensure!(h.is_some_and(|h| h.connected), I2, "granted {sid:?}, never connected");
+                ensure!(
+                    h.is_some_and(|h| h.connected),
+                    I2,
+                    "granted {sid:?}, never connected"
+                );
                 let h = h.expect("checked");
-                ensure!(h.key == a.key, I5, "{sid:?} of {:?} granted to an acquire of {:?}", h.key, a.key);
-                ensure!(!h.transport_failed, I3, "{sid:?} granted after a release with TransportError");
-                ensure!(!h.transport_closed, I4, "{sid:?} granted after its transport closed");
+                ensure!(
+                    h.key == a.key,
+                    I5,
+                    "{sid:?} of {:?} granted to an acquire of {:?}",
+                    h.key,
+                    a.key
+                );
+                ensure!(
+                    !h.transport_failed,
+                    I3,
+                    "{sid:?} granted after a release with TransportError"
+                );
+                ensure!(
+                    !h.transport_closed,
+                    I4,
+                    "{sid:?} granted after its transport closed"
+                );
                 ensure!(!h.poisoned, I2, "{sid:?} granted after it was poisoned");
                 let state = pool.session_state(sid);
-                ensure!(state == Some(SessionState::Leased), I2, "granted {sid:?} is {state:?} after the step");
+                ensure!(
+                    state == Some(SessionState::Leased),
+                    I2,
+                    "granted {sid:?} is {state:?} after the step"
+                );
                 let expires = pool.session(sid).and_then(|s| s.expires_at);
-                ensure!(expires.is_none_or(|e| now < e), I10, "{sid:?} granted at {now:?}, lifetime ended {expires:?}");
+                ensure!(
+                    expires.is_none_or(|e| now < e),
+                    I10,
+                    "{sid:?} granted at {now:?}, lifetime ended {expires:?}"
+                );
                 let interval = pool.config().check_interval;
                 let recent = !interval.is_zero() && now < h.verified_at + interval;
-                ensure!(!h.needs_check, I11, "{sid:?} granted after a timed-out or cancelled use, without a check");
-                ensure!(h.handoff || recent, I11, "{sid:?} granted at {now:?} without a check, last proven {:?}", h.verified_at);
+                ensure!(
+                    !h.needs_check,
+                    I11,
+                    "{sid:?} granted after a timed-out or cancelled use, without a check"
+                );
+                ensure!(
+                    h.handoff || recent,
+                    I11,
+                    "{sid:?} granted at {now:?} without a check, last proven {:?}",
+                    h.verified_at
+                );
             }
             Action::Reject { acquire, reason } => {
                 let a = self.pending.remove(acquire);
-                ensure!(a.is_some(), I12, "reject of {acquire:?}, which is not pending");
+                ensure!(
+                    a.is_some(),
+                    I12,
+                    "reject of {acquire:?}, which is not pending"
+                );
                 let a = a.expect("checked");
-                if matches!(reason, RejectReason::TimedOut | RejectReason::CircuitOpen) && !pool.config().breaker.fail_fast {
-                    ensure!(now >= a.deadline, I9, "{acquire:?} rejected as {reason:?} before its deadline");
+                if matches!(reason, RejectReason::TimedOut | RejectReason::CircuitOpen)
+                    && !pool.config().breaker.fail_fast
+                {
+                    ensure!(
+                        now >= a.deadline,
+                        I9,
+                        "{acquire:?} rejected as {reason:?} before its deadline"
+                    );
                 }
             }
             Action::Validate { session, .. } => {
                 let h = self.history(*session)?;
-                ensure!(!h.poisoned && h.connected, I2, "check of {session:?}, which is not serving");
+                ensure!(
+                    !h.poisoned && h.connected,
+                    I2,
+                    "check of {session:?}, which is not serving"
+                );
             }
             Action::Close { session, .. } => {
                 let h = self.history(*session)?;
                 ensure!(!h.close_issued, I7, "{session:?} closed twice");
                 h.close_issued = true;
-                let free = pool.session(*session).is_some_and(|s| s.leases == 0 && !s.checking);
-                ensure!(free, I7, "close of {session:?} while a lease or check holds it");
+                let free = pool
+                    .session(*session)
+                    .is_some_and(|s| s.leases == 0 && !s.checking);
+                ensure!(
+                    free,
+                    I7,
+                    "close of {session:?} while a lease or check holds it"
+                );
             }
         }
         Ok(())

@@ -154,7 +154,10 @@ impl Config {
             ("max_sessions_total", self.max_sessions_total),
             ("max_keys", self.max_keys),
             ("max_leases_per_session", self.max_leases_per_session),
-            ("breaker.failure_threshold", self.breaker.failure_threshold as usize),
+            (
+                "breaker.failure_threshold",
+                self.breaker.failure_threshold as usize,
+            ),
         ];
         for (field, value) in sizes {
             if value == 0 {
@@ -220,10 +223,16 @@ mod tests {
     #[test]
     fn refuses_what_cannot_work() {
         let c = with(|c| c.max_sessions_per_key = 0);
-        assert_eq!(c.validate(), Err(ConfigError::ZeroSize("max_sessions_per_key")));
+        assert_eq!(
+            c.validate(),
+            Err(ConfigError::ZeroSize("max_sessions_per_key"))
+        );
 
         let c = with(|c| c.max_leases_per_session = 0);
-        assert_eq!(c.validate(), Err(ConfigError::ZeroSize("max_leases_per_session")));
+        assert_eq!(
+            c.validate(),
+            Err(ConfigError::ZeroSize("max_leases_per_session"))
+        );
 
         let c = with(|c| c.acquire_timeout = Duration::ZERO);
         let err = c.validate().unwrap_err();
@@ -231,7 +240,13 @@ mod tests {
         assert!(err.to_string().contains("acquire_timeout"));
 
         let c = with(|c| c.min_idle_per_key = 9);
-        assert_eq!(c.validate(), Err(ConfigError::MinIdleAboveMax { min_idle: 9, max: 8 }));
+        assert_eq!(
+            c.validate(),
+            Err(ConfigError::MinIdleAboveMax {
+                min_idle: 9,
+                max: 8
+            })
+        );
 
         let c = with(|c| c.lifetime_jitter = Duration::from_secs(1800));
         assert_eq!(c.validate(), Err(ConfigError::JitterNotBelowLifetime));

@@ -65,115 +65,312 @@ impl<K: PoolKey> Pool<K> {
                 None => {}
                 Some(Entry::Connecting { key, .. }) => {
                     connecting_total += 1;
-                    ensure!(self.key_states.get(*key as usize).is_some_and(|k| k.is_some()), I16, "connect in slot {index} names a missing key");
+                    ensure!(
+                        self.key_states
+                            .get(*key as usize)
+                            .is_some_and(|k| k.is_some()),
+                        I16,
+                        "connect in slot {index} names a missing key"
+                    );
                     per_key[*key as usize].connecting += 1;
                 }
                 Some(Entry::Session(s)) => {
                     sessions_alive += 1;
                     let k = s.key as usize;
-                    ensure!(self.key_states.get(k).is_some_and(|k| k.is_some()), I16, "session in slot {index} names a missing key");
+                    ensure!(
+                        self.key_states.get(k).is_some_and(|k| k.is_some()),
+                        I16,
+                        "session in slot {index} names a missing key"
+                    );
                     let c = &mut per_key[k];
                     c.sessions += 1;
-                    ensure!(s.leases.len() <= cfg.max_leases_per_session, I1, "slot {index} holds {} leases, max {}", s.leases.len(), cfg.max_leases_per_session);
+                    ensure!(
+                        s.leases.len() <= cfg.max_leases_per_session,
+                        I1,
+                        "slot {index} holds {} leases, max {}",
+                        s.leases.len(),
+                        cfg.max_leases_per_session
+                    );
                     let mut seqs = s.leases.clone();
                     seqs.sort_unstable();
                     seqs.dedup();
-                    ensure!(seqs.len() == s.leases.len(), I1, "slot {index} holds a lease twice");
+                    ensure!(
+                        seqs.len() == s.leases.len(),
+                        I1,
+                        "slot {index} holds a lease twice"
+                    );
                     match s.phase {
                         Phase::Idle => {
                             c.idle += 1;
                             ensure!(s.leases.is_empty(), I1, "idle slot {index} holds leases");
-                            ensure!(!s.checking && !s.retire && !s.close_sent, I16, "idle slot {index} is checking, retiring or closing");
+                            ensure!(
+                                !s.checking && !s.retire && !s.close_sent,
+                                I16,
+                                "idle slot {index} is checking, retiring or closing"
+                            );
                         }
                         Phase::Leased => {
                             c.leased += 1;
-                            ensure!(!s.leases.is_empty(), I16, "leased slot {index} holds no lease");
+                            ensure!(
+                                !s.leases.is_empty(),
+                                I16,
+                                "leased slot {index} holds no lease"
+                            );
                             ensure!(!s.checking, I16, "leased slot {index} is under a check");
                         }
                         Phase::Validating => {
                             c.validating += 1;
-                            ensure!(s.leases.is_empty(), I1, "validating slot {index} holds leases");
-                            ensure!(s.checking, I16, "validating slot {index} has no check in flight");
+                            ensure!(
+                                s.leases.is_empty(),
+                                I1,
+                                "validating slot {index} holds leases"
+                            );
+                            ensure!(
+                                s.checking,
+                                I16,
+                                "validating slot {index} has no check in flight"
+                            );
                         }
                         Phase::Poisoned => {
                             c.poisoned += 1;
-                            ensure!(s.evicted.is_some(), I16, "poisoned slot {index} has no reason");
+                            ensure!(
+                                s.evicted.is_some(),
+                                I16,
+                                "poisoned slot {index} has no reason"
+                            );
                             let free = s.leases.is_empty() && !s.checking;
-                            ensure!(s.close_sent == free, I7, "poisoned slot {index}: close issued {} while free {}", s.close_sent, free);
+                            ensure!(
+                                s.close_sent == free,
+                                I7,
+                                "poisoned slot {index}: close issued {} while free {}",
+                                s.close_sent,
+                                free
+                            );
                         }
                     }
                     if s.close_sent {
-                        ensure!(s.phase == Phase::Poisoned, I7, "slot {index} closing but not poisoned");
+                        ensure!(
+                            s.phase == Phase::Poisoned,
+                            I7,
+                            "slot {index} closing but not poisoned"
+                        );
                     }
                 }
             }
         }
         // I7: every connected session is closed exactly once or still here.
         let st = &self.stats;
-        ensure!(st.connected == st.closes + sessions_alive, I7, "connected {} != closes {} + alive {}", st.connected, st.closes, sessions_alive);
-        ensure!(st.connects == st.connected + st.connect_failures + connecting_total, I7, "connects {} != connected {} + failed {} + in flight {}", st.connects, st.connected, st.connect_failures, connecting_total);
+        ensure!(
+            st.connected == st.closes + sessions_alive,
+            I7,
+            "connected {} != closes {} + alive {}",
+            st.connected,
+            st.closes,
+            sessions_alive
+        );
+        ensure!(
+            st.connects == st.connected + st.connect_failures + connecting_total,
+            I7,
+            "connects {} != connected {} + failed {} + in flight {}",
+            st.connects,
+            st.connected,
+            st.connect_failures,
+            connecting_total
+        );
         let answered = st.grants + st.rejects() + st.cancelled;
-        ensure!(st.acquires == answered + self.waiting.len() as u64, I12, "acquires {} != answered {} + waiting {}", st.acquires, answered, self.waiting.len());
+        ensure!(
+            st.acquires == answered + self.waiting.len() as u64,
+            I12,
+            "acquires {} != answered {} + waiting {}",
+            st.acquires,
+            answered,
+            self.waiting.len()
+        );
 
         let mut live_total = 0usize;
         let mut idle_total = 0usize;
         let mut waiting_total = 0usize;
-        ensure!(self.keys.len() <= cfg.max_keys, I6, "{} keys, max {}", self.keys.len(), cfg.max_keys);
-        ensure!(self.keys.len() == self.key_states.iter().flatten().count(), I16, "key map and key table disagree");
+        ensure!(
+            self.keys.len() <= cfg.max_keys,
+            I6,
+            "{} keys, max {}",
+            self.keys.len(),
+            cfg.max_keys
+        );
+        ensure!(
+            self.keys.len() == self.key_states.iter().flatten().count(),
+            I16,
+            "key map and key table disagree"
+        );
         for (k, ks) in self.key_states.iter().enumerate() {
             let Some(ks) = ks else { continue };
-            ensure!(self.keys.get(&ks.key) == Some(&(k as u32)), I16, "key {:?} not indexed at {k}", ks.key);
+            ensure!(
+                self.keys.get(&ks.key) == Some(&(k as u32)),
+                I16,
+                "key {:?} not indexed at {k}",
+                ks.key
+            );
             let c = &per_key[k];
             let live = c.connecting + c.idle + c.leased + c.validating;
-            ensure!(ks.live == live, I16, "key {:?}: live {} counted {}", ks.key, ks.live, live);
-            ensure!(ks.connecting == c.connecting && ks.leased == c.leased && ks.validating == c.validating && ks.poisoned == c.poisoned, I16, "key {:?}: gauges disagree with sessions", ks.key);
-            ensure!(ks.idle.len() == c.idle, I16, "key {:?}: {} parked, {} idle", ks.key, ks.idle.len(), c.idle);
-            ensure!(ks.sessions.len() == c.sessions, I16, "key {:?}: session list has {}, table {}", ks.key, ks.sessions.len(), c.sessions);
+            ensure!(
+                ks.live == live,
+                I16,
+                "key {:?}: live {} counted {}",
+                ks.key,
+                ks.live,
+                live
+            );
+            ensure!(
+                ks.connecting == c.connecting
+                    && ks.leased == c.leased
+                    && ks.validating == c.validating
+                    && ks.poisoned == c.poisoned,
+                I16,
+                "key {:?}: gauges disagree with sessions",
+                ks.key
+            );
+            ensure!(
+                ks.idle.len() == c.idle,
+                I16,
+                "key {:?}: {} parked, {} idle",
+                ks.key,
+                ks.idle.len(),
+                c.idle
+            );
+            ensure!(
+                ks.sessions.len() == c.sessions,
+                I16,
+                "key {:?}: session list has {}, table {}",
+                ks.key,
+                ks.sessions.len(),
+                c.sessions
+            );
             for &sid in &ks.idle {
                 let ok = matches!(self.entry(sid), Some(Entry::Session(s)) if s.phase == Phase::Idle && s.key == k as u32);
-                ensure!(ok, I16, "key {:?}: parked {sid:?} is not its idle session", ks.key);
+                ensure!(
+                    ok,
+                    I16,
+                    "key {:?}: parked {sid:?} is not its idle session",
+                    ks.key
+                );
             }
-            ensure!(live <= cfg.max_sessions_per_key, I6, "key {:?}: {live} live, max {}", ks.key, cfg.max_sessions_per_key);
+            ensure!(
+                live <= cfg.max_sessions_per_key,
+                I6,
+                "key {:?}: {live} live, max {}",
+                ks.key,
+                cfg.max_sessions_per_key
+            );
             live_total += live;
             idle_total += c.idle;
             // I8: FIFO order and the waiting index.
             let mut last = None;
             for w in &ks.waiters {
-                ensure!(last.is_none_or(|l| l < w.id), I8, "key {:?}: waiters out of order", ks.key);
+                ensure!(
+                    last.is_none_or(|l| l < w.id),
+                    I8,
+                    "key {:?}: waiters out of order",
+                    ks.key
+                );
                 last = Some(w.id);
-                ensure!(self.waiting.get(&w.id) == Some(&(k as u32)), I16, "waiter {:?} not indexed", w.id);
+                ensure!(
+                    self.waiting.get(&w.id) == Some(&(k as u32)),
+                    I16,
+                    "waiter {:?} not indexed",
+                    w.id
+                );
                 // I9: a waiter is never kept past its deadline, and a timer covers it.
-                ensure!(w.deadline > self.now, I9, "waiter {:?} kept past its deadline", w.id);
-                ensure!(self.next_timeout.is_some_and(|t| t <= w.deadline), I9, "no timer for waiter {:?}", w.id);
+                ensure!(
+                    w.deadline > self.now,
+                    I9,
+                    "waiter {:?} kept past its deadline",
+                    w.id
+                );
+                ensure!(
+                    self.next_timeout.is_some_and(|t| t <= w.deadline),
+                    I9,
+                    "no timer for waiter {:?}",
+                    w.id
+                );
             }
             waiting_total += ks.waiters.len();
             if !ks.waiters.is_empty() {
                 // I13: nothing ready is left idle, and something is under way.
                 for &sid in &ks.idle {
-                    let Some(Entry::Session(s)) = self.entry(sid) else { continue };
-                    ensure!(!self.fresh(s, self.now), I13, "key {:?}: {sid:?} idle and fresh while callers wait", ks.key);
+                    let Some(Entry::Session(s)) = self.entry(sid) else {
+                        continue;
+                    };
+                    ensure!(
+                        !self.fresh(s, self.now),
+                        I13,
+                        "key {:?}: {sid:?} idle and fresh while callers wait",
+                        ks.key
+                    );
                 }
                 let under_way = ks.connecting + ks.validating + ks.leased > 0
                     || ks.breaker.open_until().is_some()
                     || ks.blocked;
-                ensure!(under_way, I13, "key {:?}: {} callers wait and nothing is under way", ks.key, ks.waiters.len());
+                ensure!(
+                    under_way,
+                    I13,
+                    "key {:?}: {} callers wait and nothing is under way",
+                    ks.key,
+                    ks.waiters.len()
+                );
                 ensure!(!self.shutting_down, I15, "waiters remain after shutdown");
             }
             if let Some(until) = ks.breaker.open_until() {
-                ensure!(self.next_timeout.is_some_and(|t| t <= until), I9, "no timer for the breaker of {:?}", ks.key);
+                ensure!(
+                    self.next_timeout.is_some_and(|t| t <= until),
+                    I9,
+                    "no timer for the breaker of {:?}",
+                    ks.key
+                );
             }
             if let Some(probe) = ks.breaker.probe() {
-                ensure!(matches!(self.entry(probe), Some(Entry::Connecting { .. })), I14, "key {:?}: half-open with no probe in flight", ks.key);
+                ensure!(
+                    matches!(self.entry(probe), Some(Entry::Connecting { .. })),
+                    I14,
+                    "key {:?}: half-open with no probe in flight",
+                    ks.key
+                );
             }
             ensure!(!ks.dirty, I16, "key {:?} left unsettled", ks.key);
         }
         ensure!(self.dirty.is_empty(), I16, "dispatch queue not drained");
-        ensure!(waiting_total == self.waiting.len(), I16, "waiting index has {} entries, queues {}", self.waiting.len(), waiting_total);
-        ensure!(live_total == self.live_total, I16, "live total {} counted {}", self.live_total, live_total);
-        ensure!(idle_total == self.idle_total, I16, "idle total {} counted {}", self.idle_total, idle_total);
-        ensure!(live_total <= cfg.max_sessions_total, I6, "{live_total} live sessions, max {}", cfg.max_sessions_total);
+        ensure!(
+            waiting_total == self.waiting.len(),
+            I16,
+            "waiting index has {} entries, queues {}",
+            self.waiting.len(),
+            waiting_total
+        );
+        ensure!(
+            live_total == self.live_total,
+            I16,
+            "live total {} counted {}",
+            self.live_total,
+            live_total
+        );
+        ensure!(
+            idle_total == self.idle_total,
+            I16,
+            "idle total {} counted {}",
+            self.idle_total,
+            idle_total
+        );
+        ensure!(
+            live_total <= cfg.max_sessions_total,
+            I6,
+            "{live_total} live sessions, max {}",
+            cfg.max_sessions_total
+        );
         if !self.blocked.is_empty() {
-            ensure!(live_total >= cfg.max_sessions_total && idle_total == 0, I13, "keys blocked while the pool has room");
+            ensure!(
+                live_total >= cfg.max_sessions_total && idle_total == 0,
+                I13,
+                "keys blocked while the pool has room"
+            );
         }
         if self.shutting_down {
             ensure!(idle_total == 0, I15, "idle sessions remain after shutdown");
@@ -187,7 +384,11 @@ impl<K: PoolKey> Pool<K> {
                         due = due.min(s.verified_at + cfg.check_interval);
                     }
                     if due != crate::Time::MAX {
-                        ensure!(self.next_timeout.is_some_and(|t| t <= due), I9, "no timer for an idle session due at {due:?}");
+                        ensure!(
+                            self.next_timeout.is_some_and(|t| t <= due),
+                            I9,
+                            "no timer for an idle session due at {due:?}"
+                        );
                     }
                 }
             }

@@ -92,7 +92,10 @@ pub(crate) struct Session {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum Entry {
     /// A reserved slot: a connect is in flight.
-    Connecting { key: u32, retire: bool },
+    Connecting {
+        key: u32,
+        retire: bool,
+    },
     Session(Session),
 }
 
@@ -208,11 +211,12 @@ impl<K: PoolKey> Pool<K> {
         deadline: Option<Time>,
         now: Time,
     ) -> Result<AcquireId, InputError> {
-        let now = self.advance(now);
+        let now = self.clamp(now);
         let deadline = deadline.unwrap_or_else(|| now + self.config.acquire_timeout);
         if deadline <= now {
             return Err(InputError::DeadlineNotInFuture);
         }
+        self.now = now;
         let id = AcquireId(self.next_acquire);
         self.next_acquire += 1;
         self.stats.acquires += 1;
@@ -257,11 +261,12 @@ impl<K: PoolKey> Pool<K> {
     /// Fails with [`InputError::UnknownAcquire`] if the acquire is not waiting
     /// (already answered: the driver then releases any grant it got).
     pub fn cancel_acquire(&mut self, acquire: AcquireId, now: Time) -> Result<(), InputError> {
-        let now = self.advance(now);
+        let now = self.clamp(now);
         let k = self
             .waiting
             .remove(&acquire)
             .ok_or(InputError::UnknownAcquire(acquire))?;
+        self.now = now;
         let ks = self.ks_mut(k);
         if let Some(pos) = ks.waiters.iter().position(|w| w.id == acquire) {
             ks.waiters.remove(pos);
@@ -279,7 +284,7 @@ impl<K: PoolKey> Pool<K> {
         result: Result<(), ConnectFailure>,
         now: Time,
     ) -> Result<(), InputError> {
-        let now = self.advance(now);
+        let now = self.clamp(now);
         let (k, retire) = match self.entry(session) {
             Some(Entry::Connecting { key, retire }) => (*key, *retire),
             Some(Entry::Session(_)) => {
@@ -290,6 +295,7 @@ impl<K: PoolKey> Pool<K> {
             }
             None => return Err(InputError::UnknownSession(session)),
         };
+        self.now = now;
         self.ks_mut(k).connecting -= 1;
         match result {
             Ok(()) => {
@@ -327,7 +333,9 @@ impl<K: PoolKey> Pool<K> {
                 self.free_slot(session);
                 self.live_total -= 1;
                 let config = &self.config;
-                let ks = self.key_states[k as usize].as_mut().expect("key of a connect");
+                let ks = self.key_states[k as usize]
+                    .as_mut()
+                    .expect("key of a connect");
                 ks.live -= 1;
                 let was_closed = !ks.breaker.is_tripped();
                 let tripped = ks.breaker.on_failure(session, now, config);
@@ -357,23 +365,26 @@ impl<K: PoolKey> Pool<K> {
 
     /// A lease comes back with the outcome of its use. The outcome decides the
     /// session's fate: reused, checked first, or poisoned.
-    pub fn release(&mut self, lease: LeaseId, outcome: Outcome, now: Time) -> Result<(), InputError> {
-        let now = self.advance(now);
+    pub fn release(
+        &mut self,
+        lease: LeaseId,
+        outcome: Outcome,
+        now: Time,
+    ) -> Result<(), InputError> {
+        let now = self.clamp(now);
         #[cfg(feature = "mutants")]
         let outcome = match self.mutation {
             Some(crate::mutants::Mutation::ReleaseIgnoresFailure) => Outcome::Ok,
             _ => outcome,
         };
         let sid = lease.session;
-        let s = match self.entry_mut(sid) {
-            Some(Entry::Session(s)) => s,
-            _ => return Err(InputError::UnknownLease(lease)),
-        };
-        let pos = s
-            .leases
-            .iter()
-            .position(|&seq| seq == lease.seq)
-            .ok_or(InputError::UnknownLease(lease))?;
+        let pos = match self.entry(sid) {
+            Some(Entry::Session(s)) => s.leases.iter().position(|&seq| seq == lease.seq),
+            _ => None,
+        }
+        .ok_or(InputError::UnknownLease(lease))?;
+        self.now = now;
+        let s = self.sess_mut(sid);
         s.leases.swap_remove(pos);
         let k = s.key;
         match decide_release(outcome) {
@@ -419,9 +430,9 @@ impl<K: PoolKey> Pool<K> {
         result: Result<(), CheckFailure>,
         now: Time,
     ) -> Result<(), InputError> {
-        let now = self.advance(now);
+        let now = self.clamp(now);
         match self.entry_mut(session) {
-            Some(Entry::Session(s)) if s.checking => s.checking = false,
+            Some(Entry::Session(s)) if s.checking => {}
             Some(_) => {
                 return Err(InputError::WrongState {
                     session,
@@ -430,6 +441,8 @@ impl<K: PoolKey> Pool<K> {
             }
             None => return Err(InputError::UnknownSession(session)),
         }
+        self.now = now;
+        self.sess_mut(session).checking = false;
         if result.is_ok() {
             self.stats.checks_passed += 1;
         } else {
@@ -464,7 +477,7 @@ impl<K: PoolKey> Pool<K> {
     /// The driver saw the session's transport die: it is poisoned at once,
     /// and closed as soon as no lease or check holds it.
     pub fn transport_closed(&mut self, session: SessionId, now: Time) -> Result<(), InputError> {
-        let now = self.advance(now);
+        let now = self.clamp(now);
         #[cfg(feature = "mutants")]
         if self.mutation == Some(crate::mutants::Mutation::IgnoreTransportClosed) {
             return match self.entry(session) {
@@ -472,12 +485,8 @@ impl<K: PoolKey> Pool<K> {
                 None => Err(InputError::UnknownSession(session)),
             };
         }
-        match self.entry(session) {
-            Some(Entry::Session(s)) => {
-                if s.phase != Phase::Poisoned {
-                    self.poison(session, EvictReason::TransportClosed);
-                }
-            }
+        let poisoned = match self.entry(session) {
+            Some(Entry::Session(s)) => s.phase == Phase::Poisoned,
             Some(Entry::Connecting { .. }) => {
                 return Err(InputError::WrongState {
                     session,
@@ -485,6 +494,10 @@ impl<K: PoolKey> Pool<K> {
                 })
             }
             None => return Err(InputError::UnknownSession(session)),
+        };
+        self.now = now;
+        if !poisoned {
+            self.poison(session, EvictReason::TransportClosed);
         }
         self.settle(now);
         Ok(())
@@ -492,7 +505,7 @@ impl<K: PoolKey> Pool<K> {
 
     /// A `Close` was carried out: the session is gone for good.
     pub fn closed(&mut self, session: SessionId, now: Time) -> Result<(), InputError> {
-        let now = self.advance(now);
+        let now = self.clamp(now);
         let k = match self.entry(session) {
             Some(Entry::Session(s)) if s.close_sent => s.key,
             Some(_) => {
@@ -503,6 +516,7 @@ impl<K: PoolKey> Pool<K> {
             }
             None => return Err(InputError::UnknownSession(session)),
         };
+        self.now = now;
         self.free_slot(session);
         self.stats.closes += 1;
         let ks = self.ks_mut(k);
@@ -517,7 +531,8 @@ impl<K: PoolKey> Pool<K> {
     /// breaker cool-downs, closes idle and expired sessions, starts keepalive
     /// checks. Cheap when nothing is due.
     pub fn handle_timeout(&mut self, now: Time) {
-        let now = self.advance(now);
+        let now = self.clamp(now);
+        self.now = now;
         match self.next_timeout {
             Some(t) if t <= now => {}
             _ => return,
@@ -562,7 +577,8 @@ impl<K: PoolKey> Pool<K> {
     /// and validating ones when they come back. The pool stays usable: new
     /// acquires get new sessions.
     pub fn drain(&mut self, now: Time) {
-        let now = self.advance(now);
+        let now = self.clamp(now);
+        self.now = now;
         self.retire_all(EvictReason::Drained);
         self.settle(now);
     }
@@ -571,7 +587,8 @@ impl<K: PoolKey> Pool<K> {
     /// close at once, the rest close when they come back. [`Pool::is_closed`]
     /// turns true when the last session is closed.
     pub fn shutdown(&mut self, now: Time) {
-        let now = self.advance(now);
+        let now = self.clamp(now);
+        self.now = now;
         self.shutting_down = true;
         for k in 0..self.key_states.len() as u32 {
             if self.key_states[k as usize].is_some() {
@@ -703,20 +720,26 @@ impl<K: PoolKey> Pool<K> {
 
     /// Every session not yet closed, in id order of their slots.
     pub fn sessions(&self) -> impl Iterator<Item = (SessionId, SessionInfo<'_, K>)> + '_ {
-        self.slots.iter().enumerate().filter_map(|(i, slot)| match &slot.entry {
-            Some(Entry::Session(s)) => Some((SessionId::new(i, slot.generation), self.info(s))),
-            _ => None,
-        })
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, slot)| match &slot.entry {
+                Some(Entry::Session(s)) => Some((SessionId::new(i, slot.generation), self.info(s))),
+                _ => None,
+            })
     }
 
     /// Every connect in flight and its key.
     pub fn connects(&self) -> impl Iterator<Item = (SessionId, &K)> + '_ {
-        self.slots.iter().enumerate().filter_map(|(i, slot)| match &slot.entry {
-            Some(Entry::Connecting { key, .. }) => {
-                Some((SessionId::new(i, slot.generation), &self.ks(*key).key))
-            }
-            _ => None,
-        })
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, slot)| match &slot.entry {
+                Some(Entry::Connecting { key, .. }) => {
+                    Some((SessionId::new(i, slot.generation), &self.ks(*key).key))
+                }
+                _ => None,
+            })
     }
 
     /// Every lease held, with its session.
@@ -767,11 +790,10 @@ impl<K: PoolKey> Pool<K> {
         }
     }
 
-    fn advance(&mut self, now: Time) -> Time {
-        if now > self.now {
-            self.now = now;
-        }
-        self.now
+    /// `now`, or the latest time seen if `now` is earlier: time never runs
+    /// backwards. Stored (`self.now = now`) only once an input is accepted.
+    fn clamp(&self, now: Time) -> Time {
+        now.max(self.now)
     }
 
     pub(crate) fn fresh(&self, s: &Session, now: Time) -> bool {
@@ -786,8 +808,7 @@ impl<K: PoolKey> Pool<K> {
     }
 
     fn keepalive_due(&self, s: &Session, now: Time) -> bool {
-        !self.config.check_interval.is_zero()
-            && now >= s.verified_at + self.config.check_interval
+        !self.config.check_interval.is_zero() && now >= s.verified_at + self.config.check_interval
     }
 
     fn retirement(&self, s: &Session, now: Time) -> Option<EvictReason> {
@@ -803,11 +824,15 @@ impl<K: PoolKey> Pool<K> {
     }
 
     pub(crate) fn ks(&self, k: u32) -> &KeyState<K> {
-        self.key_states[k as usize].as_ref().expect("live key index")
+        self.key_states[k as usize]
+            .as_ref()
+            .expect("live key index")
     }
 
     fn ks_mut(&mut self, k: u32) -> &mut KeyState<K> {
-        self.key_states[k as usize].as_mut().expect("live key index")
+        self.key_states[k as usize]
+            .as_mut()
+            .expect("live key index")
     }
 
     pub(crate) fn entry(&self, sid: SessionId) -> Option<&Entry> {
@@ -1022,7 +1047,10 @@ impl<K: PoolKey> Pool<K> {
         #[cfg(feature = "mutants")]
         if self.mutation == Some(crate::mutants::Mutation::GrantAcrossKeys) {
             let other = self.key_states.iter().flatten().find_map(|ks| {
-                ks.idle.iter().copied().find(|&sid| self.fresh(self.sess(sid), now))
+                ks.idle
+                    .iter()
+                    .copied()
+                    .find(|&sid| self.fresh(self.sess(sid), now))
             });
             if let Some(sid) = other {
                 self.unpark(sid);
@@ -1197,7 +1225,10 @@ impl<K: PoolKey> Pool<K> {
                 return false;
             }
         }
-        let sid = self.alloc_slot(Entry::Connecting { key: k, retire: false });
+        let sid = self.alloc_slot(Entry::Connecting {
+            key: k,
+            retire: false,
+        });
         let ks = self.ks_mut(k);
         ks.live += 1;
         ks.connecting += 1;
@@ -1299,8 +1330,7 @@ impl<K: PoolKey> Pool<K> {
                 self.dispatch(k, now);
                 continue;
             }
-            let room =
-                self.live_total < self.config.max_sessions_total || self.idle_total > 0;
+            let room = self.live_total < self.config.max_sessions_total || self.idle_total > 0;
             if room {
                 if let Some(k) = self.blocked.pop_front() {
                     self.ks_mut(k).blocked = false;

@@ -72,7 +72,10 @@ mod tests {
     #[test]
     fn arithmetic_saturates() {
         assert_eq!(Time::MAX + Duration::from_secs(1), Time::MAX);
-        assert_eq!(Time::ZERO.saturating_sub(Duration::from_secs(1)), Time::ZERO);
+        assert_eq!(
+            Time::ZERO.saturating_sub(Duration::from_secs(1)),
+            Time::ZERO
+        );
         let t = Time::from_millis(5);
         assert_eq!(t.as_nanos(), 5_000_000);
         assert_eq!(
