@@ -926,7 +926,11 @@ impl<K: PoolKey> Pool<K> {
     fn forget_one_key(&mut self) -> bool {
         let found = self.key_states.iter().position(|ks| {
             ks.as_ref().is_some_and(|ks| {
-                ks.live == 0 && ks.poisoned == 0 && ks.waiters.is_empty() && !ks.dirty
+                ks.live == 0
+                    && ks.poisoned == 0
+                    && ks.waiters.is_empty()
+                    && !ks.dirty
+                    && !ks.blocked
             })
         });
         match found {

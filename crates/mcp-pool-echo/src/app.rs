@@ -104,8 +104,14 @@ impl EchoApp {
     /// Builds the application described by `cfg`, with a fresh registry and
     /// no sessions.
     pub fn new(cfg: &EchoConfig) -> Self {
-        let registry = SessionRegistry::new(cfg.call_log_limit);
+        Self::with_registry(cfg, SessionRegistry::new(cfg.call_log_limit))
+    }
 
+    /// Builds the application described by `cfg`, with no sessions, recording
+    /// into `registry` (whose own call log limit applies; `cfg.call_log_limit`
+    /// is ignored). Successive incarnations of a restarted server can share
+    /// one registry, so a test sees every session any of them created.
+    pub fn with_registry(cfg: &EchoConfig, registry: SessionRegistry) -> Self {
         let mut local = LocalSessionManager::default();
         local.session_config.keep_alive = cfg.session_keep_alive;
         let sessions = Arc::new(RecordingSessionManager::new(local, registry.clone()));

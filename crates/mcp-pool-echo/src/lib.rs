@@ -34,7 +34,7 @@ mod sessions;
 pub use app::{EchoApp, EchoConfig, MCP_PATH};
 pub use registry::{CallRecord, SessionRegistry, DEFAULT_CALL_LOG_LIMIT};
 pub use serve::{
-    serve, serve_tcp, spawn_local_server, EchoServerHandle, KillableIo, KillableListener,
-    ServerControl,
+    serve, serve_tcp, spawn_local_app, spawn_local_server, EchoServerHandle, KillableIo,
+    KillableListener, ServerControl,
 };
 pub use server::{EchoArgs, EchoServer, FailArgs, SESSION_ID_META_KEY};

@@ -19,6 +19,8 @@ use crate::{EchoApp, EchoConfig, SessionRegistry, MCP_PATH};
 
 /// Stops a server started by [`serve`]: gracefully ([`ServerControl::stop`])
 /// or abruptly ([`ServerControl::kill`]). Clones control the same server.
+/// Use a new control for each call to [`serve`]: a triggered control stays
+/// triggered.
 #[derive(Clone, Debug, Default)]
 pub struct ServerControl {
     stop: CancellationToken,
@@ -228,6 +230,14 @@ pub async fn spawn_local_server(
     addr: SocketAddr,
     cfg: &EchoConfig,
 ) -> io::Result<EchoServerHandle> {
+    spawn_local_app(addr, EchoApp::new(cfg)).await
+}
+
+/// Like [`spawn_local_server`], serving the given `app`: build it with
+/// [`EchoApp::with_registry`] to restart a server (same address, new
+/// sessions) while keeping one registry. The app must be fresh: an app whose
+/// sessions were ended (by a previous stop or kill) fails all MCP requests.
+pub async fn spawn_local_app(addr: SocketAddr, app: EchoApp) -> io::Result<EchoServerHandle> {
     if !addr.ip().is_loopback() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -236,7 +246,6 @@ pub async fn spawn_local_server(
     }
     let listener = TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
-    let app = EchoApp::new(cfg);
     let control = ServerControl::new();
     let task = tokio::spawn(serve_tcp(listener, app.clone(), control.clone()));
     Ok(EchoServerHandle {

@@ -5,7 +5,10 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{call, connect, connect_with, echo, is_transport_error, text, QUICK};
-use mcp_pool_echo::{spawn_local_server, EchoConfig, EchoServerHandle, SESSION_ID_META_KEY};
+use mcp_pool_echo::{
+    spawn_local_app, spawn_local_server, EchoApp, EchoConfig, EchoServerHandle, SessionRegistry,
+    SESSION_ID_META_KEY,
+};
 use rmcp::model::{CallToolRequestParams, ErrorCode, JsonObject};
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::ServiceError;
@@ -226,6 +229,48 @@ async fn kill_closes_connections_and_the_port() {
     assert!(is_transport_error(&err), "{err:?}");
     assert!(started.elapsed() < Duration::from_secs(2));
     in_flight.abort();
+}
+
+#[tokio::test]
+async fn restart_on_the_same_port_loses_sessions_but_keeps_the_registry() {
+    let cfg = EchoConfig::default();
+    let registry = SessionRegistry::default();
+    let first = spawn_local_app(
+        "127.0.0.1:0".parse().unwrap(),
+        EchoApp::with_registry(&cfg, registry.clone()),
+    )
+    .await
+    .unwrap();
+    let addr = first.addr();
+    let url = first.url();
+    let old = connect_with(
+        StreamableHttpClientTransportConfig::with_uri(url.clone()).reinit_on_expired_session(false),
+    )
+    .await;
+    call(&old, echo("first life", None), QUICK).await.unwrap();
+    first.kill().await;
+
+    let second = spawn_local_app(addr, EchoApp::with_registry(&cfg, registry.clone()))
+        .await
+        .expect("rebind the same port");
+    // The old session is unknown to the new incarnation.
+    let err = call(&old, echo("stale", None), QUICK).await.unwrap_err();
+    assert!(is_transport_error(&err), "{err:?}");
+    let new = connect(&url).await;
+    call(&new, echo("second life", None), QUICK).await.unwrap();
+
+    let created = registry.created_sessions();
+    assert_eq!(created.len(), 2);
+    assert_eq!(
+        registry.sessions_for_message("first life"),
+        vec![Some(created[0].clone())]
+    );
+    assert_eq!(
+        registry.sessions_for_message("second life"),
+        vec![Some(created[1].clone())]
+    );
+    assert!(registry.sessions_for_message("stale").is_empty());
+    second.kill().await;
 }
 
 #[tokio::test]

@@ -1,0 +1,492 @@
+//! Property test: long random input sequences against the real core, with a
+//! small, separate reference model of every session's state that must agree
+//! with the core after every step, plus the auditor and `check_invariants`.
+//! Covers every invariant id of `specs/SPEC.md` (I1..I16) on random runs.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use common::{Harness, Key};
+use mcp_pool_core::{
+    AcquireId, Action, Applied, BreakerConfig, CheckFailure, Config, ConnectFailure, Input,
+    InputError, LeaseId, Outcome, SessionId, SessionState,
+};
+use proptest::prelude::*;
+
+#[derive(Clone, Debug)]
+enum Op {
+    Acquire {
+        key: Key,
+        wait_ms: Option<u16>,
+    },
+    Release {
+        pick: usize,
+        outcome: Outcome,
+    },
+    Cancel {
+        pick: usize,
+    },
+    Connect {
+        pick: usize,
+        ok: bool,
+        timed_out: bool,
+    },
+    Check {
+        pick: usize,
+        ok: bool,
+    },
+    TransportClosed {
+        pick: usize,
+    },
+    Close {
+        pick: usize,
+    },
+    Advance {
+        ms: u16,
+    },
+    ToNextTimeout,
+    Drain,
+    Shutdown,
+    /// An input naming an id that is no longer valid (or in the wrong state).
+    Stale {
+        pick: usize,
+        kind: u8,
+    },
+}
+
+fn outcome() -> impl Strategy<Value = Outcome> {
+    prop::sample::select(Outcome::ALL.to_vec())
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        12 => (0u8..3, prop::option::of(1u16..3000)).prop_map(|(key, wait_ms)| Op::Acquire { key, wait_ms }),
+        12 => (any::<usize>(), outcome()).prop_map(|(pick, outcome)| Op::Release { pick, outcome }),
+        2 => any::<usize>().prop_map(|pick| Op::Cancel { pick }),
+        10 => (any::<usize>(), prop::bool::weighted(0.8), any::<bool>()).prop_map(|(pick, ok, timed_out)| Op::Connect { pick, ok, timed_out }),
+        6 => (any::<usize>(), prop::bool::weighted(0.7)).prop_map(|(pick, ok)| Op::Check { pick, ok }),
+        2 => any::<usize>().prop_map(|pick| Op::TransportClosed { pick }),
+        6 => any::<usize>().prop_map(|pick| Op::Close { pick }),
+        4 => (1u16..2000).prop_map(|ms| Op::Advance { ms }),
+        4 => Just(Op::ToNextTimeout),
+        1 => Just(Op::Drain),
+        1 => Just(Op::Shutdown),
+        3 => (any::<usize>(), 0u8..5).prop_map(|(pick, kind)| Op::Stale { pick, kind }),
+    ]
+}
+
+fn config() -> impl Strategy<Value = Config> {
+    (
+        (1usize..=3, 1usize..=5, 1usize..=3, 1usize..=2, 0usize..=1),
+        (
+            prop::sample::select(vec![0u64, 50, 1000, 3_600_000]),
+            any::<bool>(),
+            any::<bool>(),
+        ),
+        (1u32..=3, any::<bool>(), any::<u64>()),
+    )
+        .prop_map(
+            |(
+                (per_key, total, keys, leases, min_idle),
+                (interval, idle, lifetime),
+                (threshold, fail_fast, seed),
+            )| Config {
+                max_sessions_per_key: per_key,
+                max_sessions_total: total,
+                max_keys: keys,
+                max_leases_per_session: leases,
+                min_idle_per_key: min_idle.min(per_key),
+                acquire_timeout: Duration::from_millis(1500),
+                connect_timeout: Duration::from_millis(500),
+                check_timeout: Duration::from_millis(200),
+                idle_timeout: idle.then_some(Duration::from_millis(2500)),
+                max_lifetime: lifetime.then_some(Duration::from_millis(6000)),
+                lifetime_jitter: Duration::from_millis(if lifetime { 1000 } else { 0 }),
+                check_interval: Duration::from_millis(interval),
+                breaker: BreakerConfig {
+                    failure_threshold: threshold,
+                    base_cooldown: Duration::from_millis(100),
+                    max_cooldown: Duration::from_millis(800),
+                    fail_fast,
+                },
+                seed,
+            },
+        )
+}
+
+/// The reference: each session's state derived only from the inputs and the
+/// actions, by the rules of the state table in `specs/SPEC.md`.
+#[derive(Default, Debug)]
+struct Reference {
+    connecting: BTreeSet<SessionId>,
+    sessions: BTreeMap<SessionId, RefSession>,
+    waiting: BTreeSet<AcquireId>,
+    dead_leases: Vec<LeaseId>,
+    dead_sessions: Vec<SessionId>,
+    answered: Vec<AcquireId>,
+}
+
+#[derive(Debug)]
+struct RefSession {
+    state: SessionState,
+    leases: BTreeSet<LeaseId>,
+    checking: bool,
+    closing: bool,
+}
+
+impl Reference {
+    fn step(
+        &mut self,
+        input: &Input<Key>,
+        result: &Result<Applied, InputError>,
+        actions: &[Action<Key>],
+    ) {
+        if result.is_err() {
+            assert!(actions.is_empty());
+            return;
+        }
+        match input {
+            Input::Acquire { .. } => {
+                if let Ok(Applied::Acquire(id)) = result {
+                    self.waiting.insert(*id);
+                }
+            }
+            Input::CancelAcquire(id) => {
+                assert!(
+                    self.waiting.remove(id),
+                    "cancel accepted for a non-waiting acquire"
+                );
+                self.answered.push(*id);
+            }
+            Input::Connected { session, result } => {
+                assert!(self.connecting.remove(session));
+                if result.is_ok() {
+                    self.sessions.insert(
+                        *session,
+                        RefSession {
+                            state: SessionState::Idle,
+                            leases: BTreeSet::new(),
+                            checking: false,
+                            closing: false,
+                        },
+                    );
+                } else {
+                    self.dead_sessions.push(*session);
+                }
+            }
+            Input::Release { lease, outcome } => {
+                let r = self
+                    .sessions
+                    .get_mut(&lease.session())
+                    .expect("released session known");
+                assert!(
+                    r.leases.remove(lease),
+                    "release accepted for a lease not held"
+                );
+                self.dead_leases.push(*lease);
+                if *outcome == Outcome::TransportError {
+                    r.state = SessionState::Poisoned;
+                } else if r.state == SessionState::Leased && r.leases.is_empty() {
+                    r.state = SessionState::Idle;
+                }
+            }
+            Input::Checked { session, result } => {
+                let r = self
+                    .sessions
+                    .get_mut(session)
+                    .expect("checked session known");
+                assert!(r.checking, "check result accepted with no check in flight");
+                r.checking = false;
+                if r.state == SessionState::Validating {
+                    r.state = if result.is_ok() {
+                        SessionState::Idle
+                    } else {
+                        SessionState::Poisoned
+                    };
+                }
+            }
+            Input::TransportClosed(session) => {
+                self.sessions.get_mut(session).expect("known session").state =
+                    SessionState::Poisoned;
+            }
+            Input::Closed(session) => {
+                let r = self.sessions.remove(session).expect("closed session known");
+                assert!(r.closing, "closed accepted without a Close");
+                self.dead_sessions.push(*session);
+            }
+            Input::HandleTimeout | Input::Drain | Input::Shutdown => {}
+        }
+        for action in actions {
+            match action {
+                Action::Connect { session, .. } => assert!(self.connecting.insert(*session)),
+                Action::Grant { acquire, lease } => {
+                    assert!(
+                        self.waiting.remove(acquire),
+                        "grant to a non-waiting acquire"
+                    );
+                    self.answered.push(*acquire);
+                    let r = self
+                        .sessions
+                        .get_mut(&lease.session())
+                        .expect("granted session known");
+                    assert!(
+                        matches!(r.state, SessionState::Idle | SessionState::Leased),
+                        "granted a {:?} session",
+                        r.state
+                    );
+                    r.state = SessionState::Leased;
+                    assert!(r.leases.insert(*lease));
+                }
+                Action::Reject { acquire, .. } => {
+                    assert!(
+                        self.waiting.remove(acquire),
+                        "reject of a non-waiting acquire"
+                    );
+                    self.answered.push(*acquire);
+                }
+                Action::Validate { session, .. } => {
+                    let r = self
+                        .sessions
+                        .get_mut(session)
+                        .expect("validated session known");
+                    assert_eq!(
+                        r.state,
+                        SessionState::Idle,
+                        "check of a session that is not free"
+                    );
+                    r.state = SessionState::Validating;
+                    r.checking = true;
+                }
+                Action::Close { session, .. } => {
+                    let r = self
+                        .sessions
+                        .get_mut(session)
+                        .expect("closed session known");
+                    assert!(r.leases.is_empty() && !r.checking && !r.closing);
+                    r.state = SessionState::Poisoned;
+                    r.closing = true;
+                }
+            }
+        }
+    }
+
+    fn agrees_with(&self, h: &Harness) {
+        let pool = &h.pool;
+        let sessions: BTreeMap<_, _> = pool
+            .sessions()
+            .map(|(s, i)| (s, (i.state, i.checking, i.close_issued)))
+            .collect();
+        let expected: BTreeMap<_, _> = self
+            .sessions
+            .iter()
+            .map(|(s, r)| (*s, (r.state, r.checking, r.closing)))
+            .collect();
+        assert_eq!(sessions, expected, "session states disagree");
+        let connects: BTreeSet<_> = pool.connects().map(|(s, _)| s).collect();
+        assert_eq!(connects, self.connecting, "connects disagree");
+        let leases: BTreeSet<_> = pool.leases().collect();
+        let expected: BTreeSet<_> = self
+            .sessions
+            .values()
+            .flat_map(|r| r.leases.iter().copied())
+            .collect();
+        assert_eq!(leases, expected, "leases disagree");
+        assert_eq!(
+            pool.waiting(),
+            self.waiting.len(),
+            "waiting callers disagree"
+        );
+        for s in &self.dead_sessions {
+            assert!(
+                matches!(pool.session_state(*s), Some(SessionState::Closed)),
+                "{s:?} should be gone"
+            );
+        }
+    }
+
+    fn input_for(&self, op: &Op, h: &Harness) -> Option<Input<Key>> {
+        fn pick<T: Copy>(items: &[T], i: usize) -> Option<T> {
+            (!items.is_empty()).then(|| items[i % items.len()])
+        }
+        let of_state = |f: &dyn Fn(&RefSession) -> bool| -> Vec<SessionId> {
+            self.sessions
+                .iter()
+                .filter(|(_, r)| f(r))
+                .map(|(s, _)| *s)
+                .collect()
+        };
+        Some(match *op {
+            Op::Acquire { key, wait_ms } => Input::Acquire {
+                key,
+                deadline: wait_ms.map(|ms| h.now + Duration::from_millis(ms as u64)),
+            },
+            Op::Release { pick: i, outcome } => {
+                let leases: Vec<_> = self
+                    .sessions
+                    .values()
+                    .flat_map(|r| r.leases.iter().copied())
+                    .collect();
+                Input::Release {
+                    lease: pick(&leases, i)?,
+                    outcome,
+                }
+            }
+            Op::Cancel { pick: i } => {
+                Input::CancelAcquire(pick(&self.waiting.iter().copied().collect::<Vec<_>>(), i)?)
+            }
+            Op::Connect {
+                pick: i,
+                ok,
+                timed_out,
+            } => Input::Connected {
+                session: pick(&self.connecting.iter().copied().collect::<Vec<_>>(), i)?,
+                result: match (ok, timed_out) {
+                    (true, _) => Ok(()),
+                    (false, false) => Err(ConnectFailure::Failed),
+                    (false, true) => Err(ConnectFailure::TimedOut),
+                },
+            },
+            Op::Check { pick: i, ok } => Input::Checked {
+                session: pick(&of_state(&|r| r.checking), i)?,
+                result: if ok {
+                    Ok(())
+                } else {
+                    Err(CheckFailure::TimedOut)
+                },
+            },
+            Op::TransportClosed { pick: i } => {
+                Input::TransportClosed(pick(&of_state(&|r| !r.closing), i)?)
+            }
+            Op::Close { pick: i } => Input::Closed(pick(&of_state(&|r| r.closing), i)?),
+            Op::Advance { .. } | Op::ToNextTimeout => Input::HandleTimeout,
+            Op::Drain => Input::Drain,
+            Op::Shutdown => Input::Shutdown,
+            Op::Stale { pick: i, kind } => match kind {
+                0 => Input::Release {
+                    lease: pick(&self.dead_leases, i)?,
+                    outcome: Outcome::Ok,
+                },
+                1 => Input::Closed(pick(&self.dead_sessions, i)?),
+                2 => Input::CancelAcquire(pick(&self.answered, i)?),
+                3 => Input::Checked {
+                    session: pick(&of_state(&|r| !r.checking), i)?,
+                    result: Ok(()),
+                },
+                _ => Input::Connected {
+                    session: pick(&self.sessions.keys().copied().collect::<Vec<_>>(), i)?,
+                    result: Ok(()),
+                },
+            },
+        })
+    }
+}
+
+/// Runs `ops` against a pool built from `config`; panics on any disagreement
+/// or violated invariant.
+fn run(config: Config, ops: &[Op]) {
+    let mut h = Harness::new(config);
+    let mut reference = Reference::default();
+    let mut steps = 0usize;
+    for op in ops {
+        match op {
+            Op::Advance { ms } => h.now = h.now + Duration::from_millis(*ms as u64),
+            Op::ToNextTimeout => {
+                if let Some(t) = h.pool.poll_timeout() {
+                    h.now = h.now.max(t);
+                }
+            }
+            _ => {}
+        }
+        // An op with nothing to act on becomes a timer tick: every op is a step.
+        let input = reference.input_for(op, &h);
+        steps += 1;
+        if let (Op::Stale { .. }, Some(input)) = (op, &input) {
+            let (result, _) = h.step(input.clone());
+            assert!(result.is_err(), "stale {input:?} was accepted");
+            continue;
+        }
+        let input = input.unwrap_or(Input::HandleTimeout);
+        let (result, actions) = h.step(input.clone());
+        assert!(
+            result.is_ok() || matches!(input, Input::Acquire { .. }),
+            "environment input {input:?} refused: {result:?}"
+        );
+        reference.step(&input, &result, &actions);
+        reference.agrees_with(&h);
+    }
+    assert!(steps >= 200, "only {steps} steps");
+    // Wind down: everything answered, shut down, every session closed (I7).
+    let (result, actions) = h.step(Input::Shutdown);
+    reference.step(&Input::Shutdown, &result, &actions);
+    reference.agrees_with(&h);
+    for _ in 0..64 {
+        let mut progressed = false;
+        let connecting: Vec<_> = reference.connecting.iter().copied().collect();
+        let checking: Vec<_> = reference
+            .sessions
+            .iter()
+            .filter(|(_, r)| r.checking)
+            .map(|(s, _)| *s)
+            .collect();
+        let leases: Vec<_> = reference
+            .sessions
+            .values()
+            .flat_map(|r| r.leases.iter().copied())
+            .collect();
+        let closing: Vec<_> = reference
+            .sessions
+            .iter()
+            .filter(|(_, r)| r.closing)
+            .map(|(s, _)| *s)
+            .collect();
+        let inputs = connecting
+            .into_iter()
+            .map(|session| Input::Connected {
+                session,
+                result: Ok(()),
+            })
+            .chain(checking.into_iter().map(|session| Input::Checked {
+                session,
+                result: Ok(()),
+            }))
+            .chain(leases.into_iter().map(|lease| Input::Release {
+                lease,
+                outcome: Outcome::Ok,
+            }))
+            .chain(closing.into_iter().map(Input::Closed));
+        for input in inputs.collect::<Vec<_>>() {
+            let (result, actions) = h.step(input.clone());
+            reference.step(&input, &result, &actions);
+            reference.agrees_with(&h);
+            progressed = true;
+        }
+        if !progressed {
+            break;
+        }
+    }
+    assert!(
+        h.pool.is_closed(),
+        "pool not closed after shutdown: {:?}",
+        h.pool.sessions().collect::<Vec<_>>()
+    );
+    let st = h.pool.stats();
+    assert_eq!(
+        st.connected, st.closes,
+        "every connected session closed exactly once"
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("MCP_POOL_PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(256),
+        max_shrink_iters: 4096,
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn random_runs_keep_every_invariant(config in config(), ops in prop::collection::vec(op(), 200..=320)) {
+        run(config, &ops);
+    }
+}
