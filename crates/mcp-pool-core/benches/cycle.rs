@@ -1,6 +1,9 @@
 //! A warm acquire -> grant -> release cycle through the core, on one key and
-//! spread over 1,000 keys: the cost the pool adds to every call.
+//! spread over 1,000 keys: the cost the pool adds to every call. The peer,
+//! measured in the same run, is the least any keyed pool must do: a
+//! `HashMap<key, Vec<session>>` pop and push with no policy at all.
 
+use std::collections::HashMap;
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -55,6 +58,16 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             key = (key + 7) % 1000;
             cycle(&mut pool, black_box(key), Time::ZERO);
+        });
+    });
+    let mut bare: HashMap<u64, Vec<u64>> = (0..1000).map(|k| (k, vec![k])).collect();
+    let mut key = 0u64;
+    group.bench_function("peer_bare_hashmap_1000_keys", |b| {
+        b.iter(|| {
+            key = (key + 7) % 1000;
+            let idle = bare.get_mut(&black_box(key)).expect("key");
+            let session = idle.pop().expect("idle session");
+            idle.push(black_box(session));
         });
     });
     group.finish();
