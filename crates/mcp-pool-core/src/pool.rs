@@ -542,8 +542,10 @@ impl<K: PoolKey> Pool<K> {
             let Some(ks) = self.key_states[k as usize].as_mut() else {
                 continue;
             };
+            let was_open = ks.breaker.open_until().is_some();
             ks.breaker.poll(now);
-            if ks.waiters.iter().any(|w| w.deadline <= now) || ks.breaker.admits() {
+            let cooled_down = was_open && ks.breaker.admits();
+            if cooled_down || ks.waiters.iter().any(|w| w.deadline <= now) {
                 self.mark_dirty(k);
             }
         }
