@@ -121,6 +121,11 @@ pub fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
 
+/// Every value `f` picks out of `actions`, in order.
+pub fn pick<T>(actions: &[Action<Key>], f: impl Fn(&Action<Key>) -> Option<T>) -> Vec<T> {
+    actions.iter().filter_map(f).collect()
+}
+
 pub fn connect_of(actions: &[Action<Key>]) -> SessionId {
     connects(actions)
         .first()
@@ -129,63 +134,49 @@ pub fn connect_of(actions: &[Action<Key>]) -> SessionId {
 }
 
 pub fn connects(actions: &[Action<Key>]) -> Vec<SessionId> {
-    actions
-        .iter()
-        .filter_map(|a| match a {
-            Action::Connect { session, .. } => Some(*session),
-            _ => None,
-        })
-        .collect()
+    pick(actions, |a| match a {
+        Action::Connect { session, .. } => Some(*session),
+        _ => None,
+    })
 }
 
 pub fn grant_of(actions: &[Action<Key>], acquire: AcquireId) -> LeaseId {
-    actions
-        .iter()
-        .find_map(|a| match a {
-            Action::Grant { acquire: a, lease } if *a == acquire => Some(*lease),
-            _ => None,
-        })
+    grants(actions)
+        .into_iter()
+        .find_map(|(a, lease)| (a == acquire).then_some(lease))
         .unwrap_or_else(|| panic!("no Grant for {acquire:?} in {actions:?}"))
 }
 
 pub fn validate_of(actions: &[Action<Key>]) -> SessionId {
-    actions
-        .iter()
-        .find_map(|a| match a {
-            Action::Validate { session, .. } => Some(*session),
-            _ => None,
-        })
+    let validated = pick(actions, |a| match a {
+        Action::Validate { session, .. } => Some(*session),
+        _ => None,
+    });
+    validated
+        .first()
+        .copied()
         .unwrap_or_else(|| panic!("no Validate in {actions:?}"))
 }
 
 pub fn closes(actions: &[Action<Key>]) -> Vec<SessionId> {
-    actions
-        .iter()
-        .filter_map(|a| match a {
-            Action::Close { session, .. } => Some(*session),
-            _ => None,
-        })
-        .collect()
+    pick(actions, |a| match a {
+        Action::Close { session, .. } => Some(*session),
+        _ => None,
+    })
 }
 
 pub fn grants(actions: &[Action<Key>]) -> Vec<(AcquireId, LeaseId)> {
-    actions
-        .iter()
-        .filter_map(|a| match a {
-            Action::Grant { acquire, lease } => Some((*acquire, *lease)),
-            _ => None,
-        })
-        .collect()
+    pick(actions, |a| match a {
+        Action::Grant { acquire, lease } => Some((*acquire, *lease)),
+        _ => None,
+    })
 }
 
 pub fn rejects(actions: &[Action<Key>]) -> Vec<(AcquireId, mcp_pool_core::RejectReason)> {
-    actions
-        .iter()
-        .filter_map(|a| match a {
-            Action::Reject { acquire, reason } => Some((*acquire, *reason)),
-            _ => None,
-        })
-        .collect()
+    pick(actions, |a| match a {
+        Action::Reject { acquire, reason } => Some((*acquire, *reason)),
+        _ => None,
+    })
 }
 
 /// A small config: no background timers unless a test asks for them.
