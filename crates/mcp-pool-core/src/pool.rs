@@ -244,6 +244,7 @@ impl<K: PoolKey> Pool<K> {
                 return Ok(id);
             }
         }
+        self.ks_mut(k).breaker.poll(now);
         if self.config.breaker.fail_fast && self.ks(k).breaker.refuses_fast() {
             self.reject(id, RejectReason::CircuitOpen);
             return Ok(id);
@@ -405,7 +406,10 @@ impl<K: PoolKey> Pool<K> {
             self.maybe_close(sid);
         } else if s.leases.is_empty() {
             self.ks_mut(k).leased -= 1;
-            self.sess_mut(sid).phase = Phase::Idle;
+            let s = self.sess_mut(sid);
+            s.phase = Phase::Idle;
+            // Idleness is measured from the last use; checks do not reset it.
+            s.idle_since = now;
             let s = self.sess(sid);
             if let Some(reason) = self.retirement(s, now) {
                 self.poison(sid, reason);
@@ -1102,10 +1106,9 @@ impl<K: PoolKey> Pool<K> {
         let check_interval = self.config.check_interval;
         let s = self.sess_mut(sid);
         s.phase = Phase::Idle;
-        s.idle_since = now;
         let mut due = s.expires_at;
         if let Some(t) = idle_timeout {
-            due = due.min(now + t);
+            due = due.min(s.idle_since + t);
         }
         if !check_interval.is_zero() {
             due = due.min(s.verified_at + check_interval);

@@ -530,3 +530,50 @@ fn same_inputs_give_the_same_actions() {
     assert_eq!(ea, eb);
     assert_eq!(pa, pb);
 }
+
+#[test]
+fn i11_keepalive_checks_do_not_reset_the_idle_clock() {
+    let config = Config {
+        check_interval: Duration::from_secs(10),
+        idle_timeout: Some(Duration::from_secs(25)),
+        ..quiet()
+    };
+    let mut h = Harness::new(config);
+    let lease = h.lease_new(1);
+    h.release(lease, Outcome::Ok);
+    let mut closed_at = None;
+    for second in 1..=60u64 {
+        h.now = Time::from_millis(second * 1000);
+        let actions = h.step(Input::HandleTimeout).1;
+        for action in actions {
+            match action {
+                Action::Validate { session, .. } => {
+                    h.checked(session, true);
+                }
+                Action::Close { reason, .. } => closed_at = closed_at.or(Some((second, reason))),
+                _ => {}
+            }
+        }
+    }
+    assert_eq!(closed_at, Some((25, EvictReason::IdleTimeout)));
+    assert_eq!(
+        h.pool.stats().checks_passed,
+        2,
+        "keepalives at 10 s and 20 s"
+    );
+}
+
+#[test]
+fn i14_fail_fast_acquire_after_the_cooldown_starts_the_probe() {
+    let mut h = Harness::new(breaker_config(true));
+    for _ in 0..2 {
+        let (_, actions) = h.acquire(1);
+        h.connected(connect_of(&actions), false);
+    }
+    // The cool-down ends at +100ms; no timer has run yet when the caller comes.
+    h.now = h.now + ms(100);
+    let (id, actions) = h.acquire(1);
+    assert!(rejects(&actions).is_empty(), "{actions:?}");
+    let probe = connect_of(&actions);
+    grant_of(&h.connected(probe, true), id);
+}
