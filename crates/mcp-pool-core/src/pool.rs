@@ -416,7 +416,7 @@ impl<K: PoolKey> Pool<K> {
             } else if s.needs_check {
                 self.start_check(sid, now);
             } else {
-                self.park(sid, now);
+                self.park(sid);
             }
         }
         if !self.ks(k).waiters.is_empty() {
@@ -1101,7 +1101,7 @@ impl<K: PoolKey> Pool<K> {
         }
     }
 
-    fn park(&mut self, sid: SessionId, now: Time) {
+    fn park(&mut self, sid: SessionId) {
         let idle_timeout = self.config.idle_timeout;
         let check_interval = self.config.check_interval;
         let s = self.sess_mut(sid);
@@ -1152,7 +1152,7 @@ impl<K: PoolKey> Pool<K> {
             self.grant(w.id, sid);
         }
         if self.sess(sid).leases.is_empty() {
-            self.park(sid, now);
+            self.park(sid);
         }
         self.mark_dirty(k);
     }
