@@ -541,7 +541,8 @@ impl<K: PoolKey> Pool<K> {
             Some(t) if t <= now => {}
             _ => return,
         }
-        self.next_timeout = None;
+        // `next_timeout` stays due while the tick runs, so every dispatch
+        // below sees that deadlines may have passed; recomputed at the end.
         for k in 0..self.key_states.len() as u32 {
             let Some(ks) = self.key_states[k as usize].as_mut() else {
                 continue;
@@ -1278,16 +1279,10 @@ impl<K: PoolKey> Pool<K> {
     /// Serves `k`'s waiters with everything available, then keeps its
     /// pre-warm level.
     fn dispatch(&mut self, k: u32, now: Time) {
-        self.expire_waiters(k, now);
-        let expired: Vec<SessionId> = self
-            .ks(k)
-            .idle
-            .iter()
-            .copied()
-            .filter(|&sid| now >= self.sess(sid).expires_at)
-            .collect();
-        for sid in expired {
-            self.poison(sid, EvictReason::MaxLifetime);
+        // Every waiter deadline and idle lifetime end is at or after
+        // `next_timeout` (I9): nothing can have expired before it.
+        if self.next_timeout.is_some_and(|t| t <= now) {
+            self.expire_due(k, now);
         }
         loop {
             if self.ks(k).waiters.is_empty() {
@@ -1314,6 +1309,22 @@ impl<K: PoolKey> Pool<K> {
         }
         self.replenish(k, now);
         self.maybe_forget_key(k);
+    }
+
+    /// Rejects `k`'s waiters past their deadline and poisons its idle
+    /// sessions past their lifetime.
+    fn expire_due(&mut self, k: u32, now: Time) {
+        self.expire_waiters(k, now);
+        let expired: Vec<SessionId> = self
+            .ks(k)
+            .idle
+            .iter()
+            .copied()
+            .filter(|&sid| now >= self.sess(sid).expires_at)
+            .collect();
+        for sid in expired {
+            self.poison(sid, EvictReason::MaxLifetime);
+        }
     }
 
     /// Keeps `min_idle_per_key` sessions idle or on their way, beyond the waiters.

@@ -1,0 +1,85 @@
+//! The one trait a transport implements to be pooled.
+
+use std::future::Future;
+
+use mcp_pool_core::{Outcome, PoolKey};
+
+/// How the pool opens, checks, reads and closes sessions of one kind.
+///
+/// The pool calls these methods and reports what they returned to the core;
+/// it never looks inside a session. Every async method runs on a task of the
+/// pool's own, never on a caller's path, and under a deadline the pool
+/// enforces itself (a method still running at its deadline is dropped and
+/// counted as failed), so an implementation need not add timeouts of its own.
+/// A method that panics counts as failed too.
+///
+/// An implementation can write the async methods as `async fn`.
+pub trait Connector: Send + Sync + 'static {
+    /// Who may share a session: sessions are created for one key and only
+    /// ever granted to callers of that key. Put into it everything that must
+    /// isolate callers (server URL, transport, a hash of the caller's
+    /// credentials, an affinity id); never raw credentials if the pool's logs
+    /// may be read by others (the pool logs only a [`KeyHash`](crate::KeyHash)).
+    type Key: PoolKey + Send + Sync + 'static;
+    /// One open session (for MCP: an initialized client over one transport).
+    type Session: Send + Sync + 'static;
+    /// What connecting, checking or using a session fails with.
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// Opens a new session for `key`. Runs under the pool's `connect_timeout`.
+    fn connect(
+        &self,
+        key: &Self::Key,
+    ) -> impl Future<Output = Result<Self::Session, Self::Error>> + Send;
+
+    /// Proves the session still carries a round trip (for MCP: a `ping`).
+    /// Runs under the pool's `check_timeout`, with nobody else holding the
+    /// session. `Ok` puts the session back in service; an error poisons it.
+    fn check(
+        &self,
+        session: &Self::Session,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
+    /// Whether the session's transport is known to be dead, read from the
+    /// transport's real state without any I/O. The pool asks before handing a
+    /// session out and when one comes back; `true` takes the session out of
+    /// service for good. Return `false` when the transport cannot tell.
+    fn is_closed(&self, session: &Self::Session) -> bool;
+
+    /// How a use that failed with `error` ended: decides whether the session
+    /// is reused ([`Outcome::ApplicationError`]: the server answered), checked
+    /// first ([`Outcome::Timeout`], [`Outcome::Cancelled`]) or poisoned
+    /// ([`Outcome::TransportError`]). [`Pool::run`](crate::Pool::run) releases
+    /// every lease with this answer; when unsure, answer `TransportError`.
+    fn classify(&self, error: &Self::Error) -> Outcome;
+
+    /// Closes the session for good (for MCP: ends the server's session). Runs
+    /// on a task of the pool's under its `close_timeout`; the session is
+    /// dropped when this returns or the timeout passes.
+    fn close(&self, session: Self::Session) -> impl Future<Output = ()> + Send;
+
+    /// A future that resolves when the session's transport dies, so the pool
+    /// poisons an idle session before any caller picks it. Called once, just
+    /// after `connect` succeeds; the pool drops the future when the session
+    /// is closed. It must resolve at once if the transport is already dead.
+    /// The default (`None`) means the transport cannot tell.
+    fn closed_notification(
+        &self,
+        session: &Self::Session,
+    ) -> Option<impl Future<Output = ()> + Send + 'static> {
+        let _ = session;
+        None::<std::future::Pending<()>>
+    }
+
+    /// Cuts the session's transport at once, without waiting and from a
+    /// shared reference, so that whoever holds it fails fast and returns it.
+    /// Called by [`Pool::shutdown`](crate::Pool::shutdown) on sessions still
+    /// held when its grace period ends; they are still closed with
+    /// [`Connector::close`] when they come back. It runs while the pool's
+    /// state is locked, so it must not call into the pool (no acquire, no
+    /// release); it should only flip the transport's state. The default does
+    /// nothing.
+    fn abort(&self, session: &Self::Session) {
+        let _ = session;
+    }
+}

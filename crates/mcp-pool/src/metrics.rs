@@ -1,0 +1,123 @@
+//! Snapshots of the pool's counters and gauges.
+
+use mcp_pool_core::{KeySnapshot, Pool, PoolKey, Stats};
+
+use crate::KeyHash;
+
+/// The pool's counters and gauges at one moment, from
+/// [`Pool::metrics`](crate::Pool::metrics). Counters only grow over the
+/// pool's life; gauges are current.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Metrics {
+    /// The core's monotonic counters.
+    pub stats: Stats,
+    /// Sessions and connects that count toward capacity.
+    pub live: usize,
+    /// Acquires waiting for an answer.
+    pub waiting: usize,
+    /// Every tracked key's gauges, in the core's key order.
+    pub keys: Vec<KeyMetrics>,
+}
+
+/// One key's gauges.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct KeyMetrics {
+    /// The key's hash (never the key itself).
+    pub key: KeyHash,
+    /// Its sessions by state, its waiters and its breaker.
+    pub gauges: KeySnapshot,
+}
+
+impl Metrics {
+    pub(crate) fn of<K: PoolKey>(pool: &Pool<K>) -> Metrics {
+        Metrics {
+            stats: pool.stats().clone(),
+            live: pool.live(),
+            waiting: pool.waiting(),
+            keys: pool
+                .keys()
+                .filter_map(|key| {
+                    Some(KeyMetrics {
+                        key: KeyHash::of(key),
+                        gauges: pool.key_snapshot(key)?,
+                    })
+                })
+                .collect(),
+        }
+    }
+
+    /// Sessions held by callers, over all keys.
+    pub fn leased(&self) -> usize {
+        self.keys.iter().map(|k| k.gauges.leased).sum()
+    }
+
+    /// Sessions parked and grantable, over all keys.
+    pub fn idle(&self) -> usize {
+        self.keys.iter().map(|k| k.gauges.idle).sum()
+    }
+
+    /// Records this snapshot through the `metrics` crate's global recorder:
+    /// counters `mcp_pool_<counter>_total` (absolute values), gauges
+    /// `mcp_pool_live` and `mcp_pool_waiting`, and per key
+    /// `mcp_pool_key_sessions{state=idle|leased|validating|poisoned|connecting}`,
+    /// `mcp_pool_key_waiting` and `mcp_pool_key_breaker_open` (0, 1 half-open
+    /// as 0.5). Every series carries `pool`; per-key ones also `key`, the
+    /// key's hash.
+    #[cfg(feature = "metrics")]
+    pub fn export(&self, pool: &str) {
+        use metrics::{counter, gauge};
+        let s = &self.stats;
+        let counters = [
+            ("acquires", s.acquires),
+            ("hits", s.hits),
+            ("misses", s.misses),
+            ("grants", s.grants),
+            ("rejected_timed_out", s.rejected_timed_out),
+            ("rejected_circuit_open", s.rejected_circuit_open),
+            ("rejected_connect_failed", s.rejected_connect_failed),
+            ("rejected_shutting_down", s.rejected_shutting_down),
+            ("rejected_too_many_keys", s.rejected_too_many_keys),
+            ("cancelled", s.cancelled),
+            ("connects", s.connects),
+            ("connected", s.connected),
+            ("connect_failures", s.connect_failures),
+            ("closes", s.closes),
+            ("checks", s.checks),
+            ("checks_passed", s.checks_passed),
+            ("checks_failed", s.checks_failed),
+            ("breaker_trips", s.breaker_trips),
+        ];
+        for (name, value) in counters {
+            counter!(format!("mcp_pool_{name}_total"), "pool" => pool.to_owned()).absolute(value);
+        }
+        for reason in mcp_pool_core::EvictReason::ALL {
+            counter!("mcp_pool_evictions_total", "pool" => pool.to_owned(), "reason" => reason.as_str())
+                .absolute(s.evictions(reason));
+        }
+        gauge!("mcp_pool_live", "pool" => pool.to_owned()).set(self.live as f64);
+        gauge!("mcp_pool_waiting", "pool" => pool.to_owned()).set(self.waiting as f64);
+        for k in &self.keys {
+            let key = k.key.to_string();
+            let g = &k.gauges;
+            let states = [
+                ("idle", g.idle),
+                ("leased", g.leased),
+                ("validating", g.validating),
+                ("poisoned", g.poisoned),
+                ("connecting", g.connecting),
+            ];
+            for (state, n) in states {
+                gauge!("mcp_pool_key_sessions", "pool" => pool.to_owned(), "key" => key.clone(), "state" => state)
+                    .set(n as f64);
+            }
+            gauge!("mcp_pool_key_waiting", "pool" => pool.to_owned(), "key" => key.clone())
+                .set(g.waiting as f64);
+            let open = match g.breaker {
+                mcp_pool_core::BreakerState::Closed => 0.0,
+                mcp_pool_core::BreakerState::HalfOpen => 0.5,
+                mcp_pool_core::BreakerState::Open => 1.0,
+            };
+            gauge!("mcp_pool_key_breaker_open", "pool" => pool.to_owned(), "key" => key).set(open);
+        }
+    }
+}
