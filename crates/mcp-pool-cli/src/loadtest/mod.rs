@@ -1,0 +1,357 @@
+//! The loadtest: the same load through each mode, with the same outage.
+
+pub mod args;
+pub mod backend;
+pub mod modes;
+pub mod plot;
+pub mod progress;
+pub mod record;
+pub mod run;
+pub mod table;
+
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use tokio::time::Instant;
+
+use self::args::{Plan, Target};
+use self::backend::{Backend, OutagePlan};
+use self::modes::{keys, ClientSettings, ModeName, NaiveMode, NoneMode, PoolMode};
+use self::progress::Progress;
+use self::record::{ModeReport, ModeRun};
+use self::run::{run_mode, Mode};
+
+/// Why a loadtest could not run to the end.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadtestError {
+    /// The embedded echo server could not be started.
+    #[error("cannot start the embedded echo server on 127.0.0.1:{port}: {source}")]
+    Backend {
+        /// The port asked for.
+        port: u16,
+        /// The bind error.
+        source: io::Error,
+    },
+    /// The embedded echo server could not be brought back after the outage.
+    #[error("{0}")]
+    Restart(io::Error),
+    /// The MCP client could not be built.
+    #[error("cannot build the MCP client: {0}")]
+    Client(#[from] mcp_pool_rmcp::Error),
+    /// A session key could not be built from the URL.
+    #[error("cannot use the server URL: {0}")]
+    Key(#[from] mcp_pool_rmcp::KeyError),
+    /// The pool refused its configuration.
+    #[error("cannot build the pool: {0}")]
+    Pool(#[from] mcp_pool::BuildError),
+    /// The JSON report could not be written.
+    #[error("cannot write the JSON report to {path}: {source}")]
+    Json {
+        /// Where it was to go.
+        path: PathBuf,
+        /// Why it failed.
+        source: io::Error,
+    },
+    /// The plot could not be drawn.
+    #[error("cannot draw the plot to {path}: {reason}")]
+    Plot {
+        /// Where it was to go.
+        path: PathBuf,
+        /// Why it failed.
+        reason: String,
+    },
+}
+
+/// The settings a loadtest ran with, as reported.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Settings {
+    /// Virtual users.
+    pub users: usize,
+    /// Users started per second.
+    pub spawn_rate: f64,
+    /// Pause between a user's calls, ms.
+    pub think_time_ms: f64,
+    /// Pause after a failed call (if longer than the think time), ms.
+    pub error_backoff_ms: f64,
+    /// The tool's delay, ms.
+    pub delay_ms: f64,
+    /// Spread of the delay, ms.
+    pub jitter_ms: f64,
+    /// How long each mode ran, s.
+    pub duration_s: f64,
+    /// Identities the users were spread over.
+    pub identities: usize,
+    /// Sessions per identity for the pools.
+    pub pool_size: usize,
+    /// Longest a call could take, ms.
+    pub call_timeout_ms: f64,
+    /// The tool called.
+    pub tool: String,
+    /// The modes, in the order they ran.
+    pub modes: Vec<ModeName>,
+}
+
+/// Everything a loadtest measured: what `--json` writes.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LoadtestReport {
+    /// The MCP endpoint loaded.
+    pub url: String,
+    /// Whether it was the embedded echo server (with the outage injected)
+    /// or an external one (with the outage, if any, declared).
+    pub embedded: bool,
+    /// The settings.
+    pub settings: Settings,
+    /// The outage planned for each mode; each mode's report holds when the
+    /// backend actually went down and came back.
+    pub outage: Option<OutagePlan>,
+    /// users / (delay + think time), calls per second, when the delay is
+    /// known.
+    pub ceiling: Option<f64>,
+    /// One report per mode, in the order they ran.
+    pub modes: Vec<ModeReport>,
+}
+
+/// The modes' implementations, kept to read their counters and shut them
+/// down.
+enum Running {
+    Pool(Arc<PoolMode>),
+    Naive(Arc<NaiveMode>),
+    None(Arc<NoneMode>),
+}
+
+impl Running {
+    fn mode(&self) -> Arc<dyn Mode> {
+        match self {
+            Running::Pool(m) => m.clone(),
+            Running::Naive(m) => m.clone(),
+            Running::None(m) => m.clone(),
+        }
+    }
+
+    async fn finish(self) -> std::collections::BTreeMap<String, u64> {
+        match self {
+            Running::Pool(m) => {
+                let counters = m.counters();
+                m.shutdown().await;
+                counters
+            }
+            Running::Naive(m) => {
+                let counters = m.counters();
+                m.shutdown().await;
+                counters
+            }
+            Running::None(m) => m.counters(),
+        }
+    }
+}
+
+/// Runs `plan`: each mode in turn, with the outage injected at the same
+/// point of each. Progress bars go to stdout when it is a terminal.
+pub async fn run(plan: &Plan) -> Result<LoadtestReport, LoadtestError> {
+    let mut backend = match &plan.target {
+        Target::Embedded { port } => {
+            Some(
+                Backend::start(*port)
+                    .await
+                    .map_err(|source| LoadtestError::Backend {
+                        port: *port,
+                        source,
+                    })?,
+            )
+        }
+        Target::External { .. } => None,
+    };
+    let url = match (&plan.target, &backend) {
+        (Target::External { url }, _) => url.clone(),
+        (Target::Embedded { .. }, Some(backend)) => backend.url(),
+        (Target::Embedded { .. }, None) => unreachable!("the embedded backend was started"),
+    };
+    let keys = keys(&url, plan.load.identities)?;
+    let settings = ClientSettings {
+        call_timeout: plan.load.call_timeout,
+    };
+    if Progress::visible() {
+        println!("{}", table::headline(plan, &url));
+    }
+    let mut reports = Vec::new();
+    let mut restart_error = None;
+    for &name in &plan.modes {
+        let connector = settings.connector()?;
+        let running = match name {
+            ModeName::Pool => {
+                let pool = settings.pool(connector, plan.pool_size, keys.len())?;
+                Running::Pool(Arc::new(PoolMode::new(
+                    pool,
+                    keys.clone(),
+                    plan.call.clone(),
+                )))
+            }
+            ModeName::Naive => Running::Naive(Arc::new(NaiveMode::new(
+                connector,
+                plan.pool_size,
+                keys.clone(),
+                plan.call.clone(),
+            ))),
+            ModeName::None => Running::None(Arc::new(NoneMode::new(
+                connector,
+                keys.clone(),
+                plan.call.clone(),
+            ))),
+        };
+        let progress = Progress::start(name.as_str(), plan.load.duration);
+        let started_at_unix_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let start = Instant::now();
+        let load = run_mode(running.mode(), &plan.load, start, progress.on_call());
+        let outage = async {
+            match (&plan.outage, backend.as_mut()) {
+                (Some(outage), Some(backend)) => outage
+                    .inject(backend, start, |down| progress.set_backend_down(down))
+                    .await
+                    .map(Some),
+                (Some(outage), None) => Ok(Some(outage.declared())),
+                (None, _) => Ok(None),
+            }
+        };
+        let (calls, outage) = tokio::join!(load, outage);
+        progress.finish();
+        let counters = running.finish().await;
+        let outage = match outage {
+            Ok(outage) => outage,
+            Err(e) => {
+                restart_error = Some(e);
+                None
+            }
+        };
+        reports.push(ModeReport::new(ModeRun {
+            mode: name.as_str().to_string(),
+            records: calls.records,
+            duration: plan.load.duration,
+            ceiling: plan.ceiling,
+            outage,
+            counters,
+            error_samples: calls.error_samples,
+            started_at_unix_ms,
+        }));
+        if restart_error.is_some() {
+            break;
+        }
+    }
+    if let Some(backend) = backend {
+        backend.stop().await;
+    }
+    if let Some(e) = restart_error {
+        return Err(LoadtestError::Restart(e));
+    }
+    let report = LoadtestReport {
+        url,
+        embedded: matches!(plan.target, Target::Embedded { .. }),
+        settings: Settings {
+            users: plan.load.users,
+            spawn_rate: plan.load.spawn_rate,
+            think_time_ms: ms(plan.load.think_time),
+            error_backoff_ms: ms(plan.load.error_backoff),
+            delay_ms: ms(plan.call.delay),
+            jitter_ms: ms(plan.call.jitter),
+            duration_s: plan.load.duration.as_secs_f64(),
+            identities: plan.load.identities,
+            pool_size: plan.pool_size,
+            call_timeout_ms: ms(plan.load.call_timeout),
+            tool: plan.call.tool.clone(),
+            modes: plan.modes.clone(),
+        },
+        outage: plan.outage,
+        ceiling: plan.ceiling,
+        modes: reports,
+    };
+    Ok(report)
+}
+
+/// Writes the report where the plan says (`--json`, `--plot`).
+pub fn write_outputs(plan: &Plan, report: &LoadtestReport) -> Result<(), LoadtestError> {
+    if let Some(path) = &plan.json {
+        let json = serde_json::to_string_pretty(report).expect("the report serializes");
+        std::fs::write(path, json + "\n").map_err(|source| LoadtestError::Json {
+            path: path.clone(),
+            source,
+        })?;
+    }
+    if let Some(path) = &plan.plot {
+        plot::draw(report, path).map_err(|reason| LoadtestError::Plot {
+            path: path.clone(),
+            reason,
+        })?;
+    }
+    Ok(())
+}
+
+fn ms(d: std::time::Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// A small report of two modes, for tests.
+#[cfg(test)]
+pub(crate) fn sample_report() -> LoadtestReport {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use self::backend::Restart;
+    use self::record::{CallRecord, Cause, Outage};
+
+    let outage = Outage {
+        down_at_s: 1.0,
+        back_at_s: 2.0,
+    };
+    let call = |start_ms, result| CallRecord {
+        start: Duration::from_millis(start_ms),
+        latency: Duration::from_millis(100),
+        result,
+    };
+    let pool = ModeReport::new(ModeRun {
+        mode: "pool".into(),
+        records: vec![call(0, Ok(())), call(2500, Ok(()))],
+        duration: Duration::from_secs(3),
+        ceiling: Some(1.0),
+        outage: Some(outage),
+        counters: BTreeMap::from([("hits".into(), 1), ("misses".into(), 1)]),
+        ..ModeRun::default()
+    });
+    let naive = ModeReport::new(ModeRun {
+        mode: "naive".into(),
+        records: vec![call(0, Ok(())), call(2500, Err(Cause::Transport))],
+        duration: Duration::from_secs(3),
+        ceiling: Some(1.0),
+        outage: Some(outage),
+        error_samples: BTreeMap::from([("transport", "the transport is dead".to_string())]),
+        ..ModeRun::default()
+    });
+    LoadtestReport {
+        url: "http://127.0.0.1:1/mcp".into(),
+        embedded: true,
+        settings: Settings {
+            users: 1,
+            spawn_rate: 100.0,
+            think_time_ms: 0.0,
+            error_backoff_ms: 100.0,
+            delay_ms: 1000.0,
+            jitter_ms: 0.0,
+            duration_s: 3.0,
+            identities: 1,
+            pool_size: 1,
+            call_timeout_ms: 10_000.0,
+            tool: "echo".into(),
+            modes: vec![ModeName::Pool, ModeName::Naive],
+        },
+        outage: Some(OutagePlan {
+            at: Duration::from_secs(1),
+            down_for: Duration::from_secs(1),
+            restart: Restart::Delayed,
+        }),
+        ceiling: Some(1.0),
+        modes: vec![pool, naive],
+    }
+}

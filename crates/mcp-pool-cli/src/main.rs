@@ -1,0 +1,172 @@
+//! The `mcp-pool` command: `loadtest` reproduces the dead-session cascade of
+//! a naive pool and shows mcp-pool's recovery beside it, `serve-echo` serves
+//! the echo MCP server alone, `check` model-checks the pool's core.
+#![forbid(unsafe_code)]
+
+mod check;
+mod loadtest;
+mod serve_echo;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::error::ErrorKind;
+use clap::{Parser, Subcommand};
+
+/// A session pool for MCP clients over Streamable HTTP that never hands out
+/// a broken session.
+///
+/// Every option can also be set with the environment variable named in its
+/// help (MCP_POOL_*); a flag on the command line wins.
+#[derive(Debug, Parser)]
+#[command(name = "mcp-pool", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Runs the same load through mcp-pool, a naive pool and no pool, kills
+    /// the embedded echo backend in the middle of each, and compares how
+    /// they fail and recover.
+    Loadtest(Box<loadtest::args::LoadtestArgs>),
+    /// Serves the echo MCP server (tools `echo`, `fail`, `whoami`) at
+    /// http://HOST:PORT/mcp until interrupted.
+    ServeEcho(serve_echo::ServeEchoArgs),
+    /// Model-checks the pool's core: explores every interleaving of bounded
+    /// configurations and checks each invariant of specs/SPEC.md; exits 1
+    /// with a counterexample if one is violated.
+    Check(check::CheckArgs),
+}
+
+/// A setting that cannot work, in one line; the command exits with code 2.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UsageError(pub String);
+
+/// Parses a duration written like `500ms`, `20s` or `1m30s`.
+pub fn duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text.trim())
+        .map_err(|e| format!("expected a duration such as 500ms, 20s or 1m30s ({e})"))
+}
+
+/// clap's error in one line, without the usage block.
+fn one_line(error: &clap::Error) -> String {
+    let text = error.render().to_string();
+    let mut parts = Vec::new();
+    for line in text.lines().map(str::trim) {
+        if line.starts_with("Usage:") || line.starts_with("For more information") {
+            break;
+        }
+        if !line.is_empty() {
+            parts.push(line.strip_prefix("error: ").unwrap_or(line));
+        }
+    }
+    format!("{} (see --help)", parts.join("; "))
+}
+
+fn usage(message: &str) -> ExitCode {
+    eprintln!("mcp-pool: {message}");
+    ExitCode::from(2)
+}
+
+fn failure(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("mcp-pool: {message}");
+    ExitCode::FAILURE
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => match e.kind() {
+            ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => e.exit(),
+            _ => return usage(&one_line(&e)),
+        },
+    };
+    match cli.command {
+        Command::Check(args) => check::run(&args),
+        Command::Loadtest(args) => {
+            let plan = match args.plan() {
+                Ok(plan) => plan,
+                Err(UsageError(message)) => return usage(&message),
+            };
+            let runtime = match runtime() {
+                Ok(rt) => rt,
+                Err(e) => return failure(e),
+            };
+            runtime.block_on(async {
+                let report = match loadtest::run(&plan).await {
+                    Ok(report) => report,
+                    Err(e) => return failure(e),
+                };
+                println!("\n{}", loadtest::table::render(&report));
+                match loadtest::write_outputs(&plan, &report) {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => failure(e),
+                }
+            })
+        }
+        Command::ServeEcho(args) => {
+            let config = match args.config() {
+                Ok(config) => config,
+                Err(UsageError(message)) => return usage(&message),
+            };
+            let runtime = match runtime() {
+                Ok(rt) => rt,
+                Err(e) => return failure(e),
+            };
+            match runtime.block_on(serve_echo::run(config)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => failure(e),
+            }
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error(args: &[&str]) -> String {
+        let e = Cli::try_parse_from(std::iter::once("mcp-pool").chain(args.iter().copied()))
+            .expect_err("refused");
+        one_line(&e)
+    }
+
+    #[test]
+    fn clap_errors_fit_on_one_line() {
+        let e = error(&["loadtest", "--duration", "soon"]);
+        assert!(!e.contains('\n'), "{e}");
+        assert!(
+            e.starts_with("invalid value 'soon' for '--duration <DURATION>'"),
+            "{e}"
+        );
+        assert!(e.contains("500ms, 20s"), "{e}");
+        let e = error(&["loadtest", "--user", "3"]);
+        assert!(!e.contains('\n') && e.contains("--users"), "{e}");
+        let e = error(&["frobnicate"]);
+        assert!(e.contains("unrecognized subcommand 'frobnicate'"), "{e}");
+    }
+
+    #[test]
+    fn durations_read_like_humans_write_them() {
+        assert_eq!(duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert!(duration("5").is_err());
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

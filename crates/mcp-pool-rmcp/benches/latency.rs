@@ -1,0 +1,253 @@
+//! Latency of one `echo` call (delay 0) against the echo server on loopback,
+//! three ways, in the same run:
+//!
+//! - `pooled`: `pool.run(&key, |s| s.call_tool(..))` through an
+//!   `McpConnector` pool (one key, warm session);
+//! - `held`: plain rmcp, `call_tool` on one session held for the whole run
+//!   (the floor: no pool, no health wrapper);
+//! - `fresh`: plain rmcp, a new session per call (`initialize`, the call,
+//!   then close with DELETE), over one HTTP client that reuses connections
+//!   (the cheapest way to go without a pool);
+//! - `fresh-default`: the same with rmcp's default HTTP client, built per
+//!   session as `StreamableHttpClientTransport::from_uri` does (a new TCP
+//!   connection per session).
+//!
+//! First a per-call sampler interleaves the four in rounds and prints p50,
+//! p90 and p99 of each and the ratios to `held`; then criterion measures the
+//! same functions. The server runs on its own runtime thread.
+//!
+//! Run: `cargo bench -p mcp-pool-rmcp --bench latency`
+//! (`-- --quick` for a shorter criterion pass).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use mcp_pool::Pool;
+use mcp_pool_echo::{spawn_local_server, EchoConfig};
+use mcp_pool_rmcp::{McpConnector, McpPool, SessionKey};
+use rmcp::model::CallToolRequestParams;
+use rmcp::service::RunningService;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::{RoleClient, ServiceExt};
+
+fn echo() -> CallToolRequestParams {
+    let args = rmcp::serde_json::json!({ "message": "ping", "delay_ms": 0 });
+    CallToolRequestParams::new("echo").with_arguments(args.as_object().cloned().unwrap())
+}
+
+struct Setup {
+    url: String,
+    pool: McpPool,
+    key: SessionKey,
+    held: RunningService<RoleClient, ()>,
+    http: reqwest::Client,
+}
+
+async fn fresh_session(http: &reqwest::Client, url: &str) -> RunningService<RoleClient, ()> {
+    let config =
+        StreamableHttpClientTransportConfig::with_uri(url).reinit_on_expired_session(false);
+    ().serve(StreamableHttpClientTransport::with_client(
+        http.clone(),
+        config,
+    ))
+    .await
+    .expect("initialize")
+}
+
+impl Setup {
+    async fn new(url: String) -> Setup {
+        let pool = Pool::builder(McpConnector::new().expect("connector"))
+            .max_sessions_per_key(1)
+            .checking(false)
+            .build()
+            .expect("pool");
+        let key = SessionKey::anonymous(url.as_str()).expect("key");
+        let http = reqwest::Client::builder()
+            .tcp_nodelay(true)
+            .build()
+            .expect("http client");
+        let held = fresh_session(&http, &url).await;
+        let setup = Setup {
+            url,
+            pool,
+            key,
+            held,
+            http,
+        };
+        // Warm everything up.
+        for _ in 0..200 {
+            setup.pooled().await;
+            setup.held().await;
+        }
+        for _ in 0..20 {
+            setup.fresh().await;
+            setup.fresh_default().await;
+        }
+        setup
+    }
+
+    async fn pooled(&self) {
+        self.pool
+            .run(&self.key, async |s| s.call_tool(echo()).await)
+            .await
+            .expect("pooled call");
+    }
+
+    async fn held(&self) {
+        self.held.call_tool(echo()).await.expect("held call");
+    }
+
+    async fn fresh(&self) {
+        let session = fresh_session(&self.http, &self.url).await;
+        session.call_tool(echo()).await.expect("fresh call");
+        session.cancel().await.expect("close");
+    }
+
+    async fn fresh_default(&self) {
+        let session =
+            ().serve(StreamableHttpClientTransport::from_uri(self.url.as_str()))
+                .await
+                .expect("initialize");
+        session.call_tool(echo()).await.expect("fresh call");
+        session.cancel().await.expect("close");
+    }
+
+    async fn run(&self, mode: Mode) {
+        match mode {
+            Mode::Pooled => self.pooled().await,
+            Mode::Held => self.held().await,
+            Mode::Fresh => self.fresh().await,
+            Mode::FreshDefault => self.fresh_default().await,
+        }
+    }
+}
+
+#[derive(Copy, Clone, PartialEq, Eq)]
+enum Mode {
+    Pooled,
+    Held,
+    Fresh,
+    FreshDefault,
+}
+
+const MODES: [(Mode, &str); 4] = [
+    (Mode::Pooled, "pooled"),
+    (Mode::Held, "held"),
+    (Mode::Fresh, "fresh"),
+    (Mode::FreshDefault, "fresh-default"),
+];
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index]
+}
+
+fn micros(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+/// Per-call latencies, the modes interleaved round by round so that they
+/// see the same machine conditions.
+async fn sample(setup: &Setup) {
+    const ROUNDS: usize = 40;
+    const CALLS: usize = 50;
+    const FRESH_CALLS: usize = 10;
+    let mut samples: Vec<Vec<Duration>> = vec![Vec::new(); MODES.len()];
+    for round in 0..ROUNDS {
+        for offset in 0..MODES.len() {
+            let index = (offset + round) % MODES.len();
+            let mode = MODES[index].0;
+            let calls = if matches!(mode, Mode::Pooled | Mode::Held) {
+                CALLS
+            } else {
+                FRESH_CALLS
+            };
+            for _ in 0..calls {
+                let t = Instant::now();
+                setup.run(mode).await;
+                samples[index].push(t.elapsed());
+            }
+        }
+    }
+    for s in &mut samples {
+        s.sort();
+    }
+    let p50 = |mode: Mode| {
+        let index = MODES.iter().position(|(m, _)| *m == mode).unwrap();
+        percentile(&samples[index], 0.5).as_secs_f64()
+    };
+    let base = p50(Mode::Held);
+    println!("echo latency per call (µs), {ROUNDS} interleaved rounds:");
+    println!(
+        "{:<14} {:>6} {:>9} {:>9} {:>9} {:>11}",
+        "mode", "calls", "p50", "p90", "p99", "p50 / held"
+    );
+    for ((_, name), s) in MODES.iter().zip(&samples) {
+        println!(
+            "{:<14} {:>6} {:>9.1} {:>9.1} {:>9.1} {:>11.3}",
+            name,
+            s.len(),
+            micros(percentile(s, 0.5)),
+            micros(percentile(s, 0.9)),
+            micros(percentile(s, 0.99)),
+            percentile(s, 0.5).as_secs_f64() / base
+        );
+    }
+    println!(
+        "pool overhead at p50: {:+.1}% (target < 5%); a fresh session per call: {:.1}x the pooled p50 \
+         with a connection-reusing client, {:.1}x with rmcp's default client (target >= 5x)",
+        (p50(Mode::Pooled) / base - 1.0) * 100.0,
+        p50(Mode::Fresh) / p50(Mode::Pooled),
+        p50(Mode::FreshDefault) / p50(Mode::Pooled),
+    );
+}
+
+fn bench(c: &mut Criterion) {
+    // The server gets runtime threads of its own, like a separate process.
+    let server_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("server runtime");
+    let server = server_runtime
+        .block_on(spawn_local_server(
+            "127.0.0.1:0".parse().unwrap(),
+            &EchoConfig::default(),
+        ))
+        .expect("echo server");
+    let client_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("client runtime");
+    let setup = Arc::new(client_runtime.block_on(Setup::new(server.url())));
+
+    client_runtime.block_on(sample(&setup));
+
+    let mut group = c.benchmark_group("echo_latency");
+    for (mode, name) in MODES {
+        let setup = setup.clone();
+        group.bench_function(name, |b| {
+            b.to_async(&client_runtime).iter(|| {
+                let setup = setup.clone();
+                async move { setup.run(mode).await }
+            })
+        });
+    }
+    group.finish();
+    drop(setup);
+    drop(server);
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .sample_size(30)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    targets = bench
+}
+
+criterion_main!(benches);

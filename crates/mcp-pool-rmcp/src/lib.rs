@@ -1,0 +1,122 @@
+//! # mcp-pool-rmcp
+//!
+//! A [`Connector`](mcp_pool::Connector) of [`mcp_pool`] for [rmcp] client
+//! sessions over MCP Streamable HTTP, so that a gateway can pool real
+//! sessions and never hand out a broken one:
+//!
+//! ```no_run
+//! use mcp_pool::Pool;
+//! use mcp_pool_rmcp::{McpConnector, SessionKey};
+//! use rmcp::model::CallToolRequestParams;
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let pool = Pool::builder(McpConnector::new()?).max_sessions_per_key(8).build()?;
+//! let key = SessionKey::builder("https://mcp.example.com/mcp")
+//!     .bearer("token")
+//!     .build()?;
+//! let args = rmcp::serde_json::json!({ "message": "hi" });
+//! let result = pool
+//!     .run(&key, async |session| {
+//!         let params = CallToolRequestParams::new("echo")
+//!             .with_arguments(args.as_object().cloned().unwrap_or_default());
+//!         session.call_tool(params).await
+//!     })
+//!     .await?;
+//! # let _ = result; Ok(()) }
+//! ```
+//!
+//! ## Transport-aware health
+//!
+//! rmcp cannot tell that a transport died: after the server is killed,
+//! `RunningService::is_closed` stays false. So each session's HTTP client is
+//! a [`HealthClient`], which delegates every method of rmcp's
+//! `StreamableHttpClient` to `reqwest` and records in the session's
+//! [`Health`] cell each sign of death: a refused connection, a broken
+//! response or event stream, HTTP 404 on the session, HTTP 5xx, an answer
+//! that is not MCP. The connector's `is_closed` reads the cell (no I/O), its
+//! `closed_notification` fires when the cell dies (for an idle session, when
+//! the server-sent event stream breaks), and [`McpSession`]'s request methods
+//! stop waiting as soon as it dies.
+//!
+//! ## Isolation
+//!
+//! A [`SessionKey`] is the server URL, the transport, an [`Identity`] (SHA-256
+//! of the identity headers, or an identity the caller supplies) and an
+//! optional affinity id (a downstream session id). Sessions are only shared
+//! between equal keys. Keys print short hashes, never header values; the
+//! downstream `mcp-session-id` header is never forwarded.
+//!
+//! ## TLS
+//!
+//! With the `tls` feature (default), `https://` goes through rustls with
+//! reqwest's crypto provider, `aws-lc-rs`, and the platform's certificate
+//! verifier (plus any roots added with
+//! [`McpConnectorBuilder::add_root_certificate`]). `ring` builds faster, but
+//! reqwest can only use it through its `rustls-no-provider` feature, and
+//! Cargo's feature unification would then make every other reqwest client
+//! built in the same workspace (rmcp's default client, for one) panic unless
+//! the program installs a process-wide provider first. Without the feature,
+//! `https://` URLs are refused with [`Error::HttpClient`].
+//!
+//! ## Error classification
+//!
+//! Every failed use is released to the pool with the [`Outcome`](mcp_pool::Outcome)
+//! of [`Error::outcome`]:
+//!
+//! | error | outcome | why |
+//! |---|---|---|
+//! | [`Error::Tool`] (`CallToolResult { is_error: true }`) | `ApplicationError` | the tool ran and answered |
+//! | `Service(ServiceError::McpError)` (JSON-RPC error, e.g. unknown tool -32602) | `ApplicationError` | the server answered |
+//! | `Service(ServiceError::TransportSend)`: HTTP 429, body over the size limit, 403 missing scope, refused custom header | `ApplicationError` | a live server refused this one request |
+//! | `Service(ServiceError::TransportSend)`: anything else (refused connection, 404 session expired, 5xx, 401, broken stream, not MCP) | `TransportError` | the transport or the server-side session is gone |
+//! | `Service(ServiceError::TransportClosed)` | `TransportError` | rmcp's worker stopped |
+//! | `Service(ServiceError::UnexpectedResponse)` | `TransportError` | answers no longer match requests |
+//! | `Service(ServiceError::SubscriptionLagged)` | `ApplicationError` | a local consumer was slow; the transport is fine |
+//! | `Service(ServiceError::InputRequiredRoundsExceeded)` | `ApplicationError` | the server kept answering |
+//! | `Service(ServiceError::Cancelled)` | `Cancelled` | unknown state: check before reuse |
+//! | `Service(ServiceError::Timeout)`, [`Error::TimedOut`] | `Timeout` | unknown state: check before reuse |
+//! | any `ServiceError` variant added later | `TransportError` | when unsure, poison |
+//! | [`Error::TransportClosed`] | `TransportError` | the health cell is dead |
+//! | [`Error::Initialize`], [`Error::InitializeTimedOut`], [`Error::HttpClient`], [`Error::Key`] | `TransportError` | (connect errors; no session exists) |
+//! | [`Error::CheckFailed`], [`Error::CheckUnsupported`] | `TransportError` | (check errors) |
+//!
+//! Whatever the outcome, the pool also asks `is_closed` on release, so a
+//! session whose health cell died is poisoned even after a successful call.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod connector;
+mod error;
+mod health;
+mod key;
+
+pub use connector::{BoundedRetry, CheckStep, McpConnector, McpConnectorBuilder, McpSession};
+pub use error::{classify_service_error, Error};
+pub use health::{describe, is_fatal, Health, HealthClient};
+pub use key::{Identity, KeyBuilder, KeyError, SessionKey, Transport, DEFAULT_IDENTITY_HEADERS};
+
+/// A pool of rmcp sessions.
+pub type McpPool = mcp_pool::Pool<McpConnector>;
+
+/// Runs `f` on a session of `key` like [`Pool::run`](mcp_pool::Pool::run),
+/// and, if it fails with an error the server provably never accepted
+/// ([`Error::is_safe_to_retry`]: HTTP 404 on an expired session, a refused
+/// connection, a transport already dead), runs it once more. The failed
+/// session was poisoned on release, so the second run gets another one. A
+/// request the server may have accepted is never run twice.
+pub async fn run_with_retry<T, F>(
+    pool: &McpPool,
+    key: &SessionKey,
+    f: F,
+) -> Result<T, mcp_pool::RunError<Error>>
+where
+    F: AsyncFn(&McpSession) -> Result<T, Error>,
+{
+    match pool.run(key, async |s: &McpSession| f(s).await).await {
+        Err(mcp_pool::RunError::Call(e)) if e.is_safe_to_retry() => {
+            tracing::debug!(key = %key, error = %e, "request never reached the server; running it once more");
+            pool.run(key, async |s: &McpSession| f(s).await).await
+        }
+        other => other,
+    }
+}

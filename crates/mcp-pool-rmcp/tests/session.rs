@@ -1,0 +1,163 @@
+//! One session against the in-process echo server: calls, health, close.
+
+use std::time::Duration;
+
+use mcp_pool::Outcome;
+use mcp_pool_echo::{spawn_local_server, EchoConfig};
+use mcp_pool_rmcp::{Error, McpConnector, SessionKey};
+use rmcp::model::CallToolRequestParams;
+use rmcp::ServiceError;
+
+fn echo(message: &str) -> CallToolRequestParams {
+    let args = rmcp::serde_json::json!({ "message": message });
+    CallToolRequestParams::new("echo").with_arguments(args.as_object().cloned().unwrap())
+}
+
+fn text(result: &rmcp::model::CallToolResult) -> String {
+    result.content[0].as_text().unwrap().text.clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_calls_tools_and_knows_its_upstream_id() {
+    let server = spawn_local_server("127.0.0.1:0".parse().unwrap(), &EchoConfig::default())
+        .await
+        .unwrap();
+    let connector = McpConnector::new().unwrap();
+    let key = SessionKey::anonymous(server.url()).unwrap();
+    let session = connector.open(&key).await.unwrap();
+
+    let result = session.call_tool(echo("hello")).await.unwrap();
+    assert_eq!(text(&result), "hello");
+    let whoami = session
+        .call_tool(CallToolRequestParams::new("whoami"))
+        .await
+        .unwrap();
+    assert_eq!(
+        session.upstream_session_id().as_deref(),
+        Some(text(&whoami).as_str())
+    );
+    session.ping().await.unwrap();
+    connector.check_session(&session).await.unwrap();
+    assert!(!session.is_closed());
+
+    // A tool-level error and an unknown tool are application errors.
+    let failed = session
+        .call_tool(CallToolRequestParams::new("fail"))
+        .await
+        .unwrap_err();
+    assert!(matches!(failed, Error::Tool { .. }), "{failed}");
+    assert_eq!(failed.outcome(), Outcome::ApplicationError);
+    let unknown = session
+        .call_tool(CallToolRequestParams::new("no-such-tool"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            unknown,
+            Error::Service {
+                source: ServiceError::McpError(_),
+                ..
+            }
+        ),
+        "{unknown}"
+    );
+    assert_eq!(unknown.outcome(), Outcome::ApplicationError);
+    assert!(!session.is_closed());
+
+    // Closing sends DELETE.
+    let id = session.upstream_session_id().unwrap().to_string();
+    let health = session.health().clone();
+    session.close().await;
+    assert!(health.is_dead());
+    assert!(
+        server.registry().deleted_sessions().contains(&id),
+        "DELETE reached the server"
+    );
+    server.kill().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_server_kills_the_idle_session_at_once() {
+    let server = spawn_local_server("127.0.0.1:0".parse().unwrap(), &EchoConfig::default())
+        .await
+        .unwrap();
+    let connector = McpConnector::new().unwrap();
+    let key = SessionKey::anonymous(server.url()).unwrap();
+    let session = connector.open(&key).await.unwrap();
+    session.call_tool(echo("warm")).await.unwrap();
+    // Give the standalone event stream time to open.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!session.is_closed());
+
+    server.kill().await;
+    tokio::time::timeout(Duration::from_secs(2), session.health().dead())
+        .await
+        .expect("the health cell dies when the event stream breaks");
+    assert!(session.is_closed());
+    let reason = session.closed_reason().unwrap();
+    assert!(!reason.is_empty());
+
+    let err = session.call_tool(echo("late")).await.unwrap_err();
+    assert!(
+        matches!(err, Error::TransportClosed { sent: false, .. }),
+        "{err}"
+    );
+    assert!(err.is_safe_to_retry());
+    let check = connector.check_session(&session).await.unwrap_err();
+    assert_eq!(check.outcome(), Outcome::TransportError);
+    session.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_in_flight_when_the_server_dies_fails_fast() {
+    let server = spawn_local_server("127.0.0.1:0".parse().unwrap(), &EchoConfig::default())
+        .await
+        .unwrap();
+    let connector = McpConnector::builder()
+        .request_timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let key = SessionKey::anonymous(server.url()).unwrap();
+    let session = connector.open(&key).await.unwrap();
+    let args = rmcp::serde_json::json!({ "message": "slow", "delay_ms": 5_000 });
+    let slow =
+        CallToolRequestParams::new("echo").with_arguments(args.as_object().cloned().unwrap());
+    let call = session.call_tool(slow);
+    let kill = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        server.kill().await;
+    };
+    let started = std::time::Instant::now();
+    let (result, ()) = tokio::join!(call, kill);
+    let err = result.unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
+    eprintln!("{err}");
+    assert_eq!(err.outcome(), Outcome::TransportError, "{err}");
+    assert!(!err.is_safe_to_retry(), "{err}");
+    session.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_listening_is_a_typed_connect_error() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let connector = McpConnector::new().unwrap();
+    let key = SessionKey::anonymous(format!("http://{addr}/mcp")).unwrap();
+    let err = connector.open(&key).await.unwrap_err();
+    eprintln!("{err}");
+    assert!(matches!(err, Error::Initialize { .. }), "{err}");
+
+    // https to a plain port: the TLS stack (ring) is wired and fails typed.
+    let server = spawn_local_server("127.0.0.1:0".parse().unwrap(), &EchoConfig::default())
+        .await
+        .unwrap();
+    let key = SessionKey::anonymous(format!("https://{}/mcp", server.addr())).unwrap();
+    let err = connector.open(&key).await.unwrap_err();
+    eprintln!("{err}");
+    assert!(matches!(err, Error::Initialize { .. }), "{err}");
+}

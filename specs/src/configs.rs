@@ -1,0 +1,140 @@
+//! The bounded configurations the checker explores, grouped in suites: each
+//! configuration must satisfy every `always` and `eventually` property, and
+//! every `sometimes` property must be reached by at least one configuration
+//! of the suite.
+
+use std::time::Duration;
+
+use mcp_pool_core::{BreakerConfig, CheckFailure, Config, ConnectFailure, Outcome};
+
+use crate::model::Bounds;
+
+const fn millis(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// The pool configuration the models use: small limits and short, distinct
+/// durations so that every timer (keepalive check 20 ms, breaker cool-down
+/// 20 ms, acquire deadline 40 ms, idle timeout 50 ms, lifetime 70 ms) is
+/// reachable in a few clock moves.
+pub fn pool_config() -> Config {
+    Config {
+        max_sessions_per_key: 2,
+        max_sessions_total: 3,
+        max_keys: 2,
+        max_leases_per_session: 1,
+        min_idle_per_key: 0,
+        acquire_timeout: millis(40),
+        connect_timeout: millis(10),
+        check_timeout: millis(10),
+        idle_timeout: Some(millis(50)),
+        max_lifetime: Some(millis(70)),
+        lifetime_jitter: Duration::ZERO,
+        check_interval: millis(20),
+        breaker: BreakerConfig {
+            failure_threshold: 1,
+            base_cooldown: millis(20),
+            max_cooldown: millis(40),
+            fail_fast: false,
+        },
+        seed: 7,
+    }
+}
+
+/// The environment both CI configurations share: 2 keys, every release
+/// outcome, one failed connect, one failed check, one dying transport, one
+/// cancel, and a shutdown that may come at any point. Closes are confirmed
+/// in the step that asks for them: the pool decides nothing on a close's
+/// timing (a Poisoned session no longer counts toward capacity), and it
+/// divides the state space by five.
+fn ci_base(name: &'static str) -> Bounds {
+    Bounds {
+        name,
+        keys: 2,
+        callers: 2,
+        acquires: 2,
+        deadlines: vec![None],
+        cancels: 1,
+        outcomes: Outcome::ALL.to_vec(),
+        connect_failure_kinds: vec![ConnectFailure::Failed],
+        connect_failures: 1,
+        check_failure_kinds: vec![CheckFailure::Failed],
+        check_failures: 1,
+        transport_deaths: 1,
+        ticks: 1,
+        inputs_race_timers: true,
+        horizon: millis(1000),
+        time_quantum: None,
+        drains: 0,
+        shutdown: true,
+        closes_confirmed_at_once: true,
+        pool: pool_config(),
+    }
+}
+
+/// CI, timers: 2 concurrent callers making 2 acquires, one free clock move
+/// and any number while a caller waits (deadlines, keepalive checks, idle
+/// and lifetime expiry, breaker cool-down and probe).
+pub fn ci_timers() -> Bounds {
+    ci_base("ci-timers")
+}
+
+/// CI, contention: 3 concurrent callers making 3 acquires over 2 keys with
+/// the clock stopped, so capacity, FIFO order, isolation, cross-key
+/// eviction and shutdown meet every interleaving of the faults.
+pub fn ci_contention() -> Bounds {
+    Bounds {
+        callers: 3,
+        acquires: 3,
+        ticks: 0,
+        horizon: Duration::ZERO,
+        ..ci_base("ci-contention")
+    }
+}
+
+/// The suite checked in CI (`cargo test`).
+pub fn ci() -> Vec<Bounds> {
+    vec![ci_timers(), ci_contention()]
+}
+
+/// The deep suite (`MCP_POOL_SPEC=deep`, or `check --deep`; build with
+/// `--release`; each configuration takes minutes and a few GiB, so they run
+/// one after the other): every close confirmed at any later point, a drain,
+/// short and default deadlines, and a contention configuration with two
+/// failing connects.
+pub fn deep() -> Vec<Bounds> {
+    let faithful = |name| Bounds {
+        closes_confirmed_at_once: false,
+        drains: 1,
+        ..ci_base(name)
+    };
+    vec![
+        Bounds {
+            deadlines: vec![None, Some(millis(10))],
+            ..faithful("deep-timers")
+        },
+        Bounds {
+            callers: 3,
+            acquires: 3,
+            ticks: 0,
+            horizon: Duration::ZERO,
+            connect_failures: 2,
+            ..faithful("deep-contention")
+        },
+    ]
+}
+
+/// True if the environment asks for the deep suite (`MCP_POOL_SPEC=deep`).
+pub fn deep_requested() -> bool {
+    std::env::var("MCP_POOL_SPEC").is_ok_and(|v| v == "deep")
+}
+
+/// The suite chosen by the environment: [`deep`] if `MCP_POOL_SPEC=deep`,
+/// else [`ci`].
+pub fn from_env() -> Vec<Bounds> {
+    if deep_requested() {
+        deep()
+    } else {
+        ci()
+    }
+}

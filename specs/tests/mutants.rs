@@ -1,0 +1,62 @@
+//! Each known bug, re-introduced in the core on purpose, must be caught by
+//! the checker as a violation of the right invariant, with a short
+//! counterexample. A checker that cannot fail proves nothing.
+
+use std::collections::BTreeSet;
+
+use mcp_pool_core::mutants::Mutation;
+use mcp_pool_core::Pool;
+use mcp_pool_spec::{check, configs, properties, PoolSpec};
+
+fn assert_caught(mutation: Mutation, invariant: &'static str) {
+    let bounds = configs::ci_timers();
+    let mut pool = Pool::new(bounds.pool.clone()).expect("a valid pool config");
+    pool.set_mutation(Some(mutation));
+    let spec = PoolSpec::with_pool(bounds, pool);
+    let report = check::run(spec, Some(BTreeSet::from([invariant])));
+    println!("{mutation:?}: {}", report.counts());
+    let found = report
+        .property(invariant)
+        .and_then(|p| p.discovery.as_ref())
+        .unwrap_or_else(|| panic!("{mutation:?} was not caught as {invariant:?}\n{report}"));
+    println!("counterexample for {invariant}:\n{found}");
+    let violation = found
+        .violation
+        .as_ref()
+        .expect("the last state records the violation");
+    assert_eq!(violation.invariant, invariant);
+    assert!(
+        found.steps <= 10,
+        "{mutation:?}: counterexample of {} steps, expected at most 10",
+        found.steps
+    );
+}
+
+#[test]
+fn release_ignoring_failure_is_caught() {
+    assert_caught(Mutation::ReleaseIgnoresFailure, properties::I3);
+}
+
+#[test]
+fn skipping_the_check_after_use_is_caught() {
+    assert_caught(Mutation::SkipCheckAfterUse, properties::I11);
+}
+
+#[test]
+fn ignoring_transport_closed_is_caught() {
+    assert_caught(Mutation::IgnoreTransportClosed, properties::I4);
+}
+
+#[test]
+fn granting_across_keys_is_caught() {
+    assert_caught(Mutation::GrantAcrossKeys, properties::I5);
+}
+
+#[test]
+fn every_mutation_has_a_test() {
+    assert_eq!(
+        Mutation::ALL.len(),
+        4,
+        "a new mutation needs its own test above"
+    );
+}
