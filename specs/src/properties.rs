@@ -6,41 +6,9 @@ use stateright::Property;
 
 use crate::model::{PoolSpec, State, PANIC};
 
-/// I1: a session holds at most `max_leases_per_session` leases, each once.
-pub const I1: &str = "I1 bounded leasing";
-/// I2: only connected, serving sessions are granted or checked.
-pub const I2: &str = "I2 only serving sessions are granted";
-/// I3: a session released with a transport error is never granted again.
-pub const I3: &str = "I3 transport error never granted again";
-/// I4: a session whose transport closed is never granted again.
-pub const I4: &str = "I4 transport closed never granted again";
-/// I5: a session is granted only to acquires of its own key.
-pub const I5: &str = "I5 key isolation";
-/// I6: the per-key, total and key-count limits hold at every step.
-pub const I6: &str = "I6 capacity";
-/// I7: every connected session is closed exactly once, and only when free.
-pub const I7: &str = "I7 every session closed exactly once";
-/// I8: waiters of a key are served in the order they came.
-pub const I8: &str = "I8 FIFO waiters";
-/// I9: no grant at or after an acquire's deadline, no early timeout, and a
-/// timer covers every deadline.
-pub const I9: &str = "I9 deadlines honoured";
-/// I10: no session is granted past its lifetime.
-pub const I10: &str = "I10 no grant past max lifetime";
-/// I11: no session is granted stale or after a timed-out or cancelled use
-/// without passing a check first.
-pub const I11: &str = "I11 no stale grant without a check";
-/// I12: every acquire gets exactly one answer (or is cancelled).
-pub const I12: &str = "I12 one answer per acquire";
-/// I13: while callers wait, nothing ready stays idle and something is under way.
-pub const I13: &str = "I13 waiters make progress";
-/// I14: connects start only while the key's breaker allows them.
-pub const I14: &str = "I14 breaker gates connects";
-/// I15: after shutdown nothing is granted or connected and nothing waits.
-pub const I15: &str = "I15 shutdown stops service";
-/// I16: the pool's counters and indexes agree with its sessions, and it
-/// accepts every input that answers an action it emitted.
-pub const I16: &str = "I16 bookkeeping consistent";
+pub use mcp_pool_core::ids::{
+    I1, I10, I11, I12, I13, I14, I15, I16, I2, I3, I4, I5, I6, I7, I8, I9,
+};
 
 /// Every invariant id, in order.
 pub const INVARIANTS: [&str; 16] = [

@@ -29,23 +29,44 @@ macro_rules! ensure {
     };
 }
 
-/// Invariant names, shared with the auditor and the model checker.
-pub(crate) mod ids {
+/// The name of every invariant of `specs/SPEC.md`, as a [`Violation`]
+/// reports it; the auditor, `check_invariants` and the model checker all
+/// use these constants, so a property and a report can never disagree.
+pub mod ids {
+    /// I1: a session holds at most `max_leases_per_session` leases, each once.
     pub const I1: &str = "I1 bounded leasing";
+    /// I2: only connected, serving sessions are granted or checked.
     pub const I2: &str = "I2 only serving sessions are granted";
+    /// I3: a session released with a transport error is never granted again.
     pub const I3: &str = "I3 transport error never granted again";
+    /// I4: a session whose transport closed is never granted again.
     pub const I4: &str = "I4 transport closed never granted again";
+    /// I5: a session is granted only to acquires of its own key.
     pub const I5: &str = "I5 key isolation";
+    /// I6: the per-key, total and key-count limits hold at every step.
     pub const I6: &str = "I6 capacity";
+    /// I7: every connected session is closed exactly once, and only when free.
     pub const I7: &str = "I7 every session closed exactly once";
+    /// I8: waiters of a key are served in the order they came.
     pub const I8: &str = "I8 FIFO waiters";
+    /// I9: no grant at or after an acquire's deadline, no early timeout, and a
+    /// timer covers every deadline.
     pub const I9: &str = "I9 deadlines honoured";
+    /// I10: no session is granted past its lifetime.
     pub const I10: &str = "I10 no grant past max lifetime";
+    /// I11: no session is granted stale or after a timed-out or cancelled use
+    /// without passing a check first.
     pub const I11: &str = "I11 no stale grant without a check";
+    /// I12: every acquire gets exactly one answer (or is cancelled).
     pub const I12: &str = "I12 one answer per acquire";
+    /// I13: while callers wait, nothing ready stays idle and something is under way.
     pub const I13: &str = "I13 waiters make progress";
+    /// I14: connects start only while the key's breaker allows them.
     pub const I14: &str = "I14 breaker gates connects";
+    /// I15: after shutdown nothing is granted or connected and nothing waits.
     pub const I15: &str = "I15 shutdown stops service";
+    /// I16: the pool's counters and indexes agree with its sessions, and it
+    /// accepts every input that answers an action it emitted.
     pub const I16: &str = "I16 bookkeeping consistent";
 }
 

@@ -52,7 +52,7 @@ pub use audit::Auditor;
 pub use config::{BreakerConfig, Config, ConfigError};
 pub use id::{AcquireId, LeaseId, SessionId};
 pub use input::{Applied, CheckFailure, ConnectFailure, Input, InputError, Outcome};
-pub use invariants::Violation;
+pub use invariants::{ids, Violation};
 pub use pool::{Pool, PoolKey, SessionInfo, SessionState};
 pub use stats::{BreakerState, KeySnapshot, Stats};
 pub use time::Time;
