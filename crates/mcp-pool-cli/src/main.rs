@@ -1,11 +1,13 @@
 //! The `mcp-pool` command: `loadtest` reproduces the dead-session cascade of
 //! a naive pool and shows mcp-pool's recovery beside it, `serve-echo` serves
-//! the echo MCP server alone, `check` model-checks the pool's core.
+//! the echo MCP server alone, `check` model-checks the pool's core, `sim`
+//! runs the simulations.
 #![forbid(unsafe_code)]
 
 mod check;
 mod loadtest;
 mod serve_echo;
+mod sim;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -38,6 +40,12 @@ enum Command {
     /// configurations and checks each invariant of specs/SPEC.md; exits 1
     /// with a counterexample if one is violated.
     Check(check::CheckArgs),
+    /// Runs the simulations: the real pool, rmcp client and echo server on a
+    /// simulated network under crashes, partitions, held and flaky links,
+    /// slow checks, cancellations and shutdowns, over many seeds, with every
+    /// oracle checked; or replays one seed exactly. Exits 1 if an oracle
+    /// fails, printing the command that replays the run.
+    Sim(sim::SimArgs),
 }
 
 /// A setting that cannot work, in one line; the command exits with code 2.
@@ -87,6 +95,7 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Check(args) => check::run(&args),
+        Command::Sim(args) => sim::run(&args),
         Command::Loadtest(args) => {
             let plan = match args.plan() {
                 Ok(plan) => plan,

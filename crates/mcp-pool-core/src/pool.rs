@@ -95,6 +95,9 @@ pub(crate) enum Entry {
     Connecting {
         key: u32,
         retire: bool,
+        /// The acquires issued before the connect began (ids below this):
+        /// only their callers may learn of its failure.
+        acquires_before: u64,
     },
     Session(Session),
 }
@@ -286,8 +289,12 @@ impl<K: PoolKey> Pool<K> {
         now: Time,
     ) -> Result<(), InputError> {
         let now = self.clamp(now);
-        let (k, retire) = match self.entry(session) {
-            Some(Entry::Connecting { key, retire }) => (*key, *retire),
+        let (k, retire, acquires_before) = match self.entry(session) {
+            Some(Entry::Connecting {
+                key,
+                retire,
+                acquires_before,
+            }) => (*key, *retire, *acquires_before),
             Some(Entry::Session(_)) => {
                 return Err(InputError::WrongState {
                     session,
@@ -346,9 +353,12 @@ impl<K: PoolKey> Pool<K> {
                         self.note_deadline(until);
                     }
                 }
-                // The caller at the head asked for this connect: it learns the
-                // cause. While the breaker is open, callers wait for the probe.
-                if was_closed {
+                // The caller at the head learns the cause, if it was already
+                // waiting when the connect began: a caller never fails because
+                // of an attempt older than its request (it waits for the next
+                // one). While the breaker is open, callers wait for the probe.
+                let head = self.ks(k).waiters.front().map(|w| w.id);
+                if was_closed && head.is_some_and(|id| id.0 < acquires_before) {
                     if let Some(w) = self.ks_mut(k).waiters.pop_front() {
                         self.waiting.remove(&w.id);
                         self.reject(w.id, RejectReason::ConnectFailed { attempt: session });
@@ -1238,6 +1248,7 @@ impl<K: PoolKey> Pool<K> {
         let sid = self.alloc_slot(Entry::Connecting {
             key: k,
             retire: false,
+            acquires_before: self.next_acquire,
         });
         let ks = self.ks_mut(k);
         ks.live += 1;

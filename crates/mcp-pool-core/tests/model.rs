@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::{Harness, Key};
 use mcp_pool_core::{
     AcquireId, Action, Applied, BreakerConfig, CheckFailure, Config, ConnectFailure, Input,
-    InputError, LeaseId, Outcome, SessionId, SessionState,
+    InputError, LeaseId, Outcome, RejectReason, SessionId, SessionState,
 };
 use proptest::prelude::*;
 
@@ -126,6 +126,11 @@ struct Reference {
     dead_leases: Vec<LeaseId>,
     dead_sessions: Vec<SessionId>,
     answered: Vec<AcquireId>,
+    /// The latest acquire issued so far.
+    last_acquire: Option<AcquireId>,
+    /// For each connect, the latest acquire issued when it began: only
+    /// callers up to it may learn of its failure.
+    connect_began_after: BTreeMap<SessionId, Option<AcquireId>>,
 }
 
 #[derive(Debug)]
@@ -151,6 +156,7 @@ impl Reference {
             Input::Acquire { .. } => {
                 if let Ok(Applied::Acquire(id)) = result {
                     self.waiting.insert(*id);
+                    self.last_acquire = Some(*id);
                 }
             }
             Input::CancelAcquire(id) => {
@@ -220,7 +226,10 @@ impl Reference {
         }
         for action in actions {
             match action {
-                Action::Connect { session, .. } => assert!(self.connecting.insert(*session)),
+                Action::Connect { session, .. } => {
+                    assert!(self.connecting.insert(*session));
+                    self.connect_began_after.insert(*session, self.last_acquire);
+                }
                 Action::Grant { acquire, lease } => {
                     assert!(
                         self.waiting.remove(acquire),
@@ -239,11 +248,18 @@ impl Reference {
                     r.state = SessionState::Leased;
                     assert!(r.leases.insert(*lease));
                 }
-                Action::Reject { acquire, .. } => {
+                Action::Reject { acquire, reason } => {
                     assert!(
                         self.waiting.remove(acquire),
                         "reject of a non-waiting acquire"
                     );
+                    if let RejectReason::ConnectFailed { attempt } = reason {
+                        let began_after = self.connect_began_after.get(attempt).copied();
+                        assert!(
+                            began_after.flatten().is_some_and(|last| *acquire <= last),
+                            "{acquire:?} failed by connect {attempt:?}, begun before it was issued"
+                        );
+                    }
                     self.answered.push(*acquire);
                 }
                 Action::Validate { session, .. } => {

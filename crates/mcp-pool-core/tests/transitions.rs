@@ -262,6 +262,31 @@ fn i12_connect_failure_answers_the_head_caller_with_its_cause() {
     assert_eq!(h.pool.stats().connect_failures, 1);
 }
 
+#[test]
+fn i12_a_caller_is_never_failed_by_a_connect_older_than_its_request() {
+    let mut h = Harness::new(Config {
+        max_sessions_per_key: 1,
+        ..quiet()
+    });
+    let (first, actions) = h.acquire(1);
+    let s = connect_of(&actions);
+    // The first caller gives up; a second arrives while the connect is
+    // still in flight, and waits for it (the key is at its limit).
+    h.step(Input::CancelAcquire(first)).0.unwrap();
+    let (second, actions) = h.acquire(1);
+    assert!(connects(&actions).is_empty());
+    let actions = h.connected(s, false);
+    assert!(
+        rejects(&actions).is_empty(),
+        "the second caller was failed by a connect begun before it asked: {actions:?}"
+    );
+    // It waits for the next attempt, which the pool starts at once.
+    let retry = connect_of(&actions);
+    let actions = h.connected(retry, true);
+    assert_eq!(grants(&actions).len(), 1);
+    assert_eq!(grants(&actions)[0].0, second);
+}
+
 fn breaker_config(fail_fast: bool) -> Config {
     Config {
         breaker: BreakerConfig {

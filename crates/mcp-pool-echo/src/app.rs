@@ -37,6 +37,11 @@ pub struct EchoConfig {
     /// How many calls the [`SessionRegistry`] call log retains
     /// (default [`DEFAULT_CALL_LOG_LIMIT`]); counts are always complete.
     pub call_log_limit: usize,
+    /// Interval of the keep-alive comments on open event streams (default:
+    /// rmcp's 15 s); `None` sends none. Under a simulated clock, turn them
+    /// off: their timer reads the real clock (`std::time::Instant`), so
+    /// once simulated time runs ahead of real time they fire on every poll.
+    pub sse_keep_alive: Option<Duration>,
 }
 
 impl Default for EchoConfig {
@@ -46,6 +51,7 @@ impl Default for EchoConfig {
             stateful: true,
             session_keep_alive: SessionConfig::default().keep_alive,
             call_log_limit: DEFAULT_CALL_LOG_LIMIT,
+            sse_keep_alive: StreamableHttpServerConfig::default().sse_keep_alive,
         }
     }
 }
@@ -66,6 +72,13 @@ impl EchoConfig {
     /// Drop sessions idle for `keep_alive` (`None`: never).
     pub fn with_session_keep_alive(mut self, keep_alive: Option<Duration>) -> Self {
         self.session_keep_alive = keep_alive;
+        self
+    }
+
+    /// Send keep-alive comments on open event streams at this interval
+    /// (`None`: never).
+    pub fn with_sse_keep_alive(mut self, interval: Option<Duration>) -> Self {
+        self.sse_keep_alive = interval;
         self
     }
 
@@ -119,7 +132,8 @@ impl EchoApp {
         let end_sessions = CancellationToken::new();
         let mut http = StreamableHttpServerConfig::default()
             .with_legacy_session_mode(cfg.stateful)
-            .with_cancellation_token(end_sessions.clone());
+            .with_cancellation_token(end_sessions.clone())
+            .with_sse_keep_alive(cfg.sse_keep_alive);
         http.allowed_hosts
             .extend(cfg.extra_allowed_hosts.iter().cloned());
 

@@ -16,8 +16,16 @@
 //! Everything else is an ordinary pool: at most `max_per_key` sessions per
 //! key, callers wait for a free one, idle sessions are reused last-in
 //! first-out.
+//!
+//! [`Counted`] wraps any connector and counts connects, checks and closes
+//! from the connector's side, so that reports compare pools by the same
+//! measure.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+
+mod counted;
+
+pub use counted::Counted;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -12,13 +12,15 @@ use rmcp::model::{
 };
 use rmcp::service::{PeerRequestOptions, RunningService};
 use rmcp::transport::common::client_side_sse::SseRetryPolicy;
-use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::transport::streamable_http_client::{
+    StreamableHttpClient, StreamableHttpClientTransportConfig,
+};
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::{Peer, RoleClient, ServiceError, ServiceExt};
 use tracing::Instrument;
 
 use crate::health::{Health, HealthClient};
-use crate::{Error, SessionKey};
+use crate::{Error, HttpError, SessionKey};
 
 /// One step of the health check chain run by [`Connector::check`].
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
@@ -74,6 +76,8 @@ struct Settings {
     stream_idle_timeout: Option<Duration>,
     http_idle_timeout: Duration,
     root_certificates: Vec<Vec<u8>>,
+    /// `https://` URLs cannot be served (reqwest without the `tls` feature).
+    refuse_https: bool,
 }
 
 impl Default for Settings {
@@ -94,6 +98,7 @@ impl Default for Settings {
             stream_idle_timeout: None,
             http_idle_timeout: Duration::from_secs(90),
             root_certificates: Vec::new(),
+            refuse_https: !cfg!(feature = "tls"),
         }
     }
 }
@@ -235,6 +240,26 @@ impl McpConnectorBuilder {
             settings: Arc::new(settings),
         })
     }
+
+    /// Builds a connector whose sessions speak HTTP through `http` instead
+    /// of reqwest: a simulated network, a Unix socket, a proxy. Every
+    /// session still goes through a [`HealthClient`] around `http`, so the
+    /// pool sees the same health, and errors reported as [`HttpError`]
+    /// classify exactly like reqwest's (a connect error is safe to retry,
+    /// a broken exchange is not). The settings that configure reqwest itself
+    /// (`connect_timeout`, `http_idle_timeout`, `stream_idle_timeout`, root
+    /// certificates) are the plugged client's business and are ignored here.
+    pub fn build_with_client<H>(self, http: H) -> McpConnector<H>
+    where
+        H: StreamableHttpClient<Error = HttpError> + Sync,
+    {
+        let mut settings = self.settings;
+        settings.refuse_https = false;
+        McpConnector {
+            http,
+            settings: Arc::new(settings),
+        }
+    }
 }
 
 /// A [`Connector`] of [`mcp_pool`] for rmcp client sessions over MCP
@@ -252,14 +277,16 @@ impl McpConnectorBuilder {
 /// - `classify` is [`Error::outcome`].
 /// - `close` cancels the session under `close_timeout`, which sends DELETE.
 ///
-/// Cloning is cheap and shares the HTTP client.
+/// Cloning is cheap and shares the HTTP client. `H` is the HTTP layer:
+/// reqwest by default, or any client plugged in with
+/// [`McpConnectorBuilder::build_with_client`].
 #[derive(Clone)]
-pub struct McpConnector {
-    http: reqwest::Client,
+pub struct McpConnector<H = reqwest::Client> {
+    http: H,
     settings: Arc<Settings>,
 }
 
-impl fmt::Debug for McpConnector {
+impl<H> fmt::Debug for McpConnector<H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("McpConnector")
             .field("request_timeout", &self.settings.request_timeout)
@@ -281,12 +308,14 @@ impl McpConnector {
     pub fn new() -> Result<McpConnector, Error> {
         McpConnector::builder().build()
     }
+}
 
+impl<H: StreamableHttpClient + Sync> McpConnector<H> {
     /// Opens a session for `key` outside any pool (the same as the pool's
     /// connect). The caller owns it; [`McpSession::close`] ends it.
     pub async fn open(&self, key: &SessionKey) -> Result<McpSession, Error> {
         let url = key.redacted_url();
-        if !cfg!(feature = "tls") && key.url().starts_with("https:") {
+        if self.settings.refuse_https && key.url().starts_with("https:") {
             return Err(Error::HttpClient(
                 "https URLs need the `tls` feature of mcp-pool-rmcp".into(),
             ));
@@ -376,7 +405,7 @@ fn short(text: &str) -> String {
         .collect()
 }
 
-impl Connector for McpConnector {
+impl<H: StreamableHttpClient + Sync> Connector for McpConnector<H> {
     type Key = SessionKey;
     type Session = McpSession;
     type Error = Error;

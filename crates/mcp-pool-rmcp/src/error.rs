@@ -5,10 +5,9 @@ use std::time::Duration;
 use mcp_pool::Outcome;
 use rmcp::model::{CallToolResult, ErrorCode};
 use rmcp::service::ClientInitializeError;
-use rmcp::transport::streamable_http_client::StreamableHttpError;
 use rmcp::ServiceError;
 
-use crate::health::is_fatal;
+use crate::http::HttpFailure;
 use crate::{CheckStep, KeyError};
 
 /// What opening, checking or using an MCP session failed with.
@@ -115,11 +114,8 @@ pub enum Error {
 /// (without rmcp's transport type name and without the request URL).
 fn describe_service(error: &ServiceError) -> String {
     match error {
-        ServiceError::TransportSend(e) => match e
-            .error
-            .downcast_ref::<StreamableHttpError<reqwest::Error>>()
-        {
-            Some(http) => format!("transport error: {}", crate::health::describe(http)),
+        ServiceError::TransportSend(e) => match HttpFailure::find(e.error.as_ref()) {
+            Some(http) => format!("transport error: {}", http.describe()),
             None => format!("transport error: {}", e.error),
         },
         ServiceError::McpError(data) => {
@@ -137,11 +133,8 @@ fn describe_service(error: &ServiceError) -> String {
 pub(crate) fn describe_initialize(error: &ClientInitializeError) -> String {
     match error {
         ClientInitializeError::TransportError { error, context } => {
-            let cause = match error
-                .error
-                .downcast_ref::<StreamableHttpError<reqwest::Error>>()
-            {
-                Some(http) => crate::health::describe(http),
+            let cause = match HttpFailure::find(error.error.as_ref()) {
+                Some(http) => http.describe(),
                 None => error.error.to_string(),
             };
             format!("{cause} (while trying to {context})")
@@ -180,14 +173,8 @@ impl Error {
             Error::Service {
                 source: ServiceError::TransportSend(e),
                 ..
-            } => match e
-                .error
-                .downcast_ref::<StreamableHttpError<reqwest::Error>>()
-            {
-                Some(StreamableHttpError::SessionExpired) => true,
-                Some(StreamableHttpError::Client(e)) => e.is_connect(),
-                _ => false,
-            },
+            } => HttpFailure::find(e.error.as_ref())
+                .is_some_and(|http| http.never_reached_the_server()),
             _ => false,
         }
     }
@@ -211,15 +198,10 @@ pub fn classify_service_error(error: &ServiceError) -> Outcome {
         ServiceError::McpError(_)
         | ServiceError::SubscriptionLagged { .. }
         | ServiceError::InputRequiredRoundsExceeded { .. } => Outcome::ApplicationError,
-        ServiceError::TransportSend(e) => {
-            match e
-                .error
-                .downcast_ref::<StreamableHttpError<reqwest::Error>>()
-            {
-                Some(http) if !is_fatal(http) => Outcome::ApplicationError,
-                _ => Outcome::TransportError,
-            }
-        }
+        ServiceError::TransportSend(e) => match HttpFailure::find(e.error.as_ref()) {
+            Some(http) if !http.is_fatal() => Outcome::ApplicationError,
+            _ => Outcome::TransportError,
+        },
         ServiceError::Timeout { .. } => Outcome::Timeout,
         ServiceError::Cancelled { .. } => Outcome::Cancelled,
         ServiceError::TransportClosed | ServiceError::UnexpectedResponse => Outcome::TransportError,
@@ -230,8 +212,10 @@ pub fn classify_service_error(error: &ServiceError) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{HttpError, HttpErrorKind};
     use rmcp::model::ErrorData;
     use rmcp::transport::streamable_http_client::HttpStatusError;
+    use rmcp::transport::streamable_http_client::StreamableHttpError;
     use rmcp::transport::DynamicTransportError;
 
     fn send_error(e: StreamableHttpError<reqwest::Error>) -> ServiceError {
@@ -330,6 +314,35 @@ mod tests {
         assert!(
             !service(send_error(StreamableHttpError::UnexpectedEndOfStream)).is_safe_to_retry()
         );
+    }
+
+    fn plugged(e: StreamableHttpError<HttpError>) -> Error {
+        service(ServiceError::TransportSend(
+            DynamicTransportError::from_parts("test", std::any::TypeId::of::<()>(), Box::new(e)),
+        ))
+    }
+
+    #[test]
+    fn a_plugged_clients_errors_classify_like_reqwests() {
+        let refused = plugged(StreamableHttpError::Client(HttpError::new(
+            HttpErrorKind::Connect,
+            "refused",
+        )));
+        assert_eq!(refused.outcome(), Outcome::TransportError);
+        assert!(refused.is_safe_to_retry());
+        assert!(refused.to_string().contains("connect error: refused"));
+        let broken = plugged(StreamableHttpError::Client(HttpError::new(
+            HttpErrorKind::Io,
+            "reset",
+        )));
+        assert_eq!(broken.outcome(), Outcome::TransportError);
+        assert!(!broken.is_safe_to_retry());
+        let expired = plugged(StreamableHttpError::SessionExpired);
+        assert!(expired.is_safe_to_retry());
+        let busy = plugged(StreamableHttpError::HttpStatus(HttpStatusError::new(
+            429, None,
+        )));
+        assert_eq!(busy.outcome(), Outcome::ApplicationError);
     }
 
     #[test]

@@ -163,6 +163,8 @@ pub fn describe<E: std::error::Error + Send + Sync + 'static>(
                 if let Some(status) = e.status() {
                     text.push_str(&format!(": HTTP {}", status.as_u16()));
                 }
+            } else if let Some(e) = any.downcast_ref::<crate::HttpError>() {
+                text = e.to_string();
             }
             let mut source = std::error::Error::source(e);
             while let Some(cause) = source {

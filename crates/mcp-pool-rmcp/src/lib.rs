@@ -88,35 +88,46 @@
 mod connector;
 mod error;
 mod health;
+mod http;
 mod key;
 
 pub use connector::{BoundedRetry, CheckStep, McpConnector, McpConnectorBuilder, McpSession};
 pub use error::{classify_service_error, Error};
 pub use health::{describe, is_fatal, Health, HealthClient};
+pub use http::{HttpError, HttpErrorKind};
 pub use key::{Identity, KeyBuilder, KeyError, SessionKey, Transport, DEFAULT_IDENTITY_HEADERS};
 
 /// A pool of rmcp sessions.
 pub type McpPool = mcp_pool::Pool<McpConnector>;
 
 /// Runs `f` on a session of `key` like [`Pool::run`](mcp_pool::Pool::run),
-/// and, if it fails with an error the server provably never accepted
+/// and, while it fails with an error the server provably never accepted
 /// ([`Error::is_safe_to_retry`]: HTTP 404 on an expired session, a refused
-/// connection, a transport already dead), runs it once more. The failed
-/// session was poisoned on release, so the second run gets another one. A
-/// request the server may have accepted is never run twice.
-pub async fn run_with_retry<T, F>(
-    pool: &McpPool,
-    key: &SessionKey,
+/// connection, a transport already dead), runs it again, at most
+/// `max_sessions_per_key` more times. Each failed session was poisoned on
+/// release, so every run gets another one, and after a backend restart that
+/// left every pooled session stale, the last run gets a fresh one. A request
+/// the server may have accepted is never run twice.
+///
+/// Works with any connector whose sessions and errors are this crate's
+/// ([`McpConnector`] over any HTTP layer, or a wrapper of it).
+pub async fn run_with_retry<C, T, F>(
+    pool: &mcp_pool::Pool<C>,
+    key: &C::Key,
     f: F,
 ) -> Result<T, mcp_pool::RunError<Error>>
 where
+    C: mcp_pool::Connector<Session = McpSession, Error = Error>,
     F: AsyncFn(&McpSession) -> Result<T, Error>,
 {
-    match pool.run(key, async |s: &McpSession| f(s).await).await {
-        Err(mcp_pool::RunError::Call(e)) if e.is_safe_to_retry() => {
-            tracing::debug!(key = %key, error = %e, "request never reached the server; running it once more");
-            pool.run(key, async |s: &McpSession| f(s).await).await
+    let mut retries = pool.config().max_sessions_per_key;
+    loop {
+        match pool.run(key, async |s: &McpSession| f(s).await).await {
+            Err(mcp_pool::RunError::Call(e)) if e.is_safe_to_retry() && retries > 0 => {
+                retries -= 1;
+                tracing::debug!(error = %e, "request never reached the server; running it again");
+            }
+            other => return other,
         }
-        other => other,
     }
 }

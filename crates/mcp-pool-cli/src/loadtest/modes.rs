@@ -4,12 +4,11 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use mcp_pool::{AcquireError, Connector, EvictReason, Outcome, Pool, RunError};
-use mcp_pool_naive::{NaiveError, NaivePool};
+use mcp_pool::{AcquireError, EvictReason, Outcome, Pool, RunError};
+use mcp_pool_naive::{Counted, NaiveError, NaivePool};
 use mcp_pool_rmcp::{KeyError, McpConnector, McpPool, SessionKey};
 use rmcp::model::{CallToolRequestParams, JsonObject};
 use serde::Serialize;
@@ -189,8 +188,8 @@ pub fn pool_failure(error: RunError<mcp_pool_rmcp::Error>) -> Failure {
 /// Mode `pool`: each call runs on a session of mcp-pool, released with the
 /// outcome of its result, and, like [`mcp_pool_rmcp::run_with_retry`], a
 /// request the server provably never saw (HTTP 404 on a forgotten session,
-/// a refused connection) runs once more on another session; the failed one
-/// was poisoned on release.
+/// a refused connection) runs again on another session; the failed one was
+/// poisoned on release.
 pub struct PoolMode {
     pool: McpPool,
     keys: Vec<SessionKey>,
@@ -257,74 +256,18 @@ impl Mode for PoolMode {
         Box::pin(async move {
             let params = self.call.params(user, seq);
             let key = &self.keys[identity % self.keys.len()];
-            // What `run_with_retry` does: a request the server provably
-            // never saw runs once more, on another session.
-            match self.run_once(key, params.clone()).await {
-                Err(RunError::Call(e)) if e.is_safe_to_retry() => self.run_once(key, params).await,
-                other => other,
+            // What `run_with_retry` does (its future is not `Send`, which
+            // this boxed future must be): a request the server provably
+            // never saw runs again on another session, at most
+            // `max_sessions_per_key` more times.
+            let mut retries = self.pool.config().max_sessions_per_key;
+            loop {
+                match self.run_once(key, params.clone()).await {
+                    Err(RunError::Call(e)) if e.is_safe_to_retry() && retries > 0 => retries -= 1,
+                    other => return other.map_err(pool_failure),
+                }
             }
-            .map_err(pool_failure)
         })
-    }
-}
-
-/// A connector that counts what a pool asks of it.
-pub struct Counted<C> {
-    inner: C,
-    connects: AtomicU64,
-    checks: AtomicU64,
-    closes: AtomicU64,
-}
-
-impl<C> Counted<C> {
-    /// Counts the connects, checks and closes made through `inner`.
-    pub fn new(inner: C) -> Counted<C> {
-        Counted {
-            inner,
-            connects: AtomicU64::new(0),
-            checks: AtomicU64::new(0),
-            closes: AtomicU64::new(0),
-        }
-    }
-}
-
-impl<C: Connector> Connector for Counted<C> {
-    type Key = C::Key;
-    type Session = C::Session;
-    type Error = C::Error;
-
-    async fn connect(&self, key: &C::Key) -> Result<C::Session, C::Error> {
-        self.connects.fetch_add(1, Ordering::Relaxed);
-        self.inner.connect(key).await
-    }
-
-    async fn check(&self, session: &C::Session) -> Result<(), C::Error> {
-        self.checks.fetch_add(1, Ordering::Relaxed);
-        self.inner.check(session).await
-    }
-
-    fn is_closed(&self, session: &C::Session) -> bool {
-        self.inner.is_closed(session)
-    }
-
-    fn classify(&self, error: &C::Error) -> Outcome {
-        self.inner.classify(error)
-    }
-
-    async fn close(&self, session: C::Session) {
-        self.closes.fetch_add(1, Ordering::Relaxed);
-        self.inner.close(session).await;
-    }
-
-    fn closed_notification(
-        &self,
-        session: &C::Session,
-    ) -> Option<impl Future<Output = ()> + Send + 'static> {
-        self.inner.closed_notification(session)
-    }
-
-    fn abort(&self, session: &C::Session) {
-        self.inner.abort(session);
     }
 }
 
@@ -360,14 +303,14 @@ impl NaiveMode {
     /// one made on a session idle for a minute.
     pub fn counters(&self) -> BTreeMap<String, u64> {
         let c = self.pool.connector();
-        let misses = c.connects.load(Ordering::Relaxed);
+        let misses = c.connects();
         let runs = self.runs.load(Ordering::Relaxed);
         [
             ("hits", runs.saturating_sub(misses)),
             ("misses", misses),
             ("connects", misses),
-            ("evictions", c.closes.load(Ordering::Relaxed)),
-            ("checks", c.checks.load(Ordering::Relaxed)),
+            ("evictions", c.closes()),
+            ("checks", c.checks()),
         ]
         .into_iter()
         .map(|(name, n)| (name.to_string(), n))

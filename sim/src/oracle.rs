@@ -1,0 +1,195 @@
+//! The oracles: what must hold in every run, whatever the faults.
+//!
+//! | id | oracle |
+//! |---|---|
+//! | O1 | the run completes: no panic (the driver's checking mode audits the core's invariants I1–I16 after every input and panics on a violation), no failed host, no run past its time limit |
+//! | O2 | no call issued once the backend is reachable again fails |
+//! | O3 | no call takes longer than its bound (two acquires and two requests, with grace) |
+//! | O4 | every session opened is closed by the end |
+//! | O5 | no upstream session serves two identities (or two affinity ids) |
+//! | O6 | after shutdown begins, every new call fails with `ShuttingDown`, and the shutdown ends within its timeout |
+//! | O7 | while the backend is unreachable, the breaker trips and bounds the connects |
+//!
+//! O1 holds for both subjects; the others are what mcp-pool promises and
+//! are checked on mcp-pool's runs. The naive baseline is instead expected
+//! to show the cascade ([`shows_cascade`]).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::time::Duration;
+
+use crate::plan::Scenario;
+use crate::run::{Call, Cause, RunReport, Subject};
+
+/// One oracle that did not hold in one run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    /// The oracle's id (`O1`..`O7`, or `O8` for a baseline that did not
+    /// show the cascade).
+    pub oracle: &'static str,
+    /// What was seen.
+    pub detail: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.oracle, self.detail)
+    }
+}
+
+/// Whether `call` failed although it was issued after the backend was
+/// reachable for good. In the `Shutdown` scenario a call still running at
+/// the shutdown may fail (its session is aborted after the grace period),
+/// and later calls are judged by O6 instead.
+pub fn failed_after_recovery(report: &RunReport, call: &Call) -> bool {
+    if !call.failed() || !report.plan.recovered_by(call.start) {
+        return false;
+    }
+    match report.plan.shutdown_at {
+        Some(at) => call.end < at,
+        None => true,
+    }
+}
+
+/// The calls that failed after recovery (see [`failed_after_recovery`]).
+pub fn failures_after_recovery(report: &RunReport) -> Vec<&Call> {
+    report
+        .calls
+        .iter()
+        .filter(|call| failed_after_recovery(report, call))
+        .collect()
+}
+
+/// Whether the naive baseline shows the cascade: calls keep failing after
+/// the backend is back.
+pub fn shows_cascade(report: &RunReport) -> bool {
+    !failures_after_recovery(report).is_empty()
+}
+
+fn describe(call: &Call) -> String {
+    format!(
+        "caller {} call {} issued at {:?} ended at {:?}: {:?}",
+        call.caller, call.n, call.start, call.end, call.result
+    )
+}
+
+/// Checks every oracle that applies to `report`.
+pub fn check(report: &RunReport) -> Vec<Violation> {
+    let mut found = Vec::new();
+    let mut violate = |oracle, detail: String| found.push(Violation { oracle, detail });
+    for error in &report.errors {
+        violate("O1", error.clone());
+    }
+    if report.subject == Subject::Naive {
+        if report.plan.scenario == Scenario::CrashBounce && !shows_cascade(report) {
+            violate(
+                "O8",
+                "the naive baseline recovered after the restart: the simulation does not reproduce the known bug".into(),
+            );
+        }
+        return found;
+    }
+    let plan = &report.plan;
+
+    let late = failures_after_recovery(report);
+    if let Some(first) = late.first() {
+        violate(
+            "O2",
+            format!(
+                "{} calls failed after the backend was reachable again (at {:?}); first: {}",
+                late.len(),
+                plan.recovered_at.unwrap_or_default(),
+                describe(first)
+            ),
+        );
+    }
+
+    let bound = plan.settings.call_bound();
+    if let Some(slow) = report.calls.iter().find(|c| c.latency() > bound) {
+        violate(
+            "O3",
+            format!(
+                "a call took {:?} (bound {bound:?}): {}",
+                slow.latency(),
+                describe(slow)
+            ),
+        );
+    }
+
+    if report.opened != report.closed {
+        violate(
+            "O4",
+            format!(
+                "{} sessions opened, {} closed by the end",
+                report.opened, report.closed
+            ),
+        );
+    }
+
+    let mut tags: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for (session, message) in &report.served {
+        if let Some(session) = session {
+            let tag = message.split('/').next().unwrap_or("");
+            tags.entry(session.as_str()).or_default().insert(tag);
+        }
+    }
+    if let Some((_, shared)) = tags.iter().find(|(_, t)| t.len() > 1) {
+        violate(
+            "O5",
+            format!(
+                "one upstream session served {} callers' identities: {shared:?}",
+                shared.len()
+            ),
+        );
+    }
+
+    if let Some(at) = plan.shutdown_at {
+        match report.shutdown {
+            None => violate("O6", "the shutdown never ran".into()),
+            Some((begun, waited)) => {
+                let limit = plan.settings.shutdown_timeout + Duration::from_millis(100);
+                if waited > limit {
+                    violate(
+                        "O6",
+                        format!("the shutdown waited {waited:?} (limit {limit:?})"),
+                    );
+                }
+                let after = report
+                    .calls
+                    .iter()
+                    .find(|c| c.start > begun && c.result != Err(Cause::ShuttingDown));
+                if let Some(call) = after {
+                    violate(
+                        "O6",
+                        format!("a call issued after the shutdown began at {at:?} did not fail with shutting-down: {}", describe(call)),
+                    );
+                }
+            }
+        }
+    }
+
+    if plan.scenario == Scenario::Breaker {
+        let trips = report.stats.as_ref().map_or(0, |s| s.breaker_trips);
+        if trips == 0 {
+            violate(
+                "O7",
+                "the breaker never tripped while the backend was unreachable".into(),
+            );
+        }
+        let outage = plan.recovered_at.unwrap_or(plan.duration);
+        let limit = plan.callers as u64 + 2 * outage.as_secs() + 2;
+        let connects = report.connects_before_recovery.unwrap_or(0);
+        if connects > limit {
+            violate(
+                "O7",
+                format!("{connects} connects during a {outage:?} outage (limit {limit})"),
+            );
+        }
+    }
+    found
+}
+
+/// Failure counts of a report by cause, calls given up on excluded.
+pub fn causes(report: &RunReport) -> BTreeMap<Cause, u64> {
+    crate::run::failures_by_cause(&report.calls)
+}
