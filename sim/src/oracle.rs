@@ -60,6 +60,21 @@ pub fn failures_after_recovery(report: &RunReport) -> Vec<&Call> {
         .collect()
 }
 
+/// How long after the backend became reachable again (after a fault) the
+/// first call issued from then on succeeded: `None` when the plan has no
+/// fault it recovers from, `Some(None)` when no such call ever succeeded.
+pub fn recovery_time(report: &RunReport) -> Option<Option<Duration>> {
+    let at = report.plan.recovered_at.filter(|at| !at.is_zero())?;
+    Some(
+        report
+            .calls
+            .iter()
+            .filter(|c| c.start >= at && c.result.is_ok())
+            .map(|c| c.end - at)
+            .min(),
+    )
+}
+
 /// Whether the naive baseline shows the cascade: calls keep failing after
 /// the backend is back.
 pub fn shows_cascade(report: &RunReport) -> bool {

@@ -33,6 +33,11 @@ pub struct Row {
     pub p99: Option<Duration>,
     /// Runs in which an oracle did not hold.
     pub violated_runs: usize,
+    /// The longest time, over the seeds, from the backend being reachable
+    /// again to the first success of a call issued after that: `None` for a
+    /// scenario without a fault it recovers from, `Some(None)` when some
+    /// seed never recovered.
+    pub recovery: Option<Option<Duration>>,
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Option<Duration> {
@@ -89,6 +94,13 @@ pub fn rows(reports: &[RunReport]) -> Vec<Row> {
                     .iter()
                     .filter(|r| !oracle::check(r).is_empty())
                     .count(),
+                recovery: group
+                    .iter()
+                    .filter_map(|r| oracle::recovery_time(r))
+                    .reduce(|a, b| match (a, b) {
+                        (Some(a), Some(b)) => Some(a.max(b)),
+                        _ => None,
+                    }),
             }
         })
         .collect()
@@ -101,8 +113,8 @@ fn ms(d: Option<Duration>) -> String {
 /// The rows as a Markdown table.
 pub fn table(rows: &[Row]) -> String {
     let mut out = String::from(
-        "| scenario | pool | seeds | calls | failures | after recovery | causes | p50 | p99 | oracles |\n\
-         |---|---|---|---|---|---|---|---|---|---|\n",
+        "| scenario | pool | seeds | calls | failures | after recovery | causes | p50 | p99 | recovery | oracles |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for row in rows {
         let causes = if row.causes.is_empty() {
@@ -121,7 +133,7 @@ pub fn table(rows: &[Row]) -> String {
         };
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             row.scenario,
             row.subject,
             row.runs,
@@ -131,6 +143,11 @@ pub fn table(rows: &[Row]) -> String {
             causes,
             ms(row.p50),
             ms(row.p99),
+            match row.recovery {
+                None => "—".to_owned(),
+                Some(None) => "never".to_owned(),
+                Some(d) => ms(d),
+            },
             oracles
         );
     }

@@ -288,3 +288,24 @@ pub fn run_suite(
     });
     Ok(SuiteReport { reports })
 }
+
+/// Checks `suite` like [`run_suite`] (the CI suite all at once, a deep one
+/// one configuration at a time, as `deep` says), prints the report with any
+/// counterexample, and returns the exit code of a command that ran it: 0 if
+/// every property holds, 1 if one fails, 2 if a configuration is invalid
+/// (with the reason on stderr).
+pub fn run_and_print(suite: Vec<crate::Bounds>, deep: bool) -> std::process::ExitCode {
+    let report = match run_suite(suite, !deep) {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("invalid pool configuration in the suite: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    print!("{report}");
+    if report.all_hold() {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::FAILURE
+    }
+}

@@ -26,19 +26,7 @@ fn main() -> ExitCode {
             for bounds in &suite {
                 println!("configuration {bounds:#?}");
             }
-            let report = match check::run_suite(suite, !deep) {
-                Ok(report) => report,
-                Err(e) => {
-                    eprintln!("invalid pool configuration: {e}");
-                    return ExitCode::from(2);
-                }
-            };
-            print!("{report}");
-            if report.all_hold() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            }
+            check::run_and_print(suite, deep)
         }
         Some("explore") => {
             let bounds = match option(&args, "--config") {

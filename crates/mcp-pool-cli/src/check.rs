@@ -31,17 +31,5 @@ pub fn run(args: &CheckArgs) -> ExitCode {
     );
     // The CI suite's configurations are small enough to explore at once;
     // the deep ones one at a time, to hold one exploration in memory.
-    let report = match check::run_suite(suite, !deep) {
-        Ok(report) => report,
-        Err(e) => {
-            eprintln!("mcp-pool: invalid pool configuration in the suite: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    print!("{report}");
-    if report.all_hold() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
+    check::run_and_print(suite, deep)
 }

@@ -49,8 +49,26 @@ impl Backend {
             Ok(())
         }
     }
+    /// A call that holds its session for 10 ms.
+    async fn slow_call(&self, session: u32) -> Result<(), Broken> {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        self.call(session)
+    }
     fn restart(&self) {
         self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// Warms four sessions: four callers at once, each of which must succeed.
+async fn warm_four<F, Fut, T, E>(call: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+    E: std::fmt::Debug,
+{
+    let (a, b, c, d) = tokio::join!(call(), call(), call(), call());
+    for r in [a, b, c, d] {
+        r.unwrap();
     }
 }
 
@@ -58,17 +76,7 @@ impl Backend {
 async fn dead_sessions_go_back_and_keep_failing_after_the_backend_returns() {
     let backend = Backend::default();
     let pool = NaivePool::new(backend.clone(), 4);
-    // Warm four sessions: four callers at once.
-    let call = || {
-        pool.run(&1, async |s: &u32| {
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-            backend.call(*s)
-        })
-    };
-    let (a, b, c, d) = tokio::join!(call(), call(), call(), call());
-    for r in [a, b, c, d] {
-        r.unwrap();
-    }
+    warm_four(|| pool.run(&1, async |s: &u32| backend.slow_call(*s).await)).await;
     assert_eq!(pool.stats().idle, 4);
     backend.restart();
     // The backend is up again, yet every call lands on a dead session that
@@ -94,16 +102,7 @@ async fn the_same_restart_through_mcp_pool_heals_after_one_failure_per_dead_sess
         .max_sessions_per_key(4)
         .build()
         .unwrap();
-    let call = || {
-        pool.run(&1, async |s: &u32| {
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-            backend.call(*s)
-        })
-    };
-    let (a, b, c, d) = tokio::join!(call(), call(), call(), call());
-    for r in [a, b, c, d] {
-        r.unwrap();
-    }
+    warm_four(|| pool.run(&1, async |s: &u32| backend.slow_call(*s).await)).await;
     backend.restart();
     let mut failures = Vec::new();
     for i in 0..100 {
