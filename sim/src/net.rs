@@ -295,7 +295,8 @@ impl std::fmt::Debug for SimListener {
 }
 
 impl SimListener {
-    /// Binds `0.0.0.0:port` on the current turmoil host.
+    /// Binds `0.0.0.0:port` on the current turmoil host: an address of the
+    /// simulated network only, no real socket is opened.
     pub async fn bind(port: u16) -> io::Result<SimListener> {
         turmoil::net::TcpListener::bind(("0.0.0.0", port))
             .await

@@ -3,7 +3,7 @@
 //! baseline's cascade shown on the reported scenario.
 
 use mcp_pool_sim::report::{rows, table};
-use mcp_pool_sim::sweep::seeds_from_env;
+use mcp_pool_sim::sweep::{exercised, seeds_from_env};
 use mcp_pool_sim::{Scenario, Sweep};
 
 /// Seeds per scenario when `MCP_POOL_SIM_SEEDS` is not set.
@@ -14,6 +14,9 @@ fn sweep(scenario: Scenario) {
     let mut sweep = Sweep::default();
     sweep.scenario(scenario, 0..seeds, true, &mut |_| {});
     println!("{}", table(&rows(&sweep.reports)));
+    if let Err(what) = exercised(scenario, &sweep.reports) {
+        panic!("{scenario} did not exercise its fault over {seeds} seeds: {what}");
+    }
     let failures: Vec<String> = sweep.failures.iter().map(|f| f.to_string()).collect();
     assert!(
         failures.is_empty(),

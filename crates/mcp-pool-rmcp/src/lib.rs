@@ -38,6 +38,15 @@
 //! the server-sent event stream breaks), and [`McpSession`]'s request methods
 //! stop waiting as soon as it dies.
 //!
+//! ## Any HTTP layer
+//!
+//! reqwest is the default. Any other rmcp `StreamableHttpClient` (a
+//! simulated network, a Unix socket, a proxy) plugs in with
+//! [`McpConnectorBuilder::build_with_client`]; it reports failures as
+//! [`HttpError`], so its errors are classified exactly like reqwest's, and
+//! it still runs under a [`HealthClient`]. The simulator (`mcp-pool-sim`)
+//! runs this crate unchanged over turmoil that way.
+//!
 //! ## Isolation
 //!
 //! A [`SessionKey`] is the server URL, the transport, an [`Identity`] (SHA-256
