@@ -4,7 +4,7 @@
 //! |---|---|
 //! | O1 | the run completes: no panic (the driver's checking mode audits the core's invariants I1–I16 after every input and panics on a violation), no failed host, no run past its time limit |
 //! | O2 | no call issued once the backend is reachable again fails |
-//! | O3 | no call takes longer than its bound (two acquires and two requests, with grace) |
+//! | O3 | no call takes longer than two full runs (acquire and request each, with grace; see `Settings::call_bound`) |
 //! | O4 | every session opened is closed by the end |
 //! | O5 | no upstream session serves two identities (or two affinity ids) |
 //! | O6 | after shutdown begins, every new call fails with `ShuttingDown`, and the shutdown ends within its timeout |

@@ -218,8 +218,11 @@ impl Default for Settings {
 }
 
 impl Settings {
-    /// The longest a caller's call may take: the retry (at most two runs),
-    /// each an acquire and a request, plus the connector's grace periods.
+    /// The longest a caller's call may take: two full runs, each an acquire
+    /// and a request, plus the connector's grace periods. `run_with_retry`
+    /// may run a call more than twice, but only after refusals the server
+    /// answers at once (HTTP 404, a refused connection, a transport known
+    /// dead), so a call that outlasts two full runs has hung somewhere.
     pub fn call_bound(&self) -> Duration {
         2 * (self.acquire_timeout + self.request_timeout + Duration::from_millis(500))
     }
