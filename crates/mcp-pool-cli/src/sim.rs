@@ -12,8 +12,8 @@ use mcp_pool_sim::{Plan, Scenario, Subject, Sweep};
 /// environment variable.
 #[derive(Clone, Debug, clap::Args)]
 pub struct SimArgs {
-    /// Seeds per scenario in a sweep (seeds 0..N). Default 5.
-    #[arg(long, env = "MCP_POOL_SIM_SEEDS")]
+    /// Seeds per scenario in a sweep (seeds 0..N, at least 1). Default 5.
+    #[arg(long, env = "MCP_POOL_SIM_SEEDS", value_parser = clap::value_parser!(u64).range(1..))]
     pub seeds: Option<u64>,
     /// Run only this scenario: steady, crash-bounce, crash-forever,
     /// partition, hold, flaky, slow-checks, breaker, cancel, shutdown,
@@ -25,11 +25,15 @@ pub struct SimArgs {
     #[arg(long, env = "MCP_POOL_SIM_SEED")]
     pub seed: Option<u64>,
     /// With `--seed`: run the naive pool (the known bug) instead of mcp-pool.
-    #[arg(long)]
+    #[arg(long, env = "MCP_POOL_SIM_NAIVE",
+          value_parser = clap::builder::BoolishValueParser::new(),
+          action = clap::ArgAction::SetTrue)]
     pub naive: bool,
     /// With `--seed`: print the run's event log (the same, byte for byte, on
     /// every replay).
-    #[arg(long)]
+    #[arg(long, env = "MCP_POOL_SIM_LOG",
+          value_parser = clap::builder::BoolishValueParser::new(),
+          action = clap::ArgAction::SetTrue)]
     pub log: bool,
 }
 

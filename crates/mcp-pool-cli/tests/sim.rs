@@ -47,13 +47,19 @@ fn a_replay_prints_the_same_event_log() {
 }
 
 #[test]
-fn an_unknown_scenario_is_one_line_and_exit_2() {
-    let output = Command::new(env!("CARGO_BIN_EXE_mcp-pool"))
-        .args(["sim", "--scenario", "meteor"])
-        .output()
-        .expect("the binary runs");
-    assert_eq!(output.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("unknown scenario `meteor`"), "{stderr}");
-    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+fn bad_options_are_one_line_and_exit_2() {
+    for (args, expected) in [
+        (["sim", "--scenario", "meteor"], "unknown scenario `meteor`"),
+        (["sim", "--seeds", "0"], "'--seeds <SEEDS>'"),
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_mcp-pool"))
+            .args(args)
+            .env_remove("MCP_POOL_SIM_SEEDS")
+            .output()
+            .expect("the binary runs");
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(expected), "{stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    }
 }
