@@ -134,12 +134,15 @@ async fn read_body(response: Response<Incoming>) -> Result<Bytes, HttpError> {
         .map_err(|e| HttpError::new(HttpErrorKind::Io, format!("response body broke: {e}")))
 }
 
-fn content_type_is(response: &Response<Incoming>, mime: &str) -> bool {
+fn content_type(response: &Response<Incoming>) -> Option<String> {
     response
         .headers()
         .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(';').next().unwrap_or("").trim() == mime)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+}
+
+fn content_type_is(response: &Response<Incoming>, mime: &str) -> bool {
+    content_type(response).is_some_and(|v| v.split(';').next().unwrap_or("").trim() == mime)
 }
 
 fn sse(response: Response<Incoming>) -> BoxStream<'static, Result<Sse, SseError>> {
@@ -212,11 +215,9 @@ impl StreamableHttpClient for SimHttpClient {
         if !matches!(message, ClientJsonRpcMessage::Request(_)) {
             return Ok(StreamableHttpPostResponse::Accepted);
         }
-        let content_type = response
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
-        Err(StreamableHttpError::UnexpectedContentType(content_type))
+        Err(StreamableHttpError::UnexpectedContentType(content_type(
+            &response,
+        )))
     }
 
     async fn delete_session(
@@ -273,11 +274,9 @@ impl StreamableHttpClient for SimHttpClient {
             return Err(unexpected(response).await);
         }
         if !content_type_is(&response, EVENT_STREAM_MIME_TYPE) {
-            let content_type = response
-                .headers()
-                .get(header::CONTENT_TYPE)
-                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
-            return Err(StreamableHttpError::UnexpectedContentType(content_type));
+            return Err(StreamableHttpError::UnexpectedContentType(content_type(
+                &response,
+            )));
         }
         Ok(sse(response))
     }

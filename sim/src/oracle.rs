@@ -203,8 +203,3 @@ pub fn check(report: &RunReport) -> Vec<Violation> {
     }
     found
 }
-
-/// Failure counts of a report by cause, calls given up on excluded.
-pub fn causes(report: &RunReport) -> BTreeMap<Cause, u64> {
-    crate::run::failures_by_cause(&report.calls)
-}

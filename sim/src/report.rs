@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::oracle;
 use crate::plan::Scenario;
-use crate::run::{Cause, RunReport, Subject};
+use crate::run::{failures_by_cause, Cause, RunReport, Subject};
 
 /// One row of the report: a scenario through one subject, summed over seeds.
 #[derive(Clone, Debug, PartialEq)]
@@ -69,7 +69,7 @@ pub fn rows(reports: &[RunReport]) -> Vec<Row> {
             latencies.sort();
             let mut causes = BTreeMap::new();
             for report in &group {
-                for (cause, n) in oracle::causes(report) {
+                for (cause, n) in failures_by_cause(&report.calls) {
                     *causes.entry(cause).or_insert(0) += n;
                 }
             }

@@ -453,21 +453,24 @@ async fn gateway(plan: Plan, subject: Subject, shared: Rc<RefCell<Shared>>) -> t
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let mut sh = shared.borrow_mut();
-    sh.opened = counted.opened();
-    sh.closed = counted.closes();
-    if let Gateway::Pool(pool) = &*gateway {
-        sh.stats = Some(pool.metrics().stats);
-    }
-    let line = format!(
-        "{} end: {} calls, {} sessions opened, {} closed, {} connects",
-        stamp(now()),
-        sh.calls.len(),
-        sh.opened,
-        sh.closed,
-        counted.connects()
+    let calls = {
+        let mut sh = shared.borrow_mut();
+        sh.opened = counted.opened();
+        sh.closed = counted.closes();
+        if let Gateway::Pool(pool) = &*gateway {
+            sh.stats = Some(pool.metrics().stats);
+        }
+        sh.calls.len()
+    };
+    note(
+        &shared,
+        format!(
+            "end: {calls} calls, {} sessions opened, {} closed, {} connects",
+            counted.opened(),
+            counted.closes(),
+            counted.connects()
+        ),
     );
-    sh.log.push(line);
     Ok(())
 }
 

@@ -5,8 +5,10 @@ use std::time::Instant;
 
 use mcp_pool_sim::oracle;
 use mcp_pool_sim::report::{rows, table};
-use mcp_pool_sim::sweep::seeds_from_env;
 use mcp_pool_sim::{Plan, Scenario, Subject, Sweep};
+
+/// Seeds per scenario when neither `--seeds` nor `MCP_POOL_SIM_SEEDS` says.
+const DEFAULT_SEEDS: u64 = 5;
 
 /// `mcp-pool sim`: the options, each also read from an `MCP_POOL_*`
 /// environment variable.
@@ -46,7 +48,7 @@ pub fn run(args: &SimArgs) -> ExitCode {
     };
     match args.seed {
         Some(seed) => replay(&scenarios, seed, args),
-        None => sweep(&scenarios, args.seeds.unwrap_or_else(|| seeds_from_env(5))),
+        None => sweep(&scenarios, args.seeds.unwrap_or(DEFAULT_SEEDS)),
     }
 }
 

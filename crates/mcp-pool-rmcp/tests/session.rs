@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use mcp_pool::Outcome;
-use mcp_pool_echo::{spawn_local_server, EchoConfig};
-use mcp_pool_rmcp::{Error, McpConnector, SessionKey};
+use mcp_pool_echo::{spawn_local_server, EchoConfig, EchoServerHandle};
+use mcp_pool_rmcp::{Error, McpConnector, McpSession, SessionKey};
 use rmcp::model::CallToolRequestParams;
 use rmcp::ServiceError;
 
@@ -17,14 +17,20 @@ fn text(result: &rmcp::model::CallToolResult) -> String {
     result.content[0].as_text().unwrap().text.clone()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_session_calls_tools_and_knows_its_upstream_id() {
+/// An echo server on loopback and a session `connector` opened on it.
+async fn session_on_echo(connector: &McpConnector) -> (EchoServerHandle, McpSession) {
     let server = spawn_local_server("127.0.0.1:0".parse().unwrap(), &EchoConfig::default())
         .await
         .unwrap();
-    let connector = McpConnector::new().unwrap();
     let key = SessionKey::anonymous(server.url()).unwrap();
     let session = connector.open(&key).await.unwrap();
+    (server, session)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_calls_tools_and_knows_its_upstream_id() {
+    let connector = McpConnector::new().unwrap();
+    let (server, session) = session_on_echo(&connector).await;
 
     let result = session.call_tool(echo("hello")).await.unwrap();
     assert_eq!(text(&result), "hello");
@@ -78,12 +84,8 @@ async fn a_session_calls_tools_and_knows_its_upstream_id() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_server_kills_the_idle_session_at_once() {
-    let server = spawn_local_server("127.0.0.1:0".parse().unwrap(), &EchoConfig::default())
-        .await
-        .unwrap();
     let connector = McpConnector::new().unwrap();
-    let key = SessionKey::anonymous(server.url()).unwrap();
-    let session = connector.open(&key).await.unwrap();
+    let (server, session) = session_on_echo(&connector).await;
     session.call_tool(echo("warm")).await.unwrap();
     // Give the standalone event stream time to open.
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -110,15 +112,11 @@ async fn a_killed_server_kills_the_idle_session_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_in_flight_when_the_server_dies_fails_fast() {
-    let server = spawn_local_server("127.0.0.1:0".parse().unwrap(), &EchoConfig::default())
-        .await
-        .unwrap();
     let connector = McpConnector::builder()
         .request_timeout(Duration::from_secs(10))
         .build()
         .unwrap();
-    let key = SessionKey::anonymous(server.url()).unwrap();
-    let session = connector.open(&key).await.unwrap();
+    let (server, session) = session_on_echo(&connector).await;
     let args = rmcp::serde_json::json!({ "message": "slow", "delay_ms": 5_000 });
     let slow =
         CallToolRequestParams::new("echo").with_arguments(args.as_object().cloned().unwrap());
@@ -152,7 +150,7 @@ async fn nothing_listening_is_a_typed_connect_error() {
     eprintln!("{err}");
     assert!(matches!(err, Error::Initialize { .. }), "{err}");
 
-    // https to a plain port: the TLS stack (ring) is wired and fails typed.
+    // https to a plain port: the TLS stack (aws-lc-rs) is wired and fails typed.
     let server = spawn_local_server("127.0.0.1:0".parse().unwrap(), &EchoConfig::default())
         .await
         .unwrap();
