@@ -46,13 +46,21 @@ impl Outcome {
     }
 }
 
-/// Why a connect did not produce a session.
+/// Why a connect did not produce a session. The kind decides who waits: a
+/// server that cannot be reached may be restarting, so callers wait for the
+/// next attempt; a live server that answered "no" is unlikely to say yes a
+/// moment later, so callers learn its answer at once.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub enum ConnectFailure {
-    /// The connect failed (refused, bad answer, initialize error, ...).
+    /// The server could not be reached or said it is temporarily unavailable
+    /// (connection refused or reset, HTTP 502/503/504): it may be
+    /// restarting.
     Failed,
     /// The connect did not finish by its deadline.
     TimedOut,
+    /// A live server gave a definite answer that is not a session (an HTTP
+    /// error status, a body that is not MCP, a JSON-RPC error).
+    Rejected,
 }
 
 /// Why a health check did not pass.

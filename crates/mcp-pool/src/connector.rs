@@ -2,7 +2,7 @@
 
 use std::future::Future;
 
-use mcp_pool_core::{Outcome, PoolKey};
+use mcp_pool_core::{ConnectFailure, Outcome, PoolKey};
 
 /// How the pool opens, checks, reads and closes sessions of one kind.
 ///
@@ -52,6 +52,20 @@ pub trait Connector: Send + Sync + 'static {
     /// ([`Outcome::TransportError`]). [`Pool::run`](crate::Pool::run) releases
     /// every lease with this answer; when unsure, answer `TransportError`.
     fn classify(&self, error: &Self::Error) -> Outcome;
+
+    /// What a failed [`Connector::connect`] says about the server:
+    /// [`ConnectFailure::Rejected`] when a live server gave a definite answer
+    /// (an HTTP error status, a body that is not MCP, a JSON-RPC error), so
+    /// every caller waiting for that connect learns the answer at once;
+    /// [`ConnectFailure::Failed`] when the server could not be reached or is
+    /// temporarily unavailable, so callers wait for the next attempt (the
+    /// server may be restarting). The default answers `Failed`. Never
+    /// answer [`ConnectFailure::TimedOut`]: the pool reports its own
+    /// deadline.
+    fn classify_connect(&self, error: &Self::Error) -> ConnectFailure {
+        let _ = error;
+        ConnectFailure::Failed
+    }
 
     /// Closes the session for good (for MCP: ends the server's session). Runs
     /// on a task of the pool's under its `close_timeout`; the session is

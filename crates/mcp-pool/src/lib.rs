@@ -92,6 +92,6 @@ pub use metrics::{KeyMetrics, Metrics};
 pub use pool::{Builder, ForceClosed, Pool, ShutdownReport};
 
 pub use mcp_pool_core::{
-    BreakerConfig, BreakerState, Config, ConfigError, EvictReason, KeySnapshot, LeaseId, Outcome,
-    PoolKey, SessionId, SessionState, Stats,
+    BreakerConfig, BreakerState, Config, ConfigError, ConnectFailure, EvictReason, KeySnapshot,
+    LeaseId, Outcome, PoolKey, SessionId, SessionState, Stats,
 };

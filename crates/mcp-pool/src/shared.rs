@@ -426,9 +426,13 @@ impl<C: Connector> Shared<C> {
             }
             Err(cause) => {
                 tracing::warn!(error = %cause, elapsed = ?started.elapsed(), "connect failed");
-                let failure = match cause {
+                let failure = match &cause {
                     ConnectError::TimedOut(_) => ConnectFailure::TimedOut,
-                    _ => ConnectFailure::Failed,
+                    ConnectError::Failed(e) => match self.connector.classify_connect(e) {
+                        ConnectFailure::TimedOut => ConnectFailure::Failed,
+                        kind => kind,
+                    },
+                    ConnectError::Panicked => ConnectFailure::Failed,
                 };
                 self.step(|st, now| {
                     st.cause = Some((session, cause));
