@@ -24,6 +24,7 @@ pub fn pool_config() -> Config {
         max_keys: 2,
         max_leases_per_session: 1,
         min_idle_per_key: 0,
+        max_waiters_per_key: 8,
         acquire_timeout: millis(40),
         connect_timeout: millis(10),
         check_timeout: millis(10),
@@ -61,6 +62,8 @@ fn ci_base(name: &'static str) -> Bounds {
         check_failure_kinds: vec![CheckFailure::Failed],
         check_failures: 1,
         transport_deaths: 1,
+        grant_closures: 0,
+        unused_returns: 0,
         ticks: 1,
         inputs_race_timers: true,
         horizon: millis(1000),
@@ -92,16 +95,84 @@ pub fn ci_contention() -> Bounds {
     }
 }
 
+/// CI, policies: the other branches of the configuration space, with the
+/// driver's two reports about grants (found closed, returned unused) and
+/// closes confirmed at any later point. Sessions are shared by two callers,
+/// each key keeps one idle session warm, one key is tracked at a time (a
+/// second key evicts the first, or is refused while the first is in use),
+/// the pool holds two sessions and each key one waiter.
+pub fn ci_policies() -> Bounds {
+    Bounds {
+        grant_closures: 1,
+        unused_returns: 1,
+        closes_confirmed_at_once: false,
+        outcomes: vec![Outcome::Ok, Outcome::TransportError],
+        connect_failure_kinds: vec![ConnectFailure::Rejected],
+        check_failures: 0,
+        cancels: 0,
+        ticks: 0,
+        horizon: Duration::ZERO,
+        pool: Config {
+            max_leases_per_session: 2,
+            min_idle_per_key: 1,
+            max_keys: 1,
+            max_sessions_total: 2,
+            max_waiters_per_key: 1,
+            ..pool_config()
+        },
+        ..ci_base("ci-policies")
+    }
+}
+
+/// CI, breaker: a threshold of two consecutive failures, where a failure
+/// is a connect that failed (unreachable, or refused by a live server) or a
+/// session found closed at its first grant; and the same with fail-fast.
+pub fn ci_breaker(fail_fast: bool) -> Bounds {
+    Bounds {
+        keys: 1,
+        acquires: 3,
+        connect_failure_kinds: vec![ConnectFailure::Failed, ConnectFailure::Rejected],
+        connect_failures: 2,
+        grant_closures: 1,
+        outcomes: vec![Outcome::Ok, Outcome::TransportError],
+        check_failures: 0,
+        transport_deaths: 0,
+        cancels: 0,
+        shutdown: false,
+        pool: Config {
+            max_sessions_per_key: 1,
+            breaker: BreakerConfig {
+                failure_threshold: if fail_fast { 1 } else { 2 },
+                fail_fast,
+                ..pool_config().breaker
+            },
+            ..pool_config()
+        },
+        ..ci_base(if fail_fast {
+            "ci-fail-fast"
+        } else {
+            "ci-breaker"
+        })
+    }
+}
+
 /// The suite checked in CI (`cargo test`).
 pub fn ci() -> Vec<Bounds> {
-    vec![ci_timers(), ci_contention()]
+    vec![
+        ci_timers(),
+        ci_contention(),
+        ci_policies(),
+        ci_breaker(false),
+        ci_breaker(true),
+    ]
 }
 
 /// The deep suite (`MCP_POOL_SPEC=deep`, or `check --deep`; build with
 /// `--release`; each configuration takes minutes and a few GiB, so they run
 /// one after the other): every close confirmed at any later point, a drain,
-/// short and default deadlines, and a contention configuration with two
-/// failing connects.
+/// short and default deadlines, a contention configuration with two
+/// failing connects, and the policies configuration with every outcome, a
+/// cancel, a failing check and a moving clock.
 pub fn deep() -> Vec<Bounds> {
     let faithful = |name| Bounds {
         closes_confirmed_at_once: false,
@@ -112,6 +183,16 @@ pub fn deep() -> Vec<Bounds> {
         Bounds {
             deadlines: vec![None, Some(millis(10))],
             ..faithful("deep-timers")
+        },
+        Bounds {
+            name: "deep-policies",
+            outcomes: Outcome::ALL.to_vec(),
+            connect_failure_kinds: vec![ConnectFailure::Failed, ConnectFailure::Rejected],
+            cancels: 1,
+            check_failures: 1,
+            ticks: 1,
+            horizon: millis(1000),
+            ..ci_policies()
         },
         Bounds {
             callers: 3,

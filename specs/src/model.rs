@@ -53,6 +53,11 @@ pub struct Bounds {
     pub check_failures: u8,
     /// Transports that may die under a connected session, in all.
     pub transport_deaths: u8,
+    /// Grants the driver may find closed before their caller gets them
+    /// (the acquire goes back in line), in all.
+    pub grant_closures: u8,
+    /// Grants that may come back unused (their caller had gone), in all.
+    pub unused_returns: u8,
     /// Times the clock may advance while no caller waits. While a caller
     /// waits the clock may always advance: its deadline bounds how often.
     pub ticks: u8,
@@ -84,8 +89,8 @@ pub struct Bounds {
 pub enum Caller {
     /// Waiting for the answer to this acquire.
     Waiting(AcquireId),
-    /// Holding this lease.
-    Holding(LeaseId),
+    /// Holding this lease, granted to this acquire.
+    Holding(LeaseId, AcquireId),
 }
 
 /// A connected session whose transport the environment keeps alive.
@@ -110,6 +115,10 @@ pub struct Budget {
     pub check_failures: u8,
     /// Transport deaths still allowed.
     pub transport_deaths: u8,
+    /// Grants found closed still allowed.
+    pub grant_closures: u8,
+    /// Unused returns still allowed.
+    pub unused_returns: u8,
     /// Clock advances still allowed while nobody waits.
     pub ticks: u8,
     /// Drains still allowed.
@@ -126,6 +135,12 @@ pub struct Seen {
     pub breaker_closed_again: bool,
     /// A passed health check handed its session to a waiting caller.
     pub waiter_granted_after_check: bool,
+    /// A caller whose grant was found closed was granted another session.
+    pub requeued_then_served: bool,
+    /// A live server's definite refusal answered a caller who was waiting.
+    pub refusal_answered_waiter: bool,
+    /// Acquires put back in line after a closed grant, not yet granted.
+    pub requeued: Option<AcquireId>,
 }
 
 /// One state of the model: the real pool, its auditor, and everything the
@@ -182,6 +197,10 @@ impl fmt::Display for Step {
                     Err(e) => write!(f, "connect {session} fails ({e:?})"),
                 },
                 Input::Release { lease, outcome } => write!(f, "release {lease} with {outcome:?}"),
+                Input::ReleaseUnused(lease) => write!(f, "{lease} comes back unused"),
+                Input::GrantClosed(lease) => {
+                    write!(f, "{lease} is found closed before its caller gets it")
+                }
                 Input::Checked { session, result } => match result {
                     Ok(()) => write!(f, "check of {session} passes"),
                     Err(e) => write!(f, "check of {session} fails ({e:?})"),
@@ -324,6 +343,8 @@ impl PoolSpec {
                 connect_failures: b.connect_failures,
                 check_failures: b.check_failures,
                 transport_deaths: b.transport_deaths,
+                grant_closures: b.grant_closures,
+                unused_returns: b.unused_returns,
                 ticks: b.ticks,
                 drains: b.drains,
             },
@@ -361,7 +382,7 @@ impl PoolSpec {
             }
         }
         for c in &s.callers {
-            if let Caller::Holding(lease) = c {
+            if let Caller::Holding(lease, _) = c {
                 for &outcome in &b.outcomes {
                     apply(
                         out,
@@ -370,6 +391,12 @@ impl PoolSpec {
                             outcome,
                         },
                     );
+                }
+                if s.budget.unused_returns > 0 {
+                    apply(out, Input::ReleaseUnused(*lease));
+                }
+                if s.budget.grant_closures > 0 {
+                    apply(out, Input::GrantClosed(*lease));
                 }
             }
         }
@@ -596,7 +623,27 @@ impl PoolSpec {
                     Err(_) => budget.connect_failures -= 1,
                 }
             }
-            Input::Release { lease, .. } => s.callers.retain(|c| *c != Caller::Holding(*lease)),
+            Input::Release { lease, .. } => s
+                .callers
+                .retain(|c| !matches!(c, Caller::Holding(l, _) if l == lease)),
+            Input::ReleaseUnused(lease) => {
+                budget.unused_returns -= 1;
+                s.callers
+                    .retain(|c| !matches!(c, Caller::Holding(l, _) if l == lease));
+            }
+            Input::GrantClosed(lease) => {
+                // The driver saw the transport dead; its caller waits again.
+                budget.grant_closures -= 1;
+                s.open.retain(|o| o.id != lease.session());
+                for c in s.callers.iter_mut() {
+                    if let Caller::Holding(l, acquire) = *c {
+                        if l == *lease {
+                            *c = Caller::Waiting(acquire);
+                            s.seen.requeued = Some(acquire);
+                        }
+                    }
+                }
+            }
             Input::Checked { session, result } => {
                 s.checks.retain(|c| c != session);
                 if result.is_err() {
@@ -623,7 +670,21 @@ impl PoolSpec {
                 Action::Connect { session, .. } => s.connects.push(*session),
                 Action::Validate { session, .. } => s.checks.push(*session),
                 Action::Close { session, .. } => s.closes.push(*session),
-                Action::Reject { acquire, .. } => {
+                Action::Reject { acquire, reason } => {
+                    let waited = s.callers.contains(&Caller::Waiting(*acquire))
+                        && !matches!(input, Input::Acquire { .. });
+                    if waited
+                        && matches!(reason, mcp_pool_core::RejectReason::ConnectFailed { .. })
+                        && matches!(
+                            input,
+                            Input::Connected {
+                                result: Err(ConnectFailure::Rejected),
+                                ..
+                            }
+                        )
+                    {
+                        s.seen.refusal_answered_waiter = true;
+                    }
                     s.callers.retain(|c| *c != Caller::Waiting(*acquire));
                 }
                 Action::Grant { acquire, lease } => {
@@ -632,7 +693,7 @@ impl PoolSpec {
                         .iter_mut()
                         .find(|c| **c == Caller::Waiting(*acquire))
                     {
-                        Some(c) => *c = Caller::Holding(*lease),
+                        Some(c) => *c = Caller::Holding(*lease, *acquire),
                         None => {
                             if s.violation.is_none() {
                                 s.violation = Some(Violation {
@@ -650,6 +711,9 @@ impl PoolSpec {
                     }
                     if matches!(input, Input::Checked { result: Ok(()), .. }) {
                         s.seen.waiter_granted_after_check = true;
+                    }
+                    if s.seen.requeued == Some(*acquire) {
+                        s.seen.requeued_then_served = true;
                     }
                 }
             }

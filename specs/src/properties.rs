@@ -7,12 +7,12 @@ use stateright::Property;
 use crate::model::{PoolSpec, State, PANIC};
 
 pub use mcp_pool_core::ids::{
-    I1, I10, I11, I12, I13, I14, I15, I16, I2, I3, I4, I5, I6, I7, I8, I9,
+    I1, I10, I11, I12, I13, I14, I15, I16, I17, I2, I3, I4, I5, I6, I7, I8, I9,
 };
 
 /// Every invariant id, in order.
-pub const INVARIANTS: [&str; 16] = [
-    I1, I2, I3, I4, I5, I6, I7, I8, I9, I10, I11, I12, I13, I14, I15, I16,
+pub const INVARIANTS: [&str; 17] = [
+    I1, I2, I3, I4, I5, I6, I7, I8, I9, I10, I11, I12, I13, I14, I15, I16, I17,
 ];
 
 /// Any violation the core reports names one of [`INVARIANTS`].
@@ -33,6 +33,10 @@ pub const RECYCLED: &str = "a session recycled";
 pub const BREAKER_CYCLED: &str = "a breaker opened and closed again";
 /// Example: a passed check handed its session to a waiting caller.
 pub const WAITER_AFTER_CHECK: &str = "a waiter granted after a check";
+/// Example: a caller whose grant was found closed got another session.
+pub const REQUEUED_SERVED: &str = "a caller served after its grant was found closed";
+/// Example: a live server's definite refusal answered a waiting caller.
+pub const REFUSAL_ANSWERED: &str = "a definite refusal answered a waiting caller";
 
 macro_rules! invariant {
     ($i:literal) => {
@@ -61,6 +65,7 @@ pub fn all() -> Vec<Property<PoolSpec>> {
         invariant!(13),
         invariant!(14),
         invariant!(15),
+        invariant!(16),
         Property::always(PANIC, |m: &PoolSpec, s: &State| !m.violates(PANIC, s)),
         Property::always(KNOWN, |_, s: &State| {
             s.violation
@@ -78,6 +83,10 @@ pub fn all() -> Vec<Property<PoolSpec>> {
         Property::sometimes(BREAKER_CYCLED, |_, s: &State| s.seen.breaker_closed_again),
         Property::sometimes(WAITER_AFTER_CHECK, |_, s: &State| {
             s.seen.waiter_granted_after_check
+        }),
+        Property::sometimes(REQUEUED_SERVED, |_, s: &State| s.seen.requeued_then_served),
+        Property::sometimes(REFUSAL_ANSWERED, |_, s: &State| {
+            s.seen.refusal_answered_waiter
         }),
     ]
 }

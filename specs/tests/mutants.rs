@@ -9,7 +9,10 @@ use mcp_pool_core::Pool;
 use mcp_pool_spec::{check, configs, properties, PoolSpec};
 
 fn assert_caught(mutation: Mutation, invariant: &'static str) {
-    let bounds = configs::ci_timers();
+    assert_caught_in(configs::ci_timers(), mutation, invariant);
+}
+
+fn assert_caught_in(bounds: mcp_pool_spec::Bounds, mutation: Mutation, invariant: &'static str) {
     let mut pool = Pool::new(bounds.pool.clone()).expect("a valid pool config");
     pool.set_mutation(Some(mutation));
     let spec = PoolSpec::with_pool(bounds, pool);
@@ -53,10 +56,28 @@ fn granting_across_keys_is_caught() {
 }
 
 #[test]
+fn a_refusal_answering_only_the_head_is_caught() {
+    assert_caught_in(
+        configs::ci_breaker(false),
+        Mutation::RefusalAnswersHeadOnly,
+        properties::I17,
+    );
+}
+
+#[test]
+fn a_closed_grant_dropping_its_caller_is_caught() {
+    assert_caught_in(
+        configs::ci_breaker(false),
+        Mutation::ClosedGrantDropsCaller,
+        properties::I12,
+    );
+}
+
+#[test]
 fn every_mutation_has_a_test() {
     assert_eq!(
         Mutation::ALL.len(),
-        4,
+        6,
         "a new mutation needs its own test above"
     );
 }

@@ -57,8 +57,9 @@ pub enum Action<K> {
 pub enum RejectReason {
     /// The deadline passed while waiting.
     TimedOut,
-    /// The key's circuit breaker was open (at the deadline, or at once with
-    /// fail-fast).
+    /// The key's circuit breaker was open: at the deadline, or at once with
+    /// fail-fast or when the breaker opened on a live server's definite
+    /// answer ([`ConnectFailure::Rejected`](crate::ConnectFailure::Rejected)).
     CircuitOpen,
     /// The connect made for this caller failed; the driver holds the cause
     /// under this connect's session id.
@@ -70,6 +71,8 @@ pub enum RejectReason {
     ShuttingDown,
     /// `max_keys` keys are in use and none can be forgotten.
     TooManyKeys,
+    /// `max_waiters_per_key` callers already wait for this key.
+    QueueFull,
 }
 
 impl fmt::Display for RejectReason {
@@ -82,6 +85,9 @@ impl fmt::Display for RejectReason {
             RejectReason::ConnectFailed { attempt } => write!(f, "connect {attempt} failed"),
             RejectReason::ShuttingDown => write!(f, "the pool is shutting down"),
             RejectReason::TooManyKeys => write!(f, "too many distinct keys in the pool"),
+            RejectReason::QueueFull => {
+                write!(f, "too many callers already wait for this key")
+            }
         }
     }
 }

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use crate::invariants::ids::*;
 use crate::{
-    AcquireId, Action, Applied, Input, InputError, Outcome, Pool, PoolKey, RejectReason, SessionId,
-    SessionState, Time, Violation,
+    AcquireId, Action, Applied, ConnectFailure, Input, InputError, LeaseId, Outcome, Pool, PoolKey,
+    RejectReason, SessionId, SessionState, Time, Violation,
 };
 
 macro_rules! ensure {
@@ -18,7 +18,7 @@ macro_rules! ensure {
 
 /// Watches a run of a [`Pool`] from outside and checks the invariants of
 /// `specs/SPEC.md` that need history (I2, I3, I4, I5, I7, I8, I9, I10, I11,
-/// I12, I14, I15), then [`Pool::check_invariants`] for the rest.
+/// I12, I14, I15, I17), then [`Pool::check_invariants`] for the rest.
 ///
 /// It keeps only what those invariants need, forgets closed sessions and
 /// answered acquires, and is `Clone + Eq + Hash` so a model checker can hold
@@ -27,6 +27,10 @@ macro_rules! ensure {
 pub struct Auditor<K> {
     sessions: BTreeMap<SessionId, SessionHistory<K>>,
     pending: BTreeMap<AcquireId, PendingAcquire<K>>,
+    /// The acquire each held lease answered.
+    leases: BTreeMap<LeaseId, (AcquireId, PendingAcquire<K>)>,
+    /// One more than the latest acquire id issued.
+    next_acquire: u64,
     shutdown: bool,
 }
 
@@ -42,6 +46,8 @@ struct SessionHistory<K> {
     handoff: bool,
     verified_at: Time,
     close_issued: bool,
+    /// The acquires issued before its connect began (ids below this).
+    acquires_before: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -55,6 +61,8 @@ impl<K: PoolKey> Default for Auditor<K> {
         Auditor {
             sessions: BTreeMap::new(),
             pending: BTreeMap::new(),
+            leases: BTreeMap::new(),
+            next_acquire: 0,
             shutdown: false,
         }
     }
@@ -85,9 +93,21 @@ impl<K: PoolKey> Auditor<K> {
             );
             return pool.check_invariants();
         }
-        self.apply_input(pool, input, result, now)?;
+        let refused = self.apply_input(pool, input, result, now)?;
         for action in actions {
             self.apply_action(pool, action, now)?;
+        }
+        if let Some((key, before)) = refused {
+            let left = self
+                .pending
+                .range(..AcquireId(before))
+                .find(|(_, p)| p.key == key);
+            ensure!(
+                left.is_none(),
+                I17,
+                "{:?} of {key:?} still waits after a connect begun after it was refused by the server",
+                left.map(|l| l.0)
+            );
         }
         for (sid, info) in pool.sessions() {
             if info.state == SessionState::Poisoned {
@@ -99,16 +119,19 @@ impl<K: PoolKey> Auditor<K> {
         pool.check_invariants()
     }
 
+    /// Takes the input's side of a step. Returns the key and the
+    /// `acquires_before` of a connect a live server refused (for I17).
     fn apply_input(
         &mut self,
         pool: &Pool<K>,
         input: &Input<K>,
         result: &Result<Applied, InputError>,
         now: Time,
-    ) -> Result<(), Violation> {
+    ) -> Result<Option<(K, u64)>, Violation> {
         match input {
             Input::Acquire { key, deadline } => {
                 if let Ok(Applied::Acquire(id)) = result {
+                    self.next_acquire = self.next_acquire.max(id.as_u64() + 1);
                     let deadline = deadline.unwrap_or(now + pool.config().acquire_timeout);
                     let fresh = self.pending.insert(
                         *id,
@@ -129,15 +152,37 @@ impl<K: PoolKey> Auditor<K> {
             }
             Input::Connected { session, result } => {
                 let h = self.history(*session)?;
-                if result.is_ok() {
-                    h.connected = true;
-                    h.handoff = true;
-                    h.verified_at = now;
-                } else {
-                    self.sessions.remove(session);
+                match result {
+                    Ok(()) => {
+                        h.connected = true;
+                        h.handoff = true;
+                        h.verified_at = now;
+                    }
+                    Err(kind) => {
+                        let h = self.sessions.remove(session).expect("checked");
+                        if *kind == ConnectFailure::Rejected {
+                            return Ok(Some((h.key, h.acquires_before)));
+                        }
+                    }
                 }
             }
+            Input::ReleaseUnused(lease) => {
+                // Nothing happened to the session: its evidence stands.
+                self.history(lease.session())?;
+                self.leases.remove(lease);
+            }
+            Input::GrantClosed(lease) => {
+                let h = self.history(lease.session())?;
+                h.transport_closed = true;
+                h.handoff = false;
+                let (id, acquire) = self.leases.remove(lease).ok_or_else(|| Violation {
+                    invariant: I16,
+                    detail: format!("{lease:?} reported closed, never granted"),
+                })?;
+                self.pending.insert(id, acquire);
+            }
             Input::Release { lease, outcome } => {
+                self.leases.remove(lease);
                 let h = self.history(lease.session())?;
                 h.handoff = false;
                 match outcome {
@@ -167,7 +212,7 @@ impl<K: PoolKey> Auditor<K> {
             Input::Shutdown => self.shutdown = true,
             Input::HandleTimeout | Input::Drain => {}
         }
-        Ok(())
+        Ok(None)
     }
 
     fn apply_action(
@@ -203,6 +248,7 @@ impl<K: PoolKey> Auditor<K> {
                         handoff: false,
                         verified_at: now,
                         close_issued: false,
+                        acquires_before: self.next_acquire,
                     },
                 );
                 ensure!(fresh.is_none(), I16, "session id {session:?} reused");
@@ -216,6 +262,7 @@ impl<K: PoolKey> Auditor<K> {
                     "grant to {acquire:?}, which is not pending"
                 );
                 let a = a.expect("checked");
+                self.leases.insert(*lease, (*acquire, a.clone()));
                 ensure!(!self.shutdown, I15, "grant to {acquire:?} after shutdown");
                 ensure!(
                     now < a.deadline,
@@ -289,15 +336,24 @@ impl<K: PoolKey> Auditor<K> {
                     "reject of {acquire:?}, which is not pending"
                 );
                 let a = a.expect("checked");
-                if matches!(reason, RejectReason::TimedOut | RejectReason::CircuitOpen)
-                    && !pool.config().breaker.fail_fast
-                {
-                    ensure!(
-                        now >= a.deadline,
-                        I9,
-                        "{acquire:?} rejected as {reason:?} before its deadline"
-                    );
-                }
+                // A caller is refused for time only at its deadline; an open
+                // breaker may refuse it sooner with fail-fast, or when the
+                // breaker opened on a live server's definite answer.
+                let early_allowed = match reason {
+                    RejectReason::TimedOut => false,
+                    RejectReason::CircuitOpen => {
+                        pool.config().breaker.fail_fast
+                            || pool
+                                .key_snapshot(&a.key)
+                                .is_some_and(|k| k.definite_failure)
+                    }
+                    _ => true,
+                };
+                ensure!(
+                    early_allowed || now >= a.deadline,
+                    I9,
+                    "{acquire:?} rejected as {reason:?} before its deadline"
+                );
             }
             Action::Validate { session, .. } => {
                 let h = self.history(*session)?;

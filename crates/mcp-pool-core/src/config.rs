@@ -24,6 +24,11 @@ pub struct Config {
     /// Sessions each known key keeps idle or on the way (pre-warm). At most
     /// `max_sessions_per_key`.
     pub min_idle_per_key: usize,
+    /// Most callers waiting for one key at once. At least 1. An acquire that
+    /// would wait beyond it is refused at once with
+    /// [`RejectReason::QueueFull`](crate::RejectReason::QueueFull), so an
+    /// outage under load cannot build an unbounded queue.
+    pub max_waiters_per_key: usize,
     /// How long an acquire waits when the caller gives no deadline. Non-zero.
     pub acquire_timeout: Duration,
     /// How long a connect may take; the driver must report by then. Non-zero.
@@ -59,6 +64,7 @@ impl Default for Config {
             max_keys: 1024,
             max_leases_per_session: 1,
             min_idle_per_key: 0,
+            max_waiters_per_key: 1024,
             acquire_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
             check_timeout: Duration::from_secs(5),
@@ -154,6 +160,7 @@ impl Config {
             ("max_sessions_total", self.max_sessions_total),
             ("max_keys", self.max_keys),
             ("max_leases_per_session", self.max_leases_per_session),
+            ("max_waiters_per_key", self.max_waiters_per_key),
             (
                 "breaker.failure_threshold",
                 self.breaker.failure_threshold as usize,
@@ -232,6 +239,12 @@ mod tests {
         assert_eq!(
             c.validate(),
             Err(ConfigError::ZeroSize("max_leases_per_session"))
+        );
+
+        let c = with(|c| c.max_waiters_per_key = 0);
+        assert_eq!(
+            c.validate(),
+            Err(ConfigError::ZeroSize("max_waiters_per_key"))
         );
 
         let c = with(|c| c.acquire_timeout = Duration::ZERO);

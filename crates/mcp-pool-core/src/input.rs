@@ -99,6 +99,10 @@ pub enum Input<K> {
         /// How the use ended.
         outcome: Outcome,
     },
+    /// See [`Pool::release_unused`](crate::Pool::release_unused).
+    ReleaseUnused(LeaseId),
+    /// See [`Pool::grant_closed`](crate::Pool::grant_closed).
+    GrantClosed(LeaseId),
     /// See [`Pool::checked`](crate::Pool::checked).
     Checked {
         /// The session that was checked.

@@ -2,7 +2,8 @@
 
 use std::fmt;
 
-use crate::pool::{Entry, Phase, Pool, PoolKey};
+use crate::pool::{Pool, PoolKey};
+use crate::session::{Entry, Phase};
 
 /// A broken invariant: its id in `specs/SPEC.md` and what was seen.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -43,7 +44,7 @@ pub mod ids {
     pub const I4: &str = "I4 transport closed never granted again";
     /// I5: a session is granted only to acquires of its own key.
     pub const I5: &str = "I5 key isolation";
-    /// I6: the per-key, total and key-count limits hold at every step.
+    /// I6: the per-key, total, key-count and queue limits hold at every step.
     pub const I6: &str = "I6 capacity";
     /// I7: every connected session is closed exactly once, and only when free.
     pub const I7: &str = "I7 every session closed exactly once";
@@ -68,117 +69,139 @@ pub mod ids {
     /// I16: the pool's counters and indexes agree with its sessions, and it
     /// accepts every input that answers an action it emitted.
     pub const I16: &str = "I16 bookkeeping consistent";
+    /// I17: a live server's definite refusal of a connect reaches, in the
+    /// same step, every caller of the key that asked before the connect
+    /// began.
+    pub const I17: &str = "I17 definite refusals answered at once";
 }
 
 use ids::*;
 
 impl<K: PoolKey> Pool<K> {
-    /// Checks every single-state invariant (I1, I6, I7, I8, I9, I13, I15,
-    /// I16 of `specs/SPEC.md`) by recounting from scratch. Costs
+    /// Checks every single-state invariant (I1, I6, I7, I8, I9, I12, I13,
+    /// I14, I15, I16 of `specs/SPEC.md`) by recounting from scratch. Costs
     /// O(sessions + waiters + keys); meant for tests and checking modes.
     pub fn check_invariants(&self) -> Result<(), Violation> {
         let cfg = &self.config;
         let mut per_key = vec![Counts::default(); self.key_states.len()];
         let mut sessions_alive = 0u64;
         let mut connecting_total = 0u64;
-        for (index, slot) in self.slots.iter().enumerate() {
-            match &slot.entry {
-                None => {}
-                Some(Entry::Connecting { key, .. }) => {
+        let mut held_poisoned = 0usize;
+        let mut armed = 0usize;
+        for (sid, entry) in self.slots.iter() {
+            match entry {
+                Entry::Connecting { key, .. } => {
                     connecting_total += 1;
                     ensure!(
                         self.key_states
                             .get(*key as usize)
                             .is_some_and(|k| k.is_some()),
                         I16,
-                        "connect in slot {index} names a missing key"
+                        "connect {sid:?} names a missing key"
                     );
                     per_key[*key as usize].connecting += 1;
                 }
-                Some(Entry::Session(s)) => {
+                Entry::Session(s) => {
                     sessions_alive += 1;
                     let k = s.key as usize;
                     ensure!(
                         self.key_states.get(k).is_some_and(|k| k.is_some()),
                         I16,
-                        "session in slot {index} names a missing key"
+                        "session {sid:?} names a missing key"
                     );
                     let c = &mut per_key[k];
                     c.sessions += 1;
                     ensure!(
                         s.leases.len() <= cfg.max_leases_per_session,
                         I1,
-                        "slot {index} holds {} leases, max {}",
+                        "{sid:?} holds {} leases, max {}",
                         s.leases.len(),
                         cfg.max_leases_per_session
                     );
-                    let mut seqs = s.leases.clone();
+                    let mut seqs: Vec<u32> = s.leases.iter().map(|h| h.seq).collect();
                     seqs.sort_unstable();
                     seqs.dedup();
                     ensure!(
                         seqs.len() == s.leases.len(),
                         I1,
-                        "slot {index} holds a lease twice"
+                        "{sid:?} holds a lease twice"
                     );
+                    if s.phase == Phase::Idle {
+                        ensure!(
+                            s.due == self.idle_due(s),
+                            I9,
+                            "idle {sid:?}: timer due {:?}, should be {:?}",
+                            s.due,
+                            self.idle_due(s)
+                        );
+                        if s.due != crate::Time::MAX {
+                            armed += 1;
+                            ensure!(
+                                self.timers.has_idle(s.due, sid),
+                                I9,
+                                "no timer for idle {sid:?} due at {:?}",
+                                s.due
+                            );
+                        }
+                    } else {
+                        ensure!(
+                            s.due == crate::Time::MAX && !s.idle_kept,
+                            I16,
+                            "{sid:?} is not parked but has an idle timer"
+                        );
+                    }
                     match s.phase {
                         Phase::Idle => {
                             c.idle += 1;
-                            ensure!(s.leases.is_empty(), I1, "idle slot {index} holds leases");
+                            ensure!(s.leases.is_empty(), I1, "idle {sid:?} holds leases");
                             ensure!(
                                 !s.checking && !s.retire && !s.close_sent,
                                 I16,
-                                "idle slot {index} is checking, retiring or closing"
+                                "idle {sid:?} is checking, retiring or closing"
                             );
                         }
                         Phase::Leased => {
                             c.leased += 1;
-                            ensure!(
-                                !s.leases.is_empty(),
-                                I16,
-                                "leased slot {index} holds no lease"
-                            );
-                            ensure!(!s.checking, I16, "leased slot {index} is under a check");
+                            ensure!(!s.leases.is_empty(), I16, "leased {sid:?} holds no lease");
+                            ensure!(!s.checking, I16, "leased {sid:?} is under a check");
                         }
                         Phase::Validating => {
                             c.validating += 1;
-                            ensure!(
-                                s.leases.is_empty(),
-                                I1,
-                                "validating slot {index} holds leases"
-                            );
-                            ensure!(
-                                s.checking,
-                                I16,
-                                "validating slot {index} has no check in flight"
-                            );
+                            ensure!(s.leases.is_empty(), I1, "validating {sid:?} holds leases");
+                            ensure!(s.checking, I16, "validating {sid:?} has no check in flight");
                         }
                         Phase::Poisoned => {
                             c.poisoned += 1;
-                            ensure!(
-                                s.evicted.is_some(),
-                                I16,
-                                "poisoned slot {index} has no reason"
-                            );
+                            ensure!(s.evicted.is_some(), I16, "poisoned {sid:?} has no reason");
                             let free = s.leases.is_empty() && !s.checking;
                             ensure!(
                                 s.close_sent == free,
                                 I7,
-                                "poisoned slot {index}: close issued {} while free {}",
+                                "poisoned {sid:?}: close issued {} while free {}",
                                 s.close_sent,
                                 free
                             );
+                            if !s.close_sent {
+                                held_poisoned += 1;
+                            }
                         }
                     }
                     if s.close_sent {
                         ensure!(
                             s.phase == Phase::Poisoned,
                             I7,
-                            "slot {index} closing but not poisoned"
+                            "{sid:?} closing but not poisoned"
                         );
                     }
                 }
             }
         }
+        ensure!(
+            armed == self.timers.idle_len(),
+            I16,
+            "{} idle timers armed for {armed} parked sessions",
+            self.timers.idle_len()
+        );
         // I7: every connected session is closed exactly once or still here.
         let st = &self.stats;
         ensure!(
@@ -198,14 +221,20 @@ impl<K: PoolKey> Pool<K> {
             st.connect_failures,
             connecting_total
         );
-        let answered = st.grants + st.rejects() + st.cancelled;
+        // I12: a grant found closed took its answer back.
+        let answered = st.grants - st.grants_closed + st.rejects() + st.cancelled;
         ensure!(
-            st.acquires == answered + self.waiting.len() as u64,
+            st.acquires == answered + self.waiters.len() as u64,
             I12,
             "acquires {} != answered {} + waiting {}",
             st.acquires,
             answered,
-            self.waiting.len()
+            self.waiters.len()
+        );
+        ensure!(
+            self.waiters.indexes_agree(),
+            I16,
+            "the deadline index disagrees with the waiters"
         );
 
         let mut live_total = 0usize;
@@ -267,7 +296,7 @@ impl<K: PoolKey> Pool<K> {
                 c.sessions
             );
             for &sid in &ks.idle {
-                let ok = matches!(self.entry(sid), Some(Entry::Session(s)) if s.phase == Phase::Idle && s.key == k as u32);
+                let ok = matches!(self.slots.get(sid), Some(Entry::Session(s)) if s.phase == Phase::Idle && s.key == k as u32);
                 ensure!(
                     ok,
                     I16,
@@ -282,38 +311,38 @@ impl<K: PoolKey> Pool<K> {
                 ks.key,
                 cfg.max_sessions_per_key
             );
+            ensure!(
+                ks.waiters.len() <= cfg.max_waiters_per_key,
+                I6,
+                "key {:?}: {} waiters, max {}",
+                ks.key,
+                ks.waiters.len(),
+                cfg.max_waiters_per_key
+            );
             live_total += live;
             idle_total += c.idle;
-            // I8: FIFO order and the waiting index.
-            let mut last = None;
-            for w in &ks.waiters {
+            for id in ks.waiters.iter() {
+                let w = self.waiters.get(id);
                 ensure!(
-                    last.is_none_or(|l| l < w.id),
-                    I8,
-                    "key {:?}: waiters out of order",
-                    ks.key
-                );
-                last = Some(w.id);
-                ensure!(
-                    self.waiting.get(&w.id) == Some(&(k as u32)),
+                    w.is_some_and(|w| w.key == k as u32),
                     I16,
-                    "waiter {:?} not indexed",
-                    w.id
+                    "waiter {id:?} not indexed"
                 );
-                // I9: a timer covers every waiter, so it is rejected by the
-                // handle_timeout of its deadline (grants past it: Auditor).
+                // I9: every input acts on the deadlines due by its time first,
+                // so no waiter is left past its deadline.
+                let deadline = w.expect("checked").deadline;
                 ensure!(
-                    self.next_timeout.is_some_and(|t| t <= w.deadline),
+                    deadline > self.now,
                     I9,
-                    "no timer for waiter {:?}",
-                    w.id
+                    "waiter {id:?} still waits at {:?}, past its deadline {deadline:?}",
+                    self.now
                 );
             }
             waiting_total += ks.waiters.len();
             if !ks.waiters.is_empty() {
                 // I13: nothing ready is left idle, and something is under way.
                 for &sid in &ks.idle {
-                    let Some(Entry::Session(s)) = self.entry(sid) else {
+                    let Some(Entry::Session(s)) = self.slots.get(sid) else {
                         continue;
                     };
                     ensure!(
@@ -337,7 +366,7 @@ impl<K: PoolKey> Pool<K> {
             }
             if let Some(until) = ks.breaker.open_until() {
                 ensure!(
-                    self.next_timeout.is_some_and(|t| t <= until),
+                    self.timers.has_breaker(until, k as u32),
                     I9,
                     "no timer for the breaker of {:?}",
                     ks.key
@@ -345,7 +374,7 @@ impl<K: PoolKey> Pool<K> {
             }
             if let Some(probe) = ks.breaker.probe() {
                 ensure!(
-                    matches!(self.entry(probe), Some(Entry::Connecting { .. })),
+                    matches!(self.slots.get(probe), Some(Entry::Connecting { .. })),
                     I14,
                     "key {:?}: half-open with no probe in flight",
                     ks.key
@@ -355,10 +384,10 @@ impl<K: PoolKey> Pool<K> {
         }
         ensure!(self.dirty.is_empty(), I16, "dispatch queue not drained");
         ensure!(
-            waiting_total == self.waiting.len(),
+            waiting_total == self.waiters.len(),
             I16,
             "waiting index has {} entries, queues {}",
-            self.waiting.len(),
+            self.waiters.len(),
             waiting_total
         );
         ensure!(
@@ -369,45 +398,35 @@ impl<K: PoolKey> Pool<K> {
             live_total
         );
         ensure!(
+            held_poisoned == self.held_poisoned,
+            I16,
+            "held poisoned {} counted {}",
+            self.held_poisoned,
+            held_poisoned
+        );
+        ensure!(
             idle_total == self.idle_total,
             I16,
             "idle total {} counted {}",
             self.idle_total,
             idle_total
         );
+        let open = live_total + held_poisoned;
         ensure!(
-            live_total <= cfg.max_sessions_total,
+            open <= cfg.max_sessions_total,
             I6,
-            "{live_total} live sessions, max {}",
+            "{open} open sessions (live and held poisoned), max {}",
             cfg.max_sessions_total
         );
         if !self.blocked.is_empty() {
             ensure!(
-                live_total >= cfg.max_sessions_total && idle_total == 0,
+                open >= cfg.max_sessions_total && idle_total == 0,
                 I13,
                 "keys blocked while the pool has room"
             );
         }
         if self.shutting_down {
             ensure!(idle_total == 0, I15, "idle sessions remain after shutdown");
-        }
-        // I9: every idle session's lifetime and keepalive are covered by the timer.
-        for slot in &self.slots {
-            if let Some(Entry::Session(s)) = &slot.entry {
-                if s.phase == Phase::Idle {
-                    let mut due = s.expires_at;
-                    if !cfg.check_interval.is_zero() {
-                        due = due.min(s.verified_at + cfg.check_interval);
-                    }
-                    if due != crate::Time::MAX {
-                        ensure!(
-                            self.next_timeout.is_some_and(|t| t <= due),
-                            I9,
-                            "no timer for an idle session due at {due:?}"
-                        );
-                    }
-                }
-            }
         }
         Ok(())
     }

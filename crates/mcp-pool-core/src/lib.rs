@@ -36,16 +36,22 @@ mod action;
 mod audit;
 mod breaker;
 mod config;
+mod decide;
 mod id;
 mod input;
 mod invariants;
+mod keys;
 #[cfg(feature = "mutants")]
 #[doc(hidden)]
 pub mod mutants;
 mod pool;
 mod rng;
+mod session;
 mod stats;
 mod time;
+mod timers;
+mod view;
+mod waiters;
 
 pub use action::{Action, EvictReason, RejectReason};
 pub use audit::Auditor;
@@ -53,6 +59,7 @@ pub use config::{BreakerConfig, Config, ConfigError};
 pub use id::{AcquireId, LeaseId, SessionId};
 pub use input::{Applied, CheckFailure, ConnectFailure, Input, InputError, Outcome};
 pub use invariants::{ids, Violation};
-pub use pool::{Pool, PoolKey, SessionInfo, SessionState};
+pub use pool::{Pool, PoolKey};
+pub use session::{SessionInfo, SessionState};
 pub use stats::{BreakerState, KeySnapshot, Stats};
 pub use time::Time;

@@ -18,15 +18,21 @@ pub enum Mutation {
     IgnoreTransportClosed,
     /// A waiter may be given an idle session of another key.
     GrantAcrossKeys,
+    /// A live server's definite refusal answers only the head waiter.
+    RefusalAnswersHeadOnly,
+    /// A grant found closed drops its caller instead of putting it back.
+    ClosedGrantDropsCaller,
 }
 
 impl Mutation {
     /// Every mutation.
-    pub const ALL: [Mutation; 4] = [
+    pub const ALL: [Mutation; 6] = [
         Mutation::ReleaseIgnoresFailure,
         Mutation::SkipCheckAfterUse,
         Mutation::IgnoreTransportClosed,
         Mutation::GrantAcrossKeys,
+        Mutation::RefusalAnswersHeadOnly,
+        Mutation::ClosedGrantDropsCaller,
     ];
 }
 

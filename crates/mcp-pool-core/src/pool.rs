@@ -1,137 +1,31 @@
-//! The pool: every decision about sessions, waiters and capacity.
+//! The pool and its inputs: every decision about sessions, waiters and
+//! capacity starts here.
 //!
 //! Inputs are methods that take `now`; outputs are polled with
-//! [`Pool::poll_action`] and [`Pool::poll_timeout`]. Every input ends with
-//! the pool *settled*: no waiter waits while something could be done for it.
+//! [`Pool::poll_action`] and [`Pool::poll_timeout`]. Each input is first
+//! checked (a refused input changes nothing), then the pool rejects the
+//! waiters whose deadline has come by `now` and half-opens the breakers
+//! whose cool-down ended, then acts on the input itself, and ends
+//! *settled*: no waiter waits while something could be done for it.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Debug;
 use std::hash::Hash;
 
-use crate::breaker::Breaker;
+use crate::keys::KeyState;
 use crate::rng::Rng;
+use crate::session::{Entry, Phase, Session, Slots};
+use crate::timers::Timers;
+use crate::waiters::{Waiter, Waiters};
 use crate::{
     AcquireId, Action, Applied, CheckFailure, Config, ConfigError, ConnectFailure, EvictReason,
-    Input, InputError, KeySnapshot, LeaseId, Outcome, RejectReason, SessionId, Stats, Time,
+    Input, InputError, LeaseId, Outcome, RejectReason, SessionId, Stats, Time,
 };
 
 /// The bound every key type meets: cheap to compare, ordered (so no decision
 /// depends on hash order), printable for diagnostics.
 pub trait PoolKey: Clone + Eq + Hash + Ord + Debug {}
 impl<K: Clone + Eq + Hash + Ord + Debug> PoolKey for K {}
-
-/// The state of one session, as the pool sees it.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
-pub enum SessionState {
-    /// Healthy, parked, may be granted (after a check if stale).
-    Idle,
-    /// Held by one caller (or up to `max_leases_per_session` callers).
-    Leased,
-    /// A health check is in flight; nobody holds it.
-    Validating,
-    /// Known or suspected broken: never granted again; closed once free.
-    Poisoned,
-    /// Gone: its `Close` was carried out.
-    Closed,
-}
-
-/// A read-only view of one live session.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub struct SessionInfo<'a, K> {
-    /// The key it was created for; it is never granted to another.
-    pub key: &'a K,
-    /// Its state.
-    pub state: SessionState,
-    /// Leases held on it.
-    pub leases: usize,
-    /// When its connect finished.
-    pub created_at: Time,
-    /// When its (jittered) lifetime ends, if there is a limit.
-    pub expires_at: Option<Time>,
-    /// Its last evidence of health (connect, passed check, or answered use).
-    pub verified_at: Time,
-    /// Whether it must pass a check before any reuse.
-    pub needs_check: bool,
-    /// Whether a health check on it is in flight.
-    pub checking: bool,
-    /// Whether it will be closed when returned (drain or shutdown).
-    pub retiring: bool,
-    /// Why it was poisoned, once it is.
-    pub evicted: Option<EvictReason>,
-    /// Whether its `Close` was emitted.
-    pub close_issued: bool,
-}
-
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
-pub(crate) enum Phase {
-    Idle,
-    Leased,
-    Validating,
-    Poisoned,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub(crate) struct Session {
-    pub(crate) key: u32,
-    pub(crate) phase: Phase,
-    /// Sequence numbers of the leases held.
-    pub(crate) leases: Vec<u32>,
-    pub(crate) next_lease: u32,
-    pub(crate) needs_check: bool,
-    pub(crate) checking: bool,
-    pub(crate) retire: bool,
-    pub(crate) close_sent: bool,
-    pub(crate) evicted: Option<EvictReason>,
-    pub(crate) created_at: Time,
-    /// `Time::MAX` when there is no lifetime limit.
-    pub(crate) expires_at: Time,
-    pub(crate) verified_at: Time,
-    pub(crate) idle_since: Time,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub(crate) enum Entry {
-    /// A reserved slot: a connect is in flight.
-    Connecting {
-        key: u32,
-        retire: bool,
-        /// The acquires issued before the connect began (ids below this):
-        /// only their callers may learn of its failure.
-        acquires_before: u64,
-    },
-    Session(Session),
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub(crate) struct Slot {
-    pub(crate) generation: u32,
-    pub(crate) entry: Option<Entry>,
-}
-
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
-pub(crate) struct Waiter {
-    pub(crate) id: AcquireId,
-    pub(crate) deadline: Time,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub(crate) struct KeyState<K> {
-    pub(crate) key: K,
-    /// Parked sessions, most recently parked last (granted first).
-    pub(crate) idle: Vec<SessionId>,
-    /// Every session of the key that is not yet closed, in creation order.
-    pub(crate) sessions: Vec<SessionId>,
-    pub(crate) waiters: VecDeque<Waiter>,
-    /// Connecting plus Idle, Leased and Validating sessions: what capacity counts.
-    pub(crate) live: usize,
-    pub(crate) connecting: usize,
-    pub(crate) validating: usize,
-    pub(crate) leased: usize,
-    pub(crate) poisoned: usize,
-    pub(crate) breaker: Breaker,
-    pub(crate) dirty: bool,
-    pub(crate) blocked: bool,
-}
 
 /// A sans-IO pool of sessions grouped by key `K`.
 ///
@@ -140,9 +34,10 @@ pub(crate) struct KeyState<K> {
 /// a Poisoned or Closed session is never granted; a session released with
 /// [`Outcome::TransportError`] or reported by [`Pool::transport_closed`] is
 /// never granted again; a session is only granted for the key it was created
-/// for; capacity limits hold at every step; waiters are served in FIFO order
-/// and never past their deadline; every successful connect ends in exactly
-/// one `Close`.
+/// for; capacity and queue limits hold at every step; waiters are served in
+/// FIFO order and never past their deadline; every successful connect ends
+/// in exactly one `Close`; a live server's definite refusal reaches every
+/// caller that waited for it at once.
 ///
 /// The same inputs always give the same actions: the state is plain ordered
 /// data (`Clone + Eq + Hash`), and time only enters through `now`. A `now`
@@ -151,22 +46,23 @@ pub(crate) struct KeyState<K> {
 pub struct Pool<K> {
     pub(crate) config: Config,
     pub(crate) now: Time,
-    pub(crate) slots: Vec<Slot>,
-    pub(crate) free_slots: Vec<u32>,
+    pub(crate) slots: Slots,
     pub(crate) keys: BTreeMap<K, u32>,
     pub(crate) key_states: Vec<Option<KeyState<K>>>,
     pub(crate) free_keys: Vec<u32>,
-    /// Waiting acquires and the key each waits on.
-    pub(crate) waiting: BTreeMap<AcquireId, u32>,
+    pub(crate) waiters: Waiters,
+    pub(crate) timers: Timers,
     pub(crate) dirty: VecDeque<u32>,
     /// Keys whose waiters need a slot and found the whole pool full.
     pub(crate) blocked: VecDeque<u32>,
     pub(crate) actions: VecDeque<Action<K>>,
     pub(crate) next_acquire: u64,
-    /// A lower bound of the next deadline (exact after `handle_timeout`).
-    pub(crate) next_timeout: Option<Time>,
+    /// Connects in flight and Idle, Leased and Validating sessions.
     pub(crate) live_total: usize,
     pub(crate) idle_total: usize,
+    /// Poisoned sessions whose `Close` is not yet issued (still held by a
+    /// lease or a check): they still count toward `max_sessions_total`.
+    pub(crate) held_poisoned: usize,
     pub(crate) shutting_down: bool,
     pub(crate) rng: Rng,
     pub(crate) stats: Stats,
@@ -182,19 +78,19 @@ impl<K: PoolKey> Pool<K> {
             rng: Rng::new(config.seed),
             config,
             now: Time::ZERO,
-            slots: Vec::new(),
-            free_slots: Vec::new(),
+            slots: Slots::default(),
             keys: BTreeMap::new(),
             key_states: Vec::new(),
             free_keys: Vec::new(),
-            waiting: BTreeMap::new(),
+            waiters: Waiters::default(),
+            timers: Timers::default(),
             dirty: VecDeque::new(),
             blocked: VecDeque::new(),
             actions: VecDeque::new(),
             next_acquire: 0,
-            next_timeout: None,
             live_total: 0,
             idle_total: 0,
+            held_poisoned: 0,
             shutting_down: false,
             stats: Stats::default(),
             #[cfg(feature = "mutants")]
@@ -219,69 +115,45 @@ impl<K: PoolKey> Pool<K> {
         if deadline <= now {
             return Err(InputError::DeadlineNotInFuture);
         }
-        self.now = now;
+        self.begin(now);
         let id = AcquireId(self.next_acquire);
         self.next_acquire += 1;
         self.stats.acquires += 1;
-        if self.shutting_down {
-            self.reject(id, RejectReason::ShuttingDown);
-            return Ok(id);
-        }
-        let k = match self.keys.get(key) {
-            Some(&k) => k,
-            None => match self.create_key(key) {
-                Some(k) => k,
-                None => {
-                    self.reject(id, RejectReason::TooManyKeys);
-                    return Ok(id);
-                }
-            },
-        };
-        if self.ks(k).waiters.is_empty() {
-            if let Some(sid) = self.take_ready(k, now) {
-                self.stats.hits += 1;
-                self.grant(id, sid);
-                if self.config.min_idle_per_key > 0 {
-                    self.replenish(k, now);
-                }
-                return Ok(id);
-            }
-        }
-        self.ks_mut(k).breaker.poll(now);
-        if self.config.breaker.fail_fast && self.ks(k).breaker.refuses_fast() {
-            self.reject(id, RejectReason::CircuitOpen);
-            return Ok(id);
-        }
-        self.stats.misses += 1;
-        self.ks_mut(k).waiters.push_back(Waiter { id, deadline });
-        self.waiting.insert(id, k);
-        self.note_deadline(deadline);
-        self.dispatch(k, now);
+        self.admit(id, key, deadline, now);
         self.settle(now);
         Ok(id)
     }
 
     /// The caller of a still-waiting acquire gave up; it gets no answer.
     /// Fails with [`InputError::UnknownAcquire`] if the acquire is not waiting
-    /// (already answered: the driver then releases any grant it got).
+    /// (already answered: the driver then returns any grant it got with
+    /// [`Pool::release_unused`]). The cancel takes effect before any
+    /// deadline due at `now`.
     pub fn cancel_acquire(&mut self, acquire: AcquireId, now: Time) -> Result<(), InputError> {
         let now = self.clamp(now);
         let k = self
-            .waiting
-            .remove(&acquire)
+            .waiters
+            .key_of(acquire)
             .ok_or(InputError::UnknownAcquire(acquire))?;
-        self.now = now;
-        let ks = self.ks_mut(k);
-        if let Some(pos) = ks.waiters.iter().position(|w| w.id == acquire) {
-            ks.waiters.remove(pos);
-        }
+        let ks = self.key_states[k as usize]
+            .as_mut()
+            .expect("key of a waiter");
+        self.waiters.remove(&mut ks.waiters, acquire);
         self.stats.cancelled += 1;
         self.mark_dirty(k);
+        self.begin(now);
         self.settle(now);
         Ok(())
     }
 
     /// A `Connect` finished: with a live session, or not.
+    ///
+    /// A failure of kind [`ConnectFailure::Rejected`] (a live server's
+    /// definite answer) rejects every caller of the key that asked before
+    /// the connect began, with its cause, and once it opens the breaker,
+    /// every other waiter too; other failures answer at most the head
+    /// waiter (callers wait for the next attempt: the server may be
+    /// restarting).
     pub fn connected(
         &mut self,
         session: SessionId,
@@ -289,7 +161,7 @@ impl<K: PoolKey> Pool<K> {
         now: Time,
     ) -> Result<(), InputError> {
         let now = self.clamp(now);
-        let (k, retire, acquires_before) = match self.entry(session) {
+        let (k, retire, acquires_before) = match self.slots.get(session) {
             Some(Entry::Connecting {
                 key,
                 retire,
@@ -303,13 +175,13 @@ impl<K: PoolKey> Pool<K> {
             }
             None => return Err(InputError::UnknownSession(session)),
         };
-        self.now = now;
+        self.begin(now);
         self.ks_mut(k).connecting -= 1;
         match result {
             Ok(()) => {
                 self.stats.connected += 1;
                 let ks = self.ks_mut(k);
-                ks.breaker.on_success();
+                ks.breaker.on_connected();
                 ks.sessions.push(session);
                 let expires_at = match self.config.max_lifetime {
                     Some(lifetime) => {
@@ -319,52 +191,45 @@ impl<K: PoolKey> Pool<K> {
                     }
                     None => Time::MAX,
                 };
-                self.slots[session.index()].entry = Some(Entry::Session(Session {
-                    key: k,
-                    phase: Phase::Idle,
-                    leases: Vec::new(),
-                    next_lease: 0,
-                    needs_check: false,
-                    checking: false,
-                    retire,
-                    close_sent: false,
-                    evicted: None,
-                    created_at: now,
-                    expires_at,
-                    verified_at: now,
-                    idle_since: now,
-                }));
+                *self.slots.get_mut(session).expect("the connect's slot") =
+                    Entry::Session(Session::connected(k, retire, now, expires_at));
                 self.handoff(session, now);
             }
-            Err(_) => {
+            Err(kind) => {
                 self.stats.connect_failures += 1;
-                self.free_slot(session);
+                self.slots.free(session);
                 self.live_total -= 1;
-                let config = &self.config;
-                let ks = self.key_states[k as usize]
-                    .as_mut()
-                    .expect("key of a connect");
+                let ks = self.ks_mut(k);
                 ks.live -= 1;
                 let was_closed = !ks.breaker.is_tripped();
-                let tripped = ks.breaker.on_failure(session, now, config);
-                if tripped {
-                    self.stats.breaker_trips += 1;
-                    if let Some(until) = self.ks(k).breaker.open_until() {
-                        self.note_deadline(until);
+                let tripped = self.count_failure(k, Some(session), Some(kind), now);
+                let reason = RejectReason::ConnectFailed { attempt: session };
+                let queue = &self.ks(k).waiters;
+                #[cfg(feature = "mutants")]
+                let kind = match self.mutation {
+                    Some(crate::mutants::Mutation::RefusalAnswersHeadOnly) => {
+                        ConnectFailure::Failed
+                    }
+                    _ => kind,
+                };
+                if kind == ConnectFailure::Rejected {
+                    // A live server said no: everyone who asked before the
+                    // connect began learns it now.
+                    for id in queue.before(acquires_before) {
+                        self.take_waiter(k, id);
+                        self.reject(id, reason);
+                    }
+                } else if let Some(head) = queue.head() {
+                    // The caller at the head learns the cause, if it was
+                    // already waiting when the connect began: a caller is
+                    // never failed by an attempt older than its request.
+                    // While the breaker is open, callers wait for the probe.
+                    if was_closed && head.0 < acquires_before {
+                        self.take_waiter(k, head);
+                        self.reject(head, reason);
                     }
                 }
-                // The caller at the head learns the cause, if it was already
-                // waiting when the connect began: a caller never fails because
-                // of an attempt older than its request (it waits for the next
-                // one). While the breaker is open, callers wait for the probe.
-                let head = self.ks(k).waiters.front().map(|w| w.id);
-                if was_closed && head.is_some_and(|id| id.0 < acquires_before) {
-                    if let Some(w) = self.ks_mut(k).waiters.pop_front() {
-                        self.waiting.remove(&w.id);
-                        self.reject(w.id, RejectReason::ConnectFailed { attempt: session });
-                    }
-                }
-                if tripped && self.config.breaker.fail_fast {
+                if tripped && (self.config.breaker.fail_fast || kind == ConnectFailure::Rejected) {
                     self.reject_all_waiters(k, RejectReason::CircuitOpen);
                 }
                 self.mark_dirty(k);
@@ -388,15 +253,12 @@ impl<K: PoolKey> Pool<K> {
             Some(crate::mutants::Mutation::ReleaseIgnoresFailure) => Outcome::Ok,
             _ => outcome,
         };
+        let pos = self.lease_position(lease)?;
+        self.begin(now);
         let sid = lease.session;
-        let pos = match self.entry(sid) {
-            Some(Entry::Session(s)) => s.leases.iter().position(|&seq| seq == lease.seq),
-            _ => None,
-        }
-        .ok_or(InputError::UnknownLease(lease))?;
-        self.now = now;
         let s = self.sess_mut(sid);
         s.leases.swap_remove(pos);
+        s.unused_since_proof = false;
         let k = s.key;
         match decide_release(outcome) {
             ReleaseDecision::Poison => {
@@ -406,32 +268,89 @@ impl<K: PoolKey> Pool<K> {
             }
             ReleaseDecision::Check => s.needs_check = true,
             ReleaseDecision::Reuse => {
+                s.proven = true;
                 if now > s.verified_at {
                     s.verified_at = now;
                 }
+                self.ks_mut(k).breaker.on_proof();
             }
         }
-        let s = self.sess(sid);
+        let s = self.sess_mut(sid);
         if s.phase == Phase::Poisoned {
             self.maybe_close(sid);
         } else if s.leases.is_empty() {
-            self.ks_mut(k).leased -= 1;
-            let s = self.sess_mut(sid);
-            s.phase = Phase::Idle;
             // Idleness is measured from the last use; checks do not reset it.
             s.idle_since = now;
-            let s = self.sess(sid);
-            if let Some(reason) = self.retirement(s, now) {
-                self.poison(sid, reason);
-            } else if s.needs_check {
-                self.start_check(sid, now);
-            } else {
-                self.park(sid);
-            }
+            self.return_to_service(sid, now, false);
         }
         if !self.ks(k).waiters.is_empty() {
             self.mark_dirty(k);
         }
+        self.settle(now);
+        Ok(())
+    }
+
+    /// A granted lease comes back unused: its caller had gone before it
+    /// could take the session. Nothing happened to the session, so it goes
+    /// back as it was: no check, and no new evidence of health (a session
+    /// just connected or checked is handed on as such).
+    pub fn release_unused(&mut self, lease: LeaseId, now: Time) -> Result<(), InputError> {
+        let now = self.clamp(now);
+        let pos = self.lease_position(lease)?;
+        self.begin(now);
+        let sid = lease.session;
+        self.stats.returned_unused += 1;
+        let s = self.sess_mut(sid);
+        s.leases.swap_remove(pos);
+        let k = s.key;
+        if s.phase == Phase::Poisoned {
+            self.maybe_close(sid);
+        } else if s.leases.is_empty() {
+            let handed_fresh = s.unused_since_proof;
+            self.return_to_service(sid, now, handed_fresh);
+        }
+        if !self.ks(k).waiters.is_empty() {
+            self.mark_dirty(k);
+        }
+        self.settle(now);
+        Ok(())
+    }
+
+    /// The driver found the session of a grant closed before its caller got
+    /// it. The session is poisoned (as [`Pool::transport_closed`]), and the
+    /// acquire goes back to the head of its key's queue with its deadline,
+    /// where it is served next (or answered at once if its deadline has
+    /// come, the pool is shutting down, or the breaker refuses it). A
+    /// session that died before it ever proved itself counts as a failure
+    /// of its key's breaker, so a server whose sessions die right after
+    /// connecting opens it.
+    pub fn grant_closed(&mut self, lease: LeaseId, now: Time) -> Result<(), InputError> {
+        let now = self.clamp(now);
+        let pos = self.lease_position(lease)?;
+        self.begin(now);
+        let sid = lease.session;
+        self.stats.grants_closed += 1;
+        let s = self.sess_mut(sid);
+        let held = s.leases.swap_remove(pos);
+        s.unused_since_proof = false;
+        let k = s.key;
+        let unproven = !s.proven;
+        if s.phase == Phase::Poisoned {
+            self.maybe_close(sid);
+        } else {
+            self.poison(sid, EvictReason::TransportClosed);
+        }
+        if unproven {
+            self.count_failure(k, None, None, now);
+        }
+        #[cfg(feature = "mutants")]
+        if self.mutation == Some(crate::mutants::Mutation::ClosedGrantDropsCaller) {
+            self.mark_dirty(k);
+            self.settle(now);
+            return Ok(());
+        }
+        self.admit_waiting(held.acquire, k, held.deadline, now);
+        self.mark_dirty(k);
         self.settle(now);
         Ok(())
     }
@@ -445,7 +364,7 @@ impl<K: PoolKey> Pool<K> {
         now: Time,
     ) -> Result<(), InputError> {
         let now = self.clamp(now);
-        match self.entry_mut(session) {
+        match self.slots.get(session) {
             Some(Entry::Session(s)) if s.checking => {}
             Some(_) => {
                 return Err(InputError::WrongState {
@@ -455,7 +374,7 @@ impl<K: PoolKey> Pool<K> {
             }
             None => return Err(InputError::UnknownSession(session)),
         }
-        self.now = now;
+        self.begin(now);
         self.sess_mut(session).checking = false;
         if result.is_ok() {
             self.stats.checks_passed += 1;
@@ -467,21 +386,21 @@ impl<K: PoolKey> Pool<K> {
             self.maybe_close(session);
         } else {
             let k = s.key;
-            s.phase = Phase::Idle;
             match result {
                 Ok(()) => {
+                    s.phase = Phase::Idle;
                     s.needs_check = false;
+                    s.proven = true;
+                    s.unused_since_proof = true;
                     if now > s.verified_at {
                         s.verified_at = now;
                     }
-                    self.ks_mut(k).validating -= 1;
+                    let ks = self.ks_mut(k);
+                    ks.validating -= 1;
+                    ks.breaker.on_proof();
                     self.handoff(session, now);
                 }
-                Err(_) => {
-                    // Back to Validating's bookkeeping so poison counts it once.
-                    s.phase = Phase::Validating;
-                    self.poison(session, EvictReason::CheckFailed);
-                }
+                Err(_) => self.poison(session, EvictReason::CheckFailed),
             }
         }
         self.settle(now);
@@ -494,13 +413,13 @@ impl<K: PoolKey> Pool<K> {
         let now = self.clamp(now);
         #[cfg(feature = "mutants")]
         if self.mutation == Some(crate::mutants::Mutation::IgnoreTransportClosed) {
-            return match self.entry(session) {
+            return match self.slots.get(session) {
                 Some(_) => Ok(()),
                 None => Err(InputError::UnknownSession(session)),
             };
         }
-        let poisoned = match self.entry(session) {
-            Some(Entry::Session(s)) => s.phase == Phase::Poisoned,
+        match self.slots.get(session) {
+            Some(Entry::Session(_)) => {}
             Some(Entry::Connecting { .. }) => {
                 return Err(InputError::WrongState {
                     session,
@@ -508,9 +427,9 @@ impl<K: PoolKey> Pool<K> {
                 })
             }
             None => return Err(InputError::UnknownSession(session)),
-        };
-        self.now = now;
-        if !poisoned {
+        }
+        self.begin(now);
+        if self.sess(session).phase != Phase::Poisoned {
             self.poison(session, EvictReason::TransportClosed);
         }
         self.settle(now);
@@ -520,7 +439,7 @@ impl<K: PoolKey> Pool<K> {
     /// A `Close` was carried out: the session is gone for good.
     pub fn closed(&mut self, session: SessionId, now: Time) -> Result<(), InputError> {
         let now = self.clamp(now);
-        let k = match self.entry(session) {
+        let k = match self.slots.get(session) {
             Some(Entry::Session(s)) if s.close_sent => s.key,
             Some(_) => {
                 return Err(InputError::WrongState {
@@ -530,8 +449,8 @@ impl<K: PoolKey> Pool<K> {
             }
             None => return Err(InputError::UnknownSession(session)),
         };
-        self.now = now;
-        self.free_slot(session);
+        self.begin(now);
+        self.slots.free(session);
         self.stats.closes += 1;
         let ks = self.ks_mut(k);
         ks.poisoned -= 1;
@@ -541,61 +460,25 @@ impl<K: PoolKey> Pool<K> {
         Ok(())
     }
 
-    /// Acts on every deadline that has passed: rejects late waiters, ends
+    /// Acts on every deadline that has come: rejects late waiters, ends
     /// breaker cool-downs, closes idle and expired sessions, starts keepalive
-    /// checks. Cheap when nothing is due.
+    /// checks. (Every other input rejects late waiters and ends cool-downs
+    /// first as well.) Costs nothing when nothing is due, and only what is
+    /// due otherwise: no waiter and no session is scanned.
     pub fn handle_timeout(&mut self, now: Time) {
         let now = self.clamp(now);
-        self.now = now;
-        match self.next_timeout {
-            Some(t) if t <= now => {}
-            _ => return,
-        }
-        // `next_timeout` stays due while the tick runs, so every dispatch
-        // below sees that deadlines may have passed; recomputed at the end.
-        for k in 0..self.key_states.len() as u32 {
-            let Some(ks) = self.key_states[k as usize].as_mut() else {
-                continue;
-            };
-            let was_open = ks.breaker.open_until().is_some();
-            ks.breaker.poll(now);
-            let cooled_down = was_open && ks.breaker.admits();
-            if cooled_down || ks.waiters.iter().any(|w| w.deadline <= now) {
-                self.mark_dirty(k);
-            }
-        }
-        for index in 0..self.slots.len() {
-            let sid = SessionId::new(index, self.slots[index].generation);
-            let Some(Entry::Session(s)) = &self.slots[index].entry else {
-                continue;
-            };
-            if s.phase != Phase::Idle {
-                continue;
-            }
-            let idle_expired = self
-                .config
-                .idle_timeout
-                .is_some_and(|t| now >= s.idle_since + t)
-                && self.ks(s.key).idle.len() > self.config.min_idle_per_key;
-            if now >= s.expires_at {
-                self.poison(sid, EvictReason::MaxLifetime);
-            } else if idle_expired {
-                self.poison(sid, EvictReason::IdleTimeout);
-            } else if self.keepalive_due(s, now) {
-                self.unpark(sid);
-                self.start_check(sid, now);
-            }
-        }
+        self.begin(now);
+        self.expire_idle(now);
         self.settle(now);
-        self.recompute_timeout(now);
     }
 
-    /// Retires every session that exists now: idle ones close at once, leased
-    /// and validating ones when they come back. The pool stays usable: new
-    /// acquires get new sessions.
+    /// Retires every session and connect that exists now: idle ones close at
+    /// once, leased and validating ones when they come back, connects in
+    /// flight when they finish. The pool stays usable: new acquires get new
+    /// sessions.
     pub fn drain(&mut self, now: Time) {
         let now = self.clamp(now);
-        self.now = now;
+        self.begin(now);
         self.retire_all(EvictReason::Drained);
         self.settle(now);
     }
@@ -605,7 +488,7 @@ impl<K: PoolKey> Pool<K> {
     /// turns true when the last session is closed.
     pub fn shutdown(&mut self, now: Time) {
         let now = self.clamp(now);
-        self.now = now;
+        self.begin(now);
         self.shutting_down = true;
         for k in 0..self.key_states.len() as u32 {
             if self.key_states[k as usize].is_some() {
@@ -627,6 +510,8 @@ impl<K: PoolKey> Pool<K> {
             Input::CancelAcquire(id) => self.cancel_acquire(id, now)?,
             Input::Connected { session, result } => self.connected(session, result, now)?,
             Input::Release { lease, outcome } => self.release(lease, outcome, now)?,
+            Input::ReleaseUnused(lease) => self.release_unused(lease, now)?,
+            Input::GrantClosed(lease) => self.grant_closed(lease, now)?,
             Input::Checked { session, result } => self.checked(session, result, now)?,
             Input::TransportClosed(session) => self.transport_closed(session, now)?,
             Input::Closed(session) => self.closed(session, now)?,
@@ -644,764 +529,131 @@ impl<K: PoolKey> Pool<K> {
         self.actions.pop_front()
     }
 
-    /// When [`Pool::handle_timeout`] should next be called, if ever. It may be
-    /// early (then the call does nothing), never late.
+    /// When [`Pool::handle_timeout`] should next be called, if ever: the
+    /// earliest waiter deadline, breaker cool-down end, or parked session's
+    /// lifetime end, idle timeout or keepalive. It may be early (then the
+    /// call does nothing), never late.
     pub fn poll_timeout(&self) -> Option<Time> {
-        self.next_timeout
-    }
-
-    // ------------------------------------------------------------ observation
-
-    /// The configuration in force.
-    pub fn config(&self) -> &Config {
-        &self.config
-    }
-
-    /// The counters.
-    pub fn stats(&self) -> &Stats {
-        &self.stats
-    }
-
-    /// The latest `now` the pool has seen.
-    pub fn now(&self) -> Time {
-        self.now
-    }
-
-    /// True once `shutdown` was called.
-    pub fn is_shutting_down(&self) -> bool {
-        self.shutting_down
-    }
-
-    /// True once shut down and every session and connect is gone.
-    pub fn is_closed(&self) -> bool {
-        self.shutting_down && self.slots.iter().all(|s| s.entry.is_none())
-    }
-
-    /// Sessions and connects that count toward capacity (not Poisoned).
-    pub fn live(&self) -> usize {
-        self.live_total
-    }
-
-    /// Acquires waiting for an answer.
-    pub fn waiting(&self) -> usize {
-        self.waiting.len()
-    }
-
-    /// The keys the pool tracks, in order.
-    pub fn keys(&self) -> impl Iterator<Item = &K> {
-        self.keys.keys()
-    }
-
-    /// Gauges of one key, if the pool tracks it.
-    pub fn key_snapshot(&self, key: &K) -> Option<KeySnapshot> {
-        let ks = self.ks(*self.keys.get(key)?);
-        Some(KeySnapshot {
-            idle: ks.idle.len(),
-            leased: ks.leased,
-            validating: ks.validating,
-            poisoned: ks.poisoned,
-            connecting: ks.connecting,
-            waiting: ks.waiters.len(),
-            breaker: ks.breaker.public(),
-        })
-    }
-
-    /// The probe connect in flight for `key`, while its breaker is half-open.
-    pub fn breaker_probe(&self, key: &K) -> Option<SessionId> {
-        self.ks(*self.keys.get(key)?).breaker.probe()
-    }
-
-    /// The state of a session: `None` while it is still a connect (or was
-    /// never issued), `Closed` once gone.
-    pub fn session_state(&self, session: SessionId) -> Option<SessionState> {
-        let slot = self.slots.get(session.index())?;
-        if session.generation() < slot.generation {
-            return Some(SessionState::Closed);
-        }
-        if session.generation() > slot.generation {
-            return None;
-        }
-        match &slot.entry {
-            Some(Entry::Session(s)) => Some(public_state(s.phase)),
-            Some(Entry::Connecting { .. }) | None => None,
-        }
-    }
-
-    /// A view of a session that is not yet closed.
-    pub fn session(&self, session: SessionId) -> Option<SessionInfo<'_, K>> {
-        match self.entry(session)? {
-            Entry::Session(s) => Some(self.info(s)),
-            Entry::Connecting { .. } => None,
-        }
-    }
-
-    /// Every session not yet closed, in id order of their slots.
-    pub fn sessions(&self) -> impl Iterator<Item = (SessionId, SessionInfo<'_, K>)> + '_ {
-        self.slots
-            .iter()
-            .enumerate()
-            .filter_map(|(i, slot)| match &slot.entry {
-                Some(Entry::Session(s)) => Some((SessionId::new(i, slot.generation), self.info(s))),
-                _ => None,
-            })
-    }
-
-    /// Every connect in flight and its key.
-    pub fn connects(&self) -> impl Iterator<Item = (SessionId, &K)> + '_ {
-        self.slots
-            .iter()
-            .enumerate()
-            .filter_map(|(i, slot)| match &slot.entry {
-                Some(Entry::Connecting { key, .. }) => {
-                    Some((SessionId::new(i, slot.generation), &self.ks(*key).key))
-                }
-                _ => None,
-            })
-    }
-
-    /// Every lease held, with its session.
-    pub fn leases(&self) -> impl Iterator<Item = LeaseId> + '_ {
-        self.slots.iter().enumerate().flat_map(|(i, slot)| {
-            let session = SessionId::new(i, slot.generation);
-            let seqs: &[u32] = match &slot.entry {
-                Some(Entry::Session(s)) => &s.leases,
-                _ => &[],
-            };
-            seqs.iter().map(move |&seq| LeaseId { session, seq })
-        })
-    }
-
-    /// Acquires waiting on `key`, in the order they will be served.
-    pub fn waiters(&self, key: &K) -> Vec<AcquireId> {
-        self.keys
-            .get(key)
-            .map(|&k| self.ks(k).waiters.iter().map(|w| w.id).collect())
-            .unwrap_or_default()
-    }
-
-    /// Whether a session could be granted right now without a check: not
-    /// marked for a check, within `check_interval` of its last evidence of
-    /// health, and within its lifetime.
-    pub fn is_fresh(&self, session: SessionId) -> bool {
-        match self.entry(session) {
-            Some(Entry::Session(s)) => self.fresh(s, self.now),
-            _ => false,
+        match (self.waiters.next_deadline(), self.timers.next()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
     }
 
     // -------------------------------------------------------------- internals
 
-    fn info<'a>(&'a self, s: &Session) -> SessionInfo<'a, K> {
-        SessionInfo {
-            key: &self.ks(s.key).key,
-            state: public_state(s.phase),
-            leases: s.leases.len(),
-            created_at: s.created_at,
-            expires_at: (s.expires_at != Time::MAX).then_some(s.expires_at),
-            verified_at: s.verified_at,
-            needs_check: s.needs_check,
-            checking: s.checking,
-            retiring: s.retire,
-            evicted: s.evicted,
-            close_issued: s.close_sent,
-        }
-    }
-
     /// `now`, or the latest time seen if `now` is earlier: time never runs
-    /// backwards. Stored (`self.now = now`) only once an input is accepted.
+    /// backwards. Stored only once an input is accepted.
     fn clamp(&self, now: Time) -> Time {
         now.max(self.now)
     }
 
-    pub(crate) fn fresh(&self, s: &Session, now: Time) -> bool {
-        #[cfg(feature = "mutants")]
-        if self.mutation == Some(crate::mutants::Mutation::SkipCheckAfterUse) {
-            return !s.retire && now < s.expires_at;
+    /// The start of every accepted input: time moves to `now`, late waiters
+    /// are rejected and breakers whose cool-down ended are half-opened.
+    fn begin(&mut self, now: Time) {
+        self.now = now;
+        self.expire(now);
+    }
+
+    /// Where lease `lease` sits among its session's leases.
+    fn lease_position(&self, lease: LeaseId) -> Result<usize, InputError> {
+        match self.slots.get(lease.session) {
+            Some(Entry::Session(s)) => s.lease_position(lease.seq),
+            _ => None,
         }
-        !s.needs_check
-            && !s.retire
-            && now < s.expires_at
-            && now < s.verified_at + self.config.check_interval
+        .ok_or(InputError::UnknownLease(lease))
     }
 
-    fn keepalive_due(&self, s: &Session, now: Time) -> bool {
-        !self.config.check_interval.is_zero() && now >= s.verified_at + self.config.check_interval
-    }
-
-    fn retirement(&self, s: &Session, now: Time) -> Option<EvictReason> {
+    /// Answers a new acquire at once, or queues it.
+    fn admit(&mut self, id: AcquireId, key: &K, deadline: Time, now: Time) {
         if self.shutting_down {
-            Some(EvictReason::Shutdown)
-        } else if s.retire {
-            Some(EvictReason::Drained)
-        } else if now >= s.expires_at {
-            Some(EvictReason::MaxLifetime)
-        } else {
-            None
-        }
-    }
-
-    pub(crate) fn ks(&self, k: u32) -> &KeyState<K> {
-        self.key_states[k as usize]
-            .as_ref()
-            .expect("live key index")
-    }
-
-    fn ks_mut(&mut self, k: u32) -> &mut KeyState<K> {
-        self.key_states[k as usize]
-            .as_mut()
-            .expect("live key index")
-    }
-
-    pub(crate) fn entry(&self, sid: SessionId) -> Option<&Entry> {
-        let slot = self.slots.get(sid.index())?;
-        if slot.generation != sid.generation() {
-            return None;
-        }
-        slot.entry.as_ref()
-    }
-
-    fn entry_mut(&mut self, sid: SessionId) -> Option<&mut Entry> {
-        let slot = self.slots.get_mut(sid.index())?;
-        if slot.generation != sid.generation() {
-            return None;
-        }
-        slot.entry.as_mut()
-    }
-
-    fn sess(&self, sid: SessionId) -> &Session {
-        match self.entry(sid) {
-            Some(Entry::Session(s)) => s,
-            _ => unreachable!("{sid:?} is a live session"),
-        }
-    }
-
-    fn sess_mut(&mut self, sid: SessionId) -> &mut Session {
-        match self.entry_mut(sid) {
-            Some(Entry::Session(s)) => s,
-            _ => unreachable!("{sid:?} is a live session"),
-        }
-    }
-
-    fn alloc_slot(&mut self, entry: Entry) -> SessionId {
-        match self.free_slots.pop() {
-            Some(index) => {
-                let slot = &mut self.slots[index as usize];
-                slot.entry = Some(entry);
-                SessionId::new(index as usize, slot.generation)
-            }
-            None => {
-                let index = self.slots.len();
-                self.slots.push(Slot {
-                    generation: 0,
-                    entry: Some(entry),
-                });
-                SessionId::new(index, 0)
-            }
-        }
-    }
-
-    fn free_slot(&mut self, sid: SessionId) {
-        let slot = &mut self.slots[sid.index()];
-        slot.entry = None;
-        slot.generation = slot.generation.wrapping_add(1);
-        self.free_slots.push(sid.index() as u32);
-    }
-
-    fn create_key(&mut self, key: &K) -> Option<u32> {
-        if self.keys.len() >= self.config.max_keys && !self.forget_one_key() {
-            return None;
-        }
-        let state = KeyState {
-            key: key.clone(),
-            idle: Vec::new(),
-            sessions: Vec::new(),
-            waiters: VecDeque::new(),
-            live: 0,
-            connecting: 0,
-            validating: 0,
-            leased: 0,
-            poisoned: 0,
-            breaker: Breaker::default(),
-            dirty: false,
-            blocked: false,
-        };
-        let k = match self.free_keys.pop() {
-            Some(k) => {
-                self.key_states[k as usize] = Some(state);
-                k
-            }
-            None => {
-                self.key_states.push(Some(state));
-                (self.key_states.len() - 1) as u32
-            }
-        };
-        self.keys.insert(key.clone(), k);
-        Some(k)
-    }
-
-    /// Forgets the first key that holds nothing (its breaker history goes too).
-    fn forget_one_key(&mut self) -> bool {
-        let found = self.key_states.iter().position(|ks| {
-            ks.as_ref().is_some_and(|ks| {
-                ks.live == 0
-                    && ks.poisoned == 0
-                    && ks.waiters.is_empty()
-                    && !ks.dirty
-                    && !ks.blocked
-            })
-        });
-        match found {
-            Some(k) => {
-                self.remove_key(k as u32);
-                true
-            }
-            None => false,
-        }
-    }
-
-    fn remove_key(&mut self, k: u32) {
-        let ks = self.key_states[k as usize].take().expect("live key index");
-        self.keys.remove(&ks.key);
-        self.free_keys.push(k);
-    }
-
-    fn maybe_forget_key(&mut self, k: u32) {
-        let ks = self.ks(k);
-        if ks.live == 0
-            && ks.poisoned == 0
-            && ks.waiters.is_empty()
-            && !ks.dirty
-            && !ks.blocked
-            && ks.breaker.is_pristine()
-        {
-            self.remove_key(k);
-        }
-    }
-
-    fn mark_dirty(&mut self, k: u32) {
-        let ks = self.ks_mut(k);
-        if !ks.dirty {
-            ks.dirty = true;
-            self.dirty.push_back(k);
-        }
-    }
-
-    fn note_deadline(&mut self, t: Time) {
-        if self.next_timeout.is_none_or(|n| t < n) {
-            self.next_timeout = Some(t);
-        }
-    }
-
-    fn reject(&mut self, acquire: AcquireId, reason: RejectReason) {
-        let counter = match reason {
-            RejectReason::TimedOut => &mut self.stats.rejected_timed_out,
-            RejectReason::CircuitOpen => &mut self.stats.rejected_circuit_open,
-            RejectReason::ConnectFailed { .. } => &mut self.stats.rejected_connect_failed,
-            RejectReason::ShuttingDown => &mut self.stats.rejected_shutting_down,
-            RejectReason::TooManyKeys => &mut self.stats.rejected_too_many_keys,
-        };
-        *counter += 1;
-        self.actions.push_back(Action::Reject { acquire, reason });
-    }
-
-    fn reject_all_waiters(&mut self, k: u32, reason: RejectReason) {
-        while let Some(w) = self.ks_mut(k).waiters.pop_front() {
-            self.waiting.remove(&w.id);
-            self.reject(w.id, reason);
-        }
-    }
-
-    /// Rejects every waiter of `k` whose deadline has come.
-    fn expire_waiters(&mut self, k: u32, now: Time) {
-        let ks = self.ks(k);
-        if !ks.waiters.iter().any(|w| w.deadline <= now) {
+            self.reject(id, RejectReason::ShuttingDown);
             return;
         }
-        let reason = if ks.breaker.is_tripped() {
-            RejectReason::CircuitOpen
-        } else {
-            RejectReason::TimedOut
-        };
-        let waiters = std::mem::take(&mut self.ks_mut(k).waiters);
-        for w in waiters {
-            if w.deadline <= now {
-                self.waiting.remove(&w.id);
-                self.reject(w.id, reason);
-            } else {
-                self.ks_mut(k).waiters.push_back(w);
-            }
-        }
-    }
-
-    /// Leases `sid` (unparked, not Poisoned) to `acquire`.
-    fn grant(&mut self, acquire: AcquireId, sid: SessionId) {
-        let s = self.sess_mut(sid);
-        let seq = s.next_lease;
-        s.next_lease = s.next_lease.wrapping_add(1);
-        s.leases.push(seq);
-        let was_leased = s.phase == Phase::Leased;
-        s.phase = Phase::Leased;
-        let k = s.key;
-        if !was_leased {
-            self.ks_mut(k).leased += 1;
-        }
-        self.stats.grants += 1;
-        self.actions.push_back(Action::Grant {
-            acquire,
-            lease: LeaseId { session: sid, seq },
-        });
-    }
-
-    /// Takes a session that can be granted without a check: the most recently
-    /// parked fresh idle one, else (shared mode) the least loaded fresh leased one.
-    fn take_ready(&mut self, k: u32, now: Time) -> Option<SessionId> {
-        let found = self
-            .ks(k)
-            .idle
-            .iter()
-            .rposition(|&sid| self.fresh(self.sess(sid), now));
-        if let Some(pos) = found {
-            let sid = self.ks_mut(k).idle.remove(pos);
-            self.idle_total -= 1;
-            return Some(sid);
-        }
-        #[cfg(feature = "mutants")]
-        if self.mutation == Some(crate::mutants::Mutation::GrantAcrossKeys) {
-            let other = self.key_states.iter().flatten().find_map(|ks| {
-                ks.idle
-                    .iter()
-                    .copied()
-                    .find(|&sid| self.fresh(self.sess(sid), now))
-            });
-            if let Some(sid) = other {
-                self.unpark(sid);
-                return Some(sid);
-            }
-        }
-        if self.config.max_leases_per_session > 1 {
-            return self
-                .ks(k)
-                .sessions
-                .iter()
-                .copied()
-                .filter(|&sid| {
-                    let s = self.sess(sid);
-                    s.phase == Phase::Leased
-                        && s.leases.len() < self.config.max_leases_per_session
-                        && self.fresh(s, now)
-                })
-                .min_by_key(|&sid| self.sess(sid).leases.len());
-        }
-        None
-    }
-
-    /// Takes the most recently parked idle session that needs a check first.
-    fn take_stale(&mut self, k: u32) -> Option<SessionId> {
-        let pos = self.ks(k).idle.len().checked_sub(1)?;
-        let sid = self.ks_mut(k).idle.remove(pos);
-        self.idle_total -= 1;
-        Some(sid)
-    }
-
-    fn unpark(&mut self, sid: SessionId) {
-        let k = self.sess(sid).key;
-        let ks = self.ks_mut(k);
-        if let Some(pos) = ks.idle.iter().rposition(|&s| s == sid) {
-            ks.idle.remove(pos);
-            self.idle_total -= 1;
-        }
-    }
-
-    fn park(&mut self, sid: SessionId) {
-        let idle_timeout = self.config.idle_timeout;
-        let check_interval = self.config.check_interval;
-        let s = self.sess_mut(sid);
-        s.phase = Phase::Idle;
-        let mut due = s.expires_at;
-        if let Some(t) = idle_timeout {
-            due = due.min(s.idle_since + t);
-        }
-        if !check_interval.is_zero() {
-            due = due.min(s.verified_at + check_interval);
-        }
-        let k = s.key;
-        self.ks_mut(k).idle.push(sid);
-        self.idle_total += 1;
-        if due != Time::MAX {
-            self.note_deadline(due);
-        }
-    }
-
-    fn start_check(&mut self, sid: SessionId, now: Time) {
-        let s = self.sess_mut(sid);
-        s.phase = Phase::Validating;
-        s.checking = true;
-        let k = s.key;
-        self.ks_mut(k).validating += 1;
-        self.stats.checks += 1;
-        let deadline = now + self.config.check_timeout;
-        self.actions.push_back(Action::Validate {
-            session: sid,
-            deadline,
-        });
-    }
-
-    /// A session just proven healthy (connected, or passed a check) and held
-    /// by nobody: hand it to the waiters at the head, or park it.
-    fn handoff(&mut self, sid: SessionId, now: Time) {
-        if let Some(reason) = self.retirement(self.sess(sid), now) {
-            self.poison(sid, reason);
-            return;
-        }
-        let k = self.sess(sid).key;
-        self.expire_waiters(k, now);
-        while self.sess(sid).leases.len() < self.config.max_leases_per_session {
-            let Some(w) = self.ks_mut(k).waiters.pop_front() else {
-                break;
-            };
-            self.waiting.remove(&w.id);
-            self.grant(w.id, sid);
-        }
-        if self.sess(sid).leases.is_empty() {
-            self.park(sid);
-        }
-        self.mark_dirty(k);
-    }
-
-    /// Takes the session out of service for good.
-    fn poison(&mut self, sid: SessionId, reason: EvictReason) {
-        let s = self.sess_mut(sid);
-        let prev = s.phase;
-        debug_assert_ne!(prev, Phase::Poisoned);
-        s.phase = Phase::Poisoned;
-        s.evicted = Some(reason);
-        let k = s.key;
-        match prev {
-            Phase::Idle => self.unpark(sid),
-            Phase::Leased => self.ks_mut(k).leased -= 1,
-            Phase::Validating => self.ks_mut(k).validating -= 1,
-            Phase::Poisoned => {}
-        }
-        let ks = self.ks_mut(k);
-        ks.live -= 1;
-        ks.poisoned += 1;
-        self.live_total -= 1;
-        self.stats.evictions[reason as usize] += 1;
-        self.mark_dirty(k);
-        self.maybe_close(sid);
-    }
-
-    fn maybe_close(&mut self, sid: SessionId) {
-        let s = self.sess_mut(sid);
-        if s.phase == Phase::Poisoned && s.leases.is_empty() && !s.checking && !s.close_sent {
-            s.close_sent = true;
-            let reason = s.evicted.expect("a poisoned session has a reason");
-            self.actions.push_back(Action::Close {
-                session: sid,
-                reason,
-            });
-        }
-    }
-
-    fn retire_all(&mut self, reason: EvictReason) {
-        for index in 0..self.slots.len() {
-            let sid = SessionId::new(index, self.slots[index].generation);
-            match &mut self.slots[index].entry {
-                Some(Entry::Connecting { retire, .. }) => {
-                    *retire |= reason == EvictReason::Shutdown;
+        let k = match self.keys.get(key) {
+            Some(&k) => k,
+            None => match self.create_key(key) {
+                Some(k) => k,
+                None => {
+                    self.reject(id, RejectReason::TooManyKeys);
+                    return;
                 }
-                Some(Entry::Session(s)) => match s.phase {
-                    Phase::Idle => self.poison(sid, reason),
-                    Phase::Leased | Phase::Validating => s.retire = true,
-                    Phase::Poisoned => {}
-                },
-                None => {}
+            },
+        };
+        if self.ks(k).waiters.is_empty() {
+            if let Some(sid) = self.take_ready(k, now) {
+                self.stats.hits += 1;
+                self.grant(id, deadline, sid);
+                if self.config.min_idle_per_key > 0 {
+                    self.replenish(k, now);
+                }
+                return;
             }
+        }
+        if self.admit_waiting(id, k, deadline, now) {
+            self.stats.misses += 1;
+            self.dispatch(k, now);
         }
     }
 
-    /// Starts a connect for `k` if the breaker, the key's limit and the
-    /// pool's limit allow. With `for_waiters`, a full pool evicts another
-    /// key's least recently used idle session, or marks `k` blocked.
-    fn try_connect(&mut self, k: u32, now: Time, for_waiters: bool) -> bool {
+    /// Puts `id` in line for key `k` (a new acquire, or one whose grant was
+    /// found closed), unless it must be answered at once. Returns whether
+    /// `id` waits.
+    fn admit_waiting(&mut self, id: AcquireId, k: u32, deadline: Time, now: Time) -> bool {
         if self.shutting_down {
+            self.reject(id, RejectReason::ShuttingDown);
             return false;
         }
+        if deadline <= now {
+            let reason = self.expiry_reason(k);
+            self.reject(id, reason);
+            return false;
+        }
+        let fail_fast = self.config.breaker.fail_fast;
         let ks = self.ks_mut(k);
         ks.breaker.poll(now);
-        if !ks.breaker.admits() || ks.live >= self.config.max_sessions_per_key {
+        if (fail_fast || ks.breaker.definite()) && ks.breaker.refuses_fast() {
+            self.reject(id, RejectReason::CircuitOpen);
             return false;
         }
-        if self.live_total >= self.config.max_sessions_total {
-            if !for_waiters {
-                return false;
-            }
-            if !self.evict_lru_idle(k) {
-                let ks = self.ks_mut(k);
-                if !ks.blocked {
-                    ks.blocked = true;
-                    self.blocked.push_back(k);
-                }
-                return false;
-            }
+        let ks = self.key_states[k as usize]
+            .as_mut()
+            .expect("live key index");
+        self.waiters
+            .push(&mut ks.waiters, id, Waiter { key: k, deadline });
+        if ks.waiters.len() > self.config.max_waiters_per_key {
+            // Full: the caller who asked last is refused (a grant found
+            // closed keeps its place at the head).
+            let last = ks.waiters.tail().expect("a full queue");
+            self.waiters.remove(&mut ks.waiters, last);
+            self.reject(last, RejectReason::QueueFull);
+            return last != id;
         }
-        let sid = self.alloc_slot(Entry::Connecting {
-            key: k,
-            retire: false,
-            acquires_before: self.next_acquire,
-        });
-        let ks = self.ks_mut(k);
-        ks.live += 1;
-        ks.connecting += 1;
-        ks.breaker.on_connect_started(sid);
-        let key = ks.key.clone();
-        self.live_total += 1;
-        self.stats.connects += 1;
-        self.actions.push_back(Action::Connect {
-            session: sid,
-            key,
-            deadline: now + self.config.connect_timeout,
-        });
         true
     }
 
-    /// Evicts the least recently used idle session of a key other than `k`.
-    fn evict_lru_idle(&mut self, k: u32) -> bool {
-        let victim = self
-            .slots
-            .iter()
-            .enumerate()
-            .filter_map(|(i, slot)| match &slot.entry {
-                Some(Entry::Session(s)) if s.phase == Phase::Idle && s.key != k => {
-                    Some((s.idle_since, SessionId::new(i, slot.generation)))
-                }
-                _ => None,
-            })
-            .min();
-        match victim {
-            Some((_, sid)) => {
-                self.poison(sid, EvictReason::Capacity);
+    /// Counts a failure (a failed connect `session` of `kind`, or with
+    /// `None` a session that died before it proved itself) against `k`'s
+    /// breaker; returns whether the breaker opened.
+    fn count_failure(
+        &mut self,
+        k: u32,
+        session: Option<SessionId>,
+        kind: Option<ConnectFailure>,
+        now: Time,
+    ) -> bool {
+        let config = &self.config;
+        let ks = self.key_states[k as usize]
+            .as_mut()
+            .expect("live key index");
+        match ks.breaker.on_failure(session, kind, now, config) {
+            Some(until) => {
+                self.stats.breaker_trips += 1;
+                self.timers.arm_breaker(until, k);
                 true
             }
             None => false,
         }
-    }
-
-    /// Serves `k`'s waiters with everything available, then keeps its
-    /// pre-warm level.
-    fn dispatch(&mut self, k: u32, now: Time) {
-        // Every waiter deadline and idle lifetime end is at or after
-        // `next_timeout` (I9): nothing can have expired before it.
-        if self.next_timeout.is_some_and(|t| t <= now) {
-            self.expire_due(k, now);
-        }
-        loop {
-            if self.ks(k).waiters.is_empty() {
-                break;
-            }
-            if let Some(sid) = self.take_ready(k, now) {
-                let w = self.ks_mut(k).waiters.pop_front().expect("a waiter");
-                self.waiting.remove(&w.id);
-                self.grant(w.id, sid);
-                continue;
-            }
-            let ks = self.ks(k);
-            let supply = (ks.connecting + ks.validating) * self.config.max_leases_per_session;
-            if ks.waiters.len() <= supply {
-                break;
-            }
-            if let Some(sid) = self.take_stale(k) {
-                self.start_check(sid, now);
-                continue;
-            }
-            if !self.try_connect(k, now, true) {
-                break;
-            }
-        }
-        self.replenish(k, now);
-        self.maybe_forget_key(k);
-    }
-
-    /// Rejects `k`'s waiters past their deadline and poisons its idle
-    /// sessions past their lifetime.
-    fn expire_due(&mut self, k: u32, now: Time) {
-        self.expire_waiters(k, now);
-        let expired: Vec<SessionId> = self
-            .ks(k)
-            .idle
-            .iter()
-            .copied()
-            .filter(|&sid| now >= self.sess(sid).expires_at)
-            .collect();
-        for sid in expired {
-            self.poison(sid, EvictReason::MaxLifetime);
-        }
-    }
-
-    /// Keeps `min_idle_per_key` sessions idle or on their way, beyond the waiters.
-    fn replenish(&mut self, k: u32, now: Time) {
-        let min_idle = self.config.min_idle_per_key;
-        if min_idle == 0 {
-            return;
-        }
-        loop {
-            let ks = self.ks(k);
-            let spare = ks.idle.len() + ks.connecting + ks.validating;
-            if spare >= min_idle + ks.waiters.len() || !self.try_connect(k, now, false) {
-                break;
-            }
-        }
-    }
-
-    /// Runs every pending dispatch until nothing more can be done.
-    fn settle(&mut self, now: Time) {
-        loop {
-            if let Some(k) = self.dirty.pop_front() {
-                self.ks_mut(k).dirty = false;
-                self.dispatch(k, now);
-                continue;
-            }
-            let room = self.live_total < self.config.max_sessions_total || self.idle_total > 0;
-            if room {
-                if let Some(k) = self.blocked.pop_front() {
-                    self.ks_mut(k).blocked = false;
-                    self.dispatch(k, now);
-                    continue;
-                }
-            }
-            break;
-        }
-    }
-
-    fn recompute_timeout(&mut self, now: Time) {
-        let mut next: Option<Time> = None;
-        let mut consider = |t: Time| {
-            if t > now && t != Time::MAX && next.is_none_or(|n| t < n) {
-                next = Some(t);
-            }
-        };
-        for ks in self.key_states.iter().flatten() {
-            for w in &ks.waiters {
-                consider(w.deadline);
-            }
-            if let Some(until) = ks.breaker.open_until() {
-                consider(until);
-            }
-        }
-        for slot in &self.slots {
-            if let Some(Entry::Session(s)) = &slot.entry {
-                if s.phase == Phase::Idle {
-                    consider(s.expires_at);
-                    if let Some(t) = self.config.idle_timeout {
-                        consider(s.idle_since + t);
-                    }
-                    if !self.config.check_interval.is_zero() {
-                        consider(s.verified_at + self.config.check_interval);
-                    }
-                }
-            }
-        }
-        self.next_timeout = next;
     }
 }
 
@@ -1420,13 +672,4 @@ enum ReleaseDecision {
     Reuse,
     Check,
     Poison,
-}
-
-fn public_state(phase: Phase) -> SessionState {
-    match phase {
-        Phase::Idle => SessionState::Idle,
-        Phase::Leased => SessionState::Leased,
-        Phase::Validating => SessionState::Validating,
-        Phase::Poisoned => SessionState::Poisoned,
-    }
 }

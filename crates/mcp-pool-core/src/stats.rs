@@ -12,7 +12,8 @@ pub struct Stats {
     pub hits: u64,
     /// Acquires that had to wait (for a connect, a check or a release).
     pub misses: u64,
-    /// Grants (including those after waiting).
+    /// Grants (including those after waiting, and those later found
+    /// closed: see `grants_closed`).
     pub grants: u64,
     /// Rejects: deadline passed.
     pub rejected_timed_out: u64,
@@ -24,6 +25,14 @@ pub struct Stats {
     pub rejected_shutting_down: u64,
     /// Rejects: too many keys.
     pub rejected_too_many_keys: u64,
+    /// Rejects: too many callers waiting for the key.
+    pub rejected_queue_full: u64,
+    /// Grants whose session the driver found closed before its caller got
+    /// it: the acquire went back to the head of its key's queue (or was
+    /// answered at once, if it could not wait).
+    pub grants_closed: u64,
+    /// Grants that came back unused (their caller had gone).
+    pub returned_unused: u64,
     /// Acquires withdrawn by the caller before an answer.
     pub cancelled: u64,
     /// Connects started.
@@ -59,6 +68,7 @@ impl Stats {
             + self.rejected_connect_failed
             + self.rejected_shutting_down
             + self.rejected_too_many_keys
+            + self.rejected_queue_full
     }
 }
 
@@ -90,4 +100,8 @@ pub struct KeySnapshot {
     pub waiting: usize,
     /// The key's circuit breaker.
     pub breaker: BreakerState,
+    /// Whether the breaker's last counted failure was a live server's
+    /// definite answer ([`ConnectFailure::Rejected`](crate::ConnectFailure::Rejected)):
+    /// while the breaker is open, acquires are then refused at once.
+    pub definite_failure: bool,
 }

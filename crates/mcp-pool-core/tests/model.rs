@@ -31,7 +31,15 @@ enum Op {
     Connect {
         pick: usize,
         ok: bool,
-        timed_out: bool,
+        kind: u8,
+    },
+    /// The driver found a grant's session closed before handing it over.
+    GrantClosed {
+        pick: usize,
+    },
+    /// A grant came back unused (its caller had gone).
+    ReleaseUnused {
+        pick: usize,
     },
     Check {
         pick: usize,
@@ -65,7 +73,9 @@ fn op() -> impl Strategy<Value = Op> {
         12 => (0u8..3, prop::option::of(1u16..3000)).prop_map(|(key, wait_ms)| Op::Acquire { key, wait_ms }),
         12 => (any::<usize>(), outcome()).prop_map(|(pick, outcome)| Op::Release { pick, outcome }),
         2 => any::<usize>().prop_map(|pick| Op::Cancel { pick }),
-        10 => (any::<usize>(), prop::bool::weighted(0.8), any::<bool>()).prop_map(|(pick, ok, timed_out)| Op::Connect { pick, ok, timed_out }),
+        10 => (any::<usize>(), prop::bool::weighted(0.8), 0u8..3).prop_map(|(pick, ok, kind)| Op::Connect { pick, ok, kind }),
+        2 => any::<usize>().prop_map(|pick| Op::GrantClosed { pick }),
+        2 => any::<usize>().prop_map(|pick| Op::ReleaseUnused { pick }),
         6 => (any::<usize>(), prop::bool::weighted(0.7)).prop_map(|(pick, ok)| Op::Check { pick, ok }),
         2 => any::<usize>().prop_map(|pick| Op::TransportClosed { pick }),
         6 => any::<usize>().prop_map(|pick| Op::Close { pick }),
@@ -85,19 +95,20 @@ fn config() -> impl Strategy<Value = Config> {
             any::<bool>(),
             any::<bool>(),
         ),
-        (1u32..=3, any::<bool>(), any::<u64>()),
+        (1u32..=3, any::<bool>(), any::<u64>(), 1usize..=4),
     )
         .prop_map(
             |(
                 (per_key, total, keys, leases, min_idle),
                 (interval, idle, lifetime),
-                (threshold, fail_fast, seed),
+                (threshold, fail_fast, seed, waiters),
             )| Config {
                 max_sessions_per_key: per_key,
                 max_sessions_total: total,
                 max_keys: keys,
                 max_leases_per_session: leases,
                 min_idle_per_key: min_idle.min(per_key),
+                max_waiters_per_key: if waiters == 4 { 1024 } else { waiters },
                 acquire_timeout: Duration::from_millis(1500),
                 connect_timeout: Duration::from_millis(500),
                 check_timeout: Duration::from_millis(200),
@@ -131,6 +142,8 @@ struct Reference {
     /// For each connect, the latest acquire issued when it began: only
     /// callers up to it may learn of its failure.
     connect_began_after: BTreeMap<SessionId, Option<AcquireId>>,
+    /// The acquire each held lease answered.
+    granted: BTreeMap<LeaseId, AcquireId>,
 }
 
 #[derive(Debug)]
@@ -182,6 +195,26 @@ impl Reference {
                     self.dead_sessions.push(*session);
                 }
             }
+            Input::ReleaseUnused(lease) | Input::GrantClosed(lease) => {
+                let r = self
+                    .sessions
+                    .get_mut(&lease.session())
+                    .expect("returned session known");
+                assert!(
+                    r.leases.remove(lease),
+                    "grant returned for a lease not held"
+                );
+                self.dead_leases.push(*lease);
+                let acquire = self.granted.remove(lease).expect("a granted lease");
+                if matches!(input, Input::GrantClosed(_)) {
+                    // The session is dead; its caller goes back in line.
+                    r.state = SessionState::Poisoned;
+                    self.answered.retain(|a| *a != acquire);
+                    self.waiting.insert(acquire);
+                } else if r.state == SessionState::Leased && r.leases.is_empty() {
+                    r.state = SessionState::Idle;
+                }
+            }
             Input::Release { lease, outcome } => {
                 let r = self
                     .sessions
@@ -192,6 +225,7 @@ impl Reference {
                     "release accepted for a lease not held"
                 );
                 self.dead_leases.push(*lease);
+                self.granted.remove(lease);
                 if *outcome == Outcome::TransportError {
                     r.state = SessionState::Poisoned;
                 } else if r.state == SessionState::Leased && r.leases.is_empty() {
@@ -247,6 +281,7 @@ impl Reference {
                     );
                     r.state = SessionState::Leased;
                     assert!(r.leases.insert(*lease));
+                    self.granted.insert(*lease, *acquire);
                 }
                 Action::Reject { acquire, reason } => {
                     assert!(
@@ -352,18 +387,25 @@ impl Reference {
             Op::Cancel { pick: i } => {
                 Input::CancelAcquire(pick(&self.waiting.iter().copied().collect::<Vec<_>>(), i)?)
             }
-            Op::Connect {
-                pick: i,
-                ok,
-                timed_out,
-            } => Input::Connected {
+            Op::Connect { pick: i, ok, kind } => Input::Connected {
                 session: pick(&self.connecting.iter().copied().collect::<Vec<_>>(), i)?,
-                result: match (ok, timed_out) {
+                result: match (ok, kind) {
                     (true, _) => Ok(()),
-                    (false, false) => Err(ConnectFailure::Failed),
-                    (false, true) => Err(ConnectFailure::TimedOut),
+                    (false, 0) => Err(ConnectFailure::Failed),
+                    (false, 1) => Err(ConnectFailure::TimedOut),
+                    (false, _) => Err(ConnectFailure::Rejected),
                 },
             },
+            Op::GrantClosed { pick: i } | Op::ReleaseUnused { pick: i } => {
+                // Only a grant its caller has not used yet: the latest lease
+                // of each session stands for one.
+                let leases: Vec<_> = self.granted.keys().copied().collect();
+                let lease = pick(&leases, i)?;
+                match op {
+                    Op::GrantClosed { .. } => Input::GrantClosed(lease),
+                    _ => Input::ReleaseUnused(lease),
+                }
+            }
             Op::Check { pick: i, ok } => Input::Checked {
                 session: pick(&of_state(&|r| r.checking), i)?,
                 result: if ok {

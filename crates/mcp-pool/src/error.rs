@@ -37,6 +37,11 @@ pub enum AcquireError<E: std::error::Error + 'static> {
     /// waiters, so a new key cannot be admitted. Raise `max_keys`.
     #[error("too many distinct keys in the pool: `max_keys` is reached and every key is in use")]
     TooManyKeys,
+    /// `max_waiters_per_key` callers already wait for this key: the pool
+    /// refuses more rather than build an unbounded queue. Retry after a
+    /// back-off, or raise `max_waiters_per_key` / `max_sessions_per_key`.
+    #[error("too many callers already wait for a session of this key (`max_waiters_per_key`)")]
+    QueueFull,
 }
 
 /// Why a connect did not produce a session.

@@ -532,6 +532,7 @@ impl<C: Connector> Shared<C> {
                         RejectReason::CircuitOpen => AcquireError::CircuitOpen { waited },
                         RejectReason::ShuttingDown => AcquireError::ShuttingDown,
                         RejectReason::TooManyKeys => AcquireError::TooManyKeys,
+                        RejectReason::QueueFull => AcquireError::QueueFull,
                         RejectReason::ConnectFailed { attempt } => AcquireError::ConnectFailed {
                             // The core rejects a connect's waiter in the very
                             // input that reports the failure, where the cause
