@@ -11,7 +11,12 @@ use mcp_pool_core::{ConnectFailure, Outcome, PoolKey};
 /// pool's own, never on a caller's path, and under a deadline the pool
 /// enforces itself (a method still running at its deadline is dropped and
 /// counted as failed), so an implementation need not add timeouts of its own.
-/// A method that panics counts as failed too.
+/// Every method is guarded: one that panics counts as the failure it could
+/// have reported (`connect` and `check` failed, `is_closed` true, `classify`
+/// a transport error, `classify_connect` `Failed`, a panicking
+/// `closed_notification` or notification future a dead transport, `abort`
+/// done), so no panic leaks a lease or a slot, poisons the pool, or aborts
+/// the process from a `Drop`.
 ///
 /// An implementation can write the async methods as `async fn`.
 pub trait Connector: Send + Sync + 'static {
@@ -73,9 +78,11 @@ pub trait Connector: Send + Sync + 'static {
     fn close(&self, session: Self::Session) -> impl Future<Output = ()> + Send;
 
     /// A future that resolves when the session's transport dies, so the pool
-    /// poisons an idle session before any caller picks it. Called once, just
-    /// after `connect` succeeds; the pool drops the future when the session
-    /// is closed. It must resolve at once if the transport is already dead.
+    /// poisons an idle session before any caller picks it. Called just after
+    /// `connect` succeeds, and again for every live session if the pool's
+    /// background task had to be restarted; the pool drops the future when
+    /// the session is closed. It must resolve at once if the transport is
+    /// already dead.
     /// The default (`None`) means the transport cannot tell.
     fn closed_notification(
         &self,

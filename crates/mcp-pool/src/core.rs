@@ -74,6 +74,20 @@ impl<K: PoolKey> Core<K> {
         }
     }
 
+    pub(crate) fn release_unused(&mut self, lease: LeaseId, now: Time) -> Result<(), InputError> {
+        match &mut self.check {
+            None => self.pool.release_unused(lease, now),
+            Some(c) => c.input(&mut self.pool, Input::ReleaseUnused(lease), now),
+        }
+    }
+
+    pub(crate) fn grant_closed(&mut self, lease: LeaseId, now: Time) -> Result<(), InputError> {
+        match &mut self.check {
+            None => self.pool.grant_closed(lease, now),
+            Some(c) => c.input(&mut self.pool, Input::GrantClosed(lease), now),
+        }
+    }
+
     pub(crate) fn checked(
         &mut self,
         session: SessionId,

@@ -55,7 +55,7 @@ impl<C: Connector> Lease<C> {
         let Some(session) = self.session.take() else {
             return;
         };
-        let dead = self.shared.connector.is_closed(&session);
+        let dead = crate::guard::is_closed(&self.shared.connector, &session);
         // The close this release may lead to needs the only reference.
         drop(session);
         self.shared.release(self.lease, outcome, dead);

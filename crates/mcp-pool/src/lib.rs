@@ -74,14 +74,17 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod acquire;
 mod connector;
 mod core;
 mod error;
+mod guard;
 mod key_hash;
 mod lease;
 mod metrics;
 mod pool;
 mod shared;
+mod tasks;
 mod upkeep;
 
 pub use connector::Connector;

@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 use mcp_pool_core::{Config, Outcome, SessionId, SessionState};
-use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::core::Core;
@@ -36,8 +35,13 @@ pub struct Pool<C: Connector> {
 
 struct Handle<C: Connector> {
     shared: Arc<Shared<C>>,
-    /// Dropped with the last handle: stops the background task.
-    _stop: oneshot::Sender<()>,
+}
+
+impl<C: Connector> Drop for Handle<C> {
+    /// The last handle is gone: the background task stops.
+    fn drop(&mut self) {
+        self.shared.stop();
+    }
 }
 
 impl<C: Connector> Clone for Pool<C> {
@@ -109,7 +113,7 @@ impl<C: Connector> Pool<C> {
                 Ok(value)
             }
             Ok(Err(error)) => {
-                lease.release(self.shared().connector.classify(&error));
+                lease.release(crate::guard::classify(&self.shared().connector, &error));
                 Err(RunError::Call(error))
             }
             Err(panic) => {
@@ -160,7 +164,7 @@ impl<C: Connector> Pool<C> {
                 || (info.state == SessionState::Poisoned && !info.close_issued)
             {
                 let live = st.sessions.get(&session).expect("a held session is live");
-                shared.connector.abort(&live.session);
+                crate::guard::abort(&shared.connector, &live.session);
                 tracing::warn!(pool = %shared.name, key = %live.key, %session, state = ?info.state, "still held at shutdown; aborted");
                 force_closed.push(ForceClosed {
                     session,
@@ -370,28 +374,17 @@ impl<C: Connector> Builder<C> {
             return Err(BuildError::ZeroCloseTimeout);
         }
         let core = mcp_pool_core::Pool::new(self.config)?;
-        let (watch_tx, watch_rx) = mpsc::unbounded_channel();
-        let (stop_tx, stop_rx) = oneshot::channel();
         let shared = Arc::new(Shared::new(
             self.connector,
             Core::new(core, self.checking),
-            runtime.clone(),
+            runtime,
             self.name,
             self.close_timeout,
             self.shutdown_timeout,
-            watch_tx,
         ));
-        runtime.spawn(crate::upkeep::run(
-            Arc::downgrade(&shared),
-            shared.upkeep.clone(),
-            stop_rx,
-            watch_rx,
-        ));
+        shared.ensure_upkeep();
         Ok(Pool {
-            inner: Arc::new(Handle {
-                shared,
-                _stop: stop_tx,
-            }),
+            inner: Arc::new(Handle { shared }),
         })
     }
 }

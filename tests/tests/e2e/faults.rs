@@ -236,9 +236,8 @@ async fn servers_that_do_not_speak_mcp_give_typed_errors_and_nothing_is_pooled()
         let started = Instant::now();
         let err = pool.acquire(&key).await.unwrap_err();
         assert!(started.elapsed() < Duration::from_secs(3), "{name}");
-        let AcquireError::ConnectFailed {
-            cause: ConnectError::Failed(cause),
-        } = &err
+        let (AcquireError::ConnectFailed { .. }, Some(ConnectError::Failed(cause))) =
+            (&err, err.connect_failure())
         else {
             panic!("{name}: expected a connect failure, got {err}");
         };

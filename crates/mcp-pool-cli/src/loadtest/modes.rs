@@ -461,6 +461,7 @@ mod tests {
         assert_eq!(cause_of(&dead), Cause::Transport);
         let failure = pool_failure(RunError::Acquire(AcquireError::CircuitOpen {
             waited: Duration::ZERO,
+            last_failure: None,
         }));
         assert_eq!(failure.cause, Cause::CircuitOpen);
         assert!(!failure.message.is_empty());
