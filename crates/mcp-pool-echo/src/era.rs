@@ -26,10 +26,12 @@ pub enum Era {
     /// stream, no DELETE. `server/discover` is refused as in [`Era::Legacy`].
     LegacyStateless,
     /// 2026-07-28 only: `server/discover` and requests carrying their own
-    /// `_meta` protocol version and client capabilities, never a session. A
-    /// legacy `initialize` is refused with -32022 "Unsupported protocol
-    /// version" (`data.supported` = `["2026-07-28"]`), a request without the
-    /// per-request metadata with -32020 or -32602 (HTTP 400).
+    /// `_meta` protocol version and client capabilities, never a session,
+    /// no GET stream. A legacy `initialize` is refused with -32022
+    /// "Unsupported protocol version" (`data.supported` = `["2026-07-28"]`;
+    /// rmcp sends it in an event stream with HTTP 200); a request without
+    /// the `MCP-Protocol-Version` header with -32020, one without the `_meta`
+    /// protocol version with -32602 (both HTTP 400).
     Modern,
     /// Both on one endpoint: 2026-07-28 requests are served sessionless as in
     /// [`Era::Modern`], `initialize` opens a stateful legacy session as in

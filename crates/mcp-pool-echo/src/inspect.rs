@@ -3,11 +3,15 @@
 //! requests the server receives, and in the legacy eras refuses
 //! `server/discover` the way a server that predates it does.
 //!
-//! rmcp offers no hook for either: it answers `server/discover` itself (a
-//! session-less discover is served before any handler sees the HTTP request,
-//! and a legacy-only handler answers it with -32022 "Unsupported protocol
-//! version", which rmcp's `Auto` client reads as a modern server that shares
-//! no version with it, and gives up instead of falling back to `initialize`).
+//! rmcp offers no hook for either. Its handlers see only the requests that
+//! pass its checks (a `server/discover` naming a version the handler does
+//! not serve is refused before `ServerHandler::discover` runs), so counting
+//! there would miss the refused probes. And the refusal rmcp gives a
+//! legacy-only handler, -32022 "Unsupported protocol version" listing the
+//! legacy versions (HTTP 400), is a modern answer: rmcp's own `Auto` client
+//! reads it as a modern server sharing no version with it and gives up
+//! instead of falling back to `initialize`. A server that predates
+//! 2026-07-28 answers -32601 instead, which is what the legacy eras send.
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};

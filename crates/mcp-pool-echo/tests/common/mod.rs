@@ -104,6 +104,8 @@ pub fn lifecycles() -> [(&'static str, rmcp::service::ClientLifecycleMode); 3] {
 
 /// Starts a client with `handler` at `url` in lifecycle `mode`; fails the
 /// test if that takes longer than `bound` (a hang bound, not a timing).
+// The error is rmcp's own (large) type, returned as the client got it.
+#[allow(clippy::result_large_err)]
 pub async fn connect_in<H: rmcp::ClientHandler>(
     handler: H,
     url: &str,
