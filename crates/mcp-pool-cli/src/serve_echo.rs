@@ -55,9 +55,11 @@ impl ServeEchoArgs {
         let era = match (self.era, self.stateless) {
             (era, false) => era,
             (Era::Legacy | Era::LegacyStateless, true) => Era::LegacyStateless,
-            (era, true) => return Err(UsageError(format!(
+            (era, true) => {
+                return Err(UsageError(format!(
                 "--stateless is the legacy-stateless era; it cannot be combined with --era {era}"
-            ))),
+            )))
+            }
         };
         let mut echo = EchoConfig::default().with_era(era);
         if !self.host.is_loopback() {
