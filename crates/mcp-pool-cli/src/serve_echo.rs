@@ -3,7 +3,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use mcp_pool_echo::{serve_tcp, EchoApp, EchoConfig, ServerControl};
+use mcp_pool_echo::{serve_tcp, EchoApp, EchoConfig, Era, ServerControl};
 
 use crate::UsageError;
 
@@ -26,7 +26,14 @@ pub struct ServeEchoArgs {
           action = clap::ArgAction::SetTrue)]
     pub allow_remote: bool,
 
-    /// Serve without server-side sessions (no `mcp-session-id`).
+    /// Protocol revisions served: legacy (before 2026-07-28, with sessions),
+    /// legacy-stateless, modern (2026-07-28 only: server/discover, no
+    /// sessions) or dual (both on one endpoint).
+    #[arg(long, env = "MCP_POOL_ERA", default_value = "legacy")]
+    pub era: Era,
+
+    /// Serve without server-side sessions (no `mcp-session-id`): the
+    /// legacy-stateless era.
     #[arg(long, env = "MCP_POOL_STATELESS",
           value_parser = clap::builder::BoolishValueParser::new(),
           action = clap::ArgAction::SetTrue)]
@@ -45,7 +52,16 @@ pub struct ServeConfig {
 impl ServeEchoArgs {
     /// Checks the options and makes the server's configuration.
     pub fn config(&self) -> Result<ServeConfig, UsageError> {
-        let mut echo = EchoConfig::default().with_stateful(!self.stateless);
+        let era = match (self.era, self.stateless) {
+            (era, false) => era,
+            (Era::Legacy | Era::LegacyStateless, true) => Era::LegacyStateless,
+            (era, true) => {
+                return Err(UsageError(format!(
+                "--stateless is the legacy-stateless era; it cannot be combined with --era {era}"
+            )))
+            }
+        };
+        let mut echo = EchoConfig::default().with_era(era);
         if !self.host.is_loopback() {
             if !self.allow_remote {
                 return Err(UsageError(format!(
@@ -63,7 +79,8 @@ impl ServeEchoArgs {
 }
 
 /// Serves until Ctrl-C or SIGTERM (a graceful stop; a second signal, or 5 s,
-/// kills). Prints `listening on http://ADDR/mcp` once bound.
+/// kills). Prints `listening on http://ADDR/mcp` once bound, and on the next
+/// line the era and the protocol versions it serves.
 pub async fn run(config: ServeConfig) -> Result<(), String> {
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
@@ -72,6 +89,7 @@ pub async fn run(config: ServeConfig) -> Result<(), String> {
         .local_addr()
         .map_err(|e| format!("cannot read the bound address: {e}"))?;
     println!("listening on http://{bound}{}", mcp_pool_echo::MCP_PATH);
+    println!("{}", config.echo.era.summary());
     let control = ServerControl::new();
     let stopper = control.clone();
     tokio::spawn(async move {
@@ -112,6 +130,7 @@ mod tests {
             port: 0,
             host: host.parse().unwrap(),
             allow_remote,
+            era: Era::default(),
             stateless: false,
         }
     }
@@ -120,10 +139,40 @@ mod tests {
     fn loopback_by_default_remote_on_request() {
         let config = args("127.0.0.1", false).config().unwrap();
         assert_eq!(config.addr, "127.0.0.1:0".parse().unwrap());
-        assert!(config.echo.stateful);
+        assert_eq!(config.echo.era, Era::Legacy);
         let refused = args("0.0.0.0", false).config().unwrap_err();
         assert!(refused.0.contains("--allow-remote"), "{refused:?}");
         let config = args("0.0.0.0", true).config().unwrap();
         assert_eq!(config.echo.extra_allowed_hosts, vec!["0.0.0.0".to_string()]);
+    }
+
+    #[test]
+    fn the_era_is_chosen_by_flag() {
+        use clap::Parser;
+
+        #[derive(Debug, clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: ServeEchoArgs,
+        }
+        let parse = |argv: &[&str]| {
+            Cli::try_parse_from(std::iter::once("serve-echo").chain(argv.iter().copied()))
+                .map(|cli| cli.args)
+        };
+        for era in Era::ALL {
+            let args = parse(&["--era", era.name()]).unwrap();
+            assert_eq!(args.config().unwrap().echo.era, era);
+        }
+        let stateless = parse(&["--stateless"]).unwrap().config().unwrap();
+        assert_eq!(stateless.echo.era, Era::LegacyStateless);
+        let refused = parse(&["--stateless", "--era", "dual"])
+            .unwrap()
+            .config()
+            .unwrap_err();
+        assert!(refused.0.contains("--era dual"), "{refused:?}");
+        let bad = parse(&["--era", "ancient"]).unwrap_err().to_string();
+        for name in Era::NAMES {
+            assert!(bad.contains(name), "{bad}");
+        }
     }
 }

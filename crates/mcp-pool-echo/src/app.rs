@@ -4,15 +4,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::middleware;
 use axum::Router;
 use rmcp::transport::streamable_http_server::session::local::{LocalSessionManager, SessionConfig};
 use rmcp::transport::streamable_http_server::session::{SessionId, SessionManager};
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio_util::sync::CancellationToken;
 
+use crate::inspect::{inspect_post, Inspector};
 use crate::registry::DEFAULT_CALL_LOG_LIMIT;
 use crate::sessions::RecordingSessionManager;
-use crate::{EchoServer, SessionRegistry};
+use crate::{EchoServer, Era, SessionRegistry};
 
 /// The path the MCP endpoint is served at.
 pub const MCP_PATH: &str = "/mcp";
@@ -26,10 +28,11 @@ pub struct EchoConfig {
     /// addition to rmcp's defaults `localhost`, `127.0.0.1` and `::1`.
     /// Requests naming any other host get HTTP 403.
     pub extra_allowed_hosts: Vec<String>,
-    /// `true` (default): each `initialize` creates a server-side session
-    /// (`mcp-session-id`), kept in memory until deleted, expired or the
-    /// server stops. `false`: every request is served without a session.
-    pub stateful: bool,
+    /// The protocol revisions served, and whether legacy ones keep sessions
+    /// (default [`Era::Legacy`]: versions before 2026-07-28, each
+    /// `initialize` creating a server-side session (`mcp-session-id`), kept
+    /// in memory until deleted, expired or the server stops).
+    pub era: Era,
     /// A session idle for this long is dropped by the server (later requests
     /// on it get HTTP 404). `None` keeps idle sessions forever. Default:
     /// rmcp's 300 s.
@@ -48,7 +51,7 @@ impl Default for EchoConfig {
     fn default() -> Self {
         Self {
             extra_allowed_hosts: Vec::new(),
-            stateful: true,
+            era: Era::default(),
             session_keep_alive: SessionConfig::default().keep_alive,
             call_log_limit: DEFAULT_CALL_LOG_LIMIT,
             sse_keep_alive: StreamableHttpServerConfig::default().sse_keep_alive,
@@ -63,10 +66,26 @@ impl EchoConfig {
         self
     }
 
-    /// Serve with (`true`) or without (`false`) server-side sessions.
-    pub fn with_stateful(mut self, stateful: bool) -> Self {
-        self.stateful = stateful;
+    /// Serve the protocol revisions of `era`.
+    pub fn with_era(mut self, era: Era) -> Self {
+        self.era = era;
         self
+    }
+
+    /// Serve the legacy revisions with (`true`, [`Era::Legacy`]) or without
+    /// (`false`, [`Era::LegacyStateless`]) server-side sessions.
+    pub fn with_stateful(self, stateful: bool) -> Self {
+        self.with_era(if stateful {
+            Era::Legacy
+        } else {
+            Era::LegacyStateless
+        })
+    }
+
+    /// Whether `initialize` opens a server-side session (see
+    /// [`Era::has_sessions`]).
+    pub fn is_stateful(&self) -> bool {
+        self.era.has_sessions()
     }
 
     /// Drop sessions idle for `keep_alive` (`None`: never).
@@ -98,6 +117,7 @@ impl EchoConfig {
 /// Clones share the same sessions, registry and switch.
 #[derive(Clone)]
 pub struct EchoApp {
+    era: Era,
     router: Router,
     registry: SessionRegistry,
     sessions: Arc<RecordingSessionManager>,
@@ -107,6 +127,7 @@ pub struct EchoApp {
 impl std::fmt::Debug for EchoApp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EchoApp")
+            .field("era", &self.era)
             .field("registry", &self.registry)
             .field("sessions_ended", &self.end_sessions.is_cancelled())
             .finish_non_exhaustive()
@@ -130,26 +151,40 @@ impl EchoApp {
         let sessions = Arc::new(RecordingSessionManager::new(local, registry.clone()));
 
         let end_sessions = CancellationToken::new();
-        let mut http = StreamableHttpServerConfig::default()
-            .with_legacy_session_mode(cfg.stateful)
+        let era = cfg.era;
+        let mut http = era
+            .http_config(StreamableHttpServerConfig::default())
             .with_cancellation_token(end_sessions.clone())
             .with_sse_keep_alive(cfg.sse_keep_alive);
         http.allowed_hosts
             .extend(cfg.extra_allowed_hosts.iter().cloned());
+        let inspector = Inspector {
+            era,
+            registry: registry.clone(),
+            max_body_bytes: http.max_request_body_bytes,
+        };
 
         let factory_registry = registry.clone();
         let service = StreamableHttpService::new(
-            move || Ok(EchoServer::new(factory_registry.clone())),
+            move || Ok(EchoServer::with_era(factory_registry.clone(), era)),
             sessions.clone(),
             http,
         );
-        let router = Router::new().route_service(MCP_PATH, service);
+        let router = Router::new()
+            .route_service(MCP_PATH, service)
+            .route_layer(middleware::from_fn_with_state(inspector, inspect_post));
         Self {
+            era,
             router,
             registry,
             sessions,
             end_sessions,
         }
+    }
+
+    /// The era this app serves.
+    pub fn era(&self) -> Era {
+        self.era
     }
 
     /// A clone of the router (cheap; shares state with this app).

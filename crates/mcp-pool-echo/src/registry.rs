@@ -6,15 +6,44 @@ use std::sync::{Arc, Mutex, MutexGuard};
 /// Default number of [`CallRecord`]s a [`SessionRegistry`] retains.
 pub const DEFAULT_CALL_LOG_LIMIT: usize = 100_000;
 
+/// How a call reached the server, as the tool saw it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct ServedCall {
+    pub(crate) session_id: Option<String>,
+    pub(crate) protocol_version: Option<String>,
+    pub(crate) meta_protocol_version: Option<String>,
+}
+
+impl ServedCall {
+    /// A legacy call on `session_id` (tests of the registry itself).
+    #[cfg(test)]
+    fn in_session(session_id: Option<&str>) -> Self {
+        Self {
+            session_id: session_id.map(str::to_owned),
+            ..Self::default()
+        }
+    }
+}
+
 /// One tool call as the server received it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CallRecord {
     /// Position of this call among all calls the registry has seen, from 0,
     /// in the order the tool bodies started running.
     pub seq: u64,
-    /// The `mcp-session-id` the call arrived with; `None` when the server
-    /// runs stateless (no session).
+    /// The `mcp-session-id` the call arrived with; `None` when it was
+    /// served without a session (a legacy stateless server, or any
+    /// 2026-07-28 request).
     pub session_id: Option<String>,
+    /// The protocol version the call was served under: its own `_meta`
+    /// version if it carried one, else the version its session negotiated
+    /// over `initialize`, else (stateless legacy) its `MCP-Protocol-Version`
+    /// header, 2025-03-26 when absent. `None` only if rmcp knew none.
+    pub protocol_version: Option<String>,
+    /// The `io.modelcontextprotocol/protocolVersion` the request carried in
+    /// its `_meta`: set on 2026-07-28 (per-request) calls, `None` on calls of
+    /// the legacy revisions.
+    pub meta_protocol_version: Option<String>,
     /// The tool that ran: `"echo"`, `"fail"` or `"whoami"`.
     pub tool: &'static str,
     /// The `message` argument, for the tools that take one.
@@ -29,6 +58,8 @@ struct State {
     log: VecDeque<CallRecord>,
     log_limit: usize,
     total_calls: u64,
+    initialize_requests: u64,
+    discover_requests: u64,
 }
 
 /// A shared, cloneable record of the sessions a server created and of the
@@ -63,6 +94,8 @@ impl SessionRegistry {
                 log: VecDeque::new(),
                 log_limit: call_log_limit,
                 total_calls: 0,
+                initialize_requests: 0,
+                discover_requests: 0,
             })),
         }
     }
@@ -83,12 +116,25 @@ impl SessionRegistry {
         self.lock().deleted.push(session_id.to_owned());
     }
 
+    pub(crate) fn record_initialize_request(&self) {
+        self.lock().initialize_requests += 1;
+    }
+
+    pub(crate) fn record_discover_request(&self) {
+        self.lock().discover_requests += 1;
+    }
+
     pub(crate) fn record_call(
         &self,
-        session_id: Option<String>,
+        call: ServedCall,
         tool: &'static str,
         message: Option<String>,
     ) {
+        let ServedCall {
+            session_id,
+            protocol_version,
+            meta_protocol_version,
+        } = call;
         let mut state = self.lock();
         let seq = state.total_calls;
         state.total_calls += 1;
@@ -104,9 +150,25 @@ impl SessionRegistry {
         state.log.push_back(CallRecord {
             seq,
             session_id,
+            protocol_version,
+            meta_protocol_version,
             tool,
             message,
         });
+    }
+
+    /// How many `initialize` requests arrived (HTTP POSTs whose JSON-RPC
+    /// method is `initialize`), answered or refused, counted before the
+    /// server looked at anything else in them.
+    pub fn initialize_requests(&self) -> u64 {
+        self.lock().initialize_requests
+    }
+
+    /// How many `server/discover` requests arrived, counted like
+    /// [`SessionRegistry::initialize_requests`]: those the server answered and
+    /// those it refused (a legacy era refuses every one).
+    pub fn discover_requests(&self) -> u64 {
+        self.lock().discover_requests
     }
 
     /// Ids of every session the server created, in creation order. A session
@@ -165,6 +227,17 @@ impl SessionRegistry {
             .map(|call| call.session_id.clone())
             .collect()
     }
+
+    /// The retained calls of `echo` or `fail` whose message was `message`,
+    /// in call order: how each was served (session, protocol version).
+    pub fn calls_for_message(&self, message: &str) -> Vec<CallRecord> {
+        self.lock()
+            .log
+            .iter()
+            .filter(|call| call.message.as_deref() == Some(message))
+            .cloned()
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -176,9 +249,13 @@ mod tests {
         let registry = SessionRegistry::new(2);
         registry.record_created("a");
         for i in 0..5 {
-            registry.record_call(Some("a".into()), "echo", Some(i.to_string()));
+            registry.record_call(
+                ServedCall::in_session(Some("a")),
+                "echo",
+                Some(i.to_string()),
+            );
         }
-        registry.record_call(None, "echo", Some("x".into()));
+        registry.record_call(ServedCall::in_session(None), "echo", Some("x".into()));
         assert_eq!(registry.call_count(), 6);
         assert_eq!(registry.calls_in_session("a"), 5);
         assert_eq!(registry.dropped_calls(), 4);
@@ -193,9 +270,20 @@ mod tests {
     #[test]
     fn zero_limit_keeps_counts_only() {
         let registry = SessionRegistry::new(0);
-        registry.record_call(Some("s".into()), "fail", None);
+        registry.record_call(ServedCall::in_session(Some("s")), "fail", None);
         assert!(registry.calls().is_empty());
         assert_eq!(registry.calls_in_session("s"), 1);
         assert_eq!(registry.dropped_calls(), 1);
+    }
+
+    #[test]
+    fn handshake_requests_are_counted_apart() {
+        let registry = SessionRegistry::default();
+        registry.record_discover_request();
+        registry.record_initialize_request();
+        registry.record_discover_request();
+        assert_eq!(registry.discover_requests(), 2);
+        assert_eq!(registry.initialize_requests(), 1);
+        assert_eq!(registry.call_count(), 0);
     }
 }

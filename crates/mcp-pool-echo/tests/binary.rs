@@ -7,7 +7,8 @@ use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{call, connect, echo, is_transport_error, text, QUICK};
+use common::{call, connect, connect_in, echo, is_transport_error, lifecycles, text, QUICK};
+use mcp_pool_echo::Era;
 
 /// Kills the child if the test fails before doing so itself.
 struct KillOnDrop(Child);
@@ -19,25 +20,35 @@ impl Drop for KillOnDrop {
     }
 }
 
-/// Starts the binary on a free loopback port and reads the bound address.
-fn start_binary() -> (KillOnDrop, SocketAddr) {
+/// Starts the binary on a free loopback port with `args` added, reads the
+/// bound address, and returns the line after it (the era).
+fn start_binary_with(args: &[&str]) -> (KillOnDrop, SocketAddr, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_mcp-pool-echo"))
         .args(["--port", "0"])
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .expect("spawn mcp-pool-echo");
     let stdout = child.stdout.take().unwrap();
     let child = KillOnDrop(child);
-    // A blocking read is bounded: the process either prints or exits (EOF).
+    // Blocking reads are bounded: the process either prints or exits (EOF).
+    let mut stdout = BufReader::new(stdout);
     let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
+    stdout.read_line(&mut line).unwrap();
     let addr = line
         .trim()
         .strip_prefix("listening on ")
         .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
         .parse()
         .unwrap();
+    let mut era = String::new();
+    stdout.read_line(&mut era).unwrap();
+    (child, addr, era.trim().to_owned())
+}
+
+fn start_binary() -> (KillOnDrop, SocketAddr) {
+    let (child, addr, _) = start_binary_with(&[]);
     (child, addr)
 }
 
@@ -76,4 +87,38 @@ fn refuses_a_remote_host_without_allow_remote() {
     assert!(output.stdout.is_empty());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("--allow-remote"), "{stderr}");
+}
+
+#[tokio::test]
+async fn serves_the_era_it_was_given_and_says_so() {
+    let (_default, _, era) = start_binary_with(&[]);
+    assert_eq!(era, Era::Legacy.summary());
+
+    let (_child, addr, era) = start_binary_with(&["--era", "modern"]);
+    assert_eq!(era, Era::Modern.summary());
+    let url = format!("http://{addr}/mcp");
+    let [(_, initialize), (_, discover), _] = lifecycles();
+    let client = connect_in((), &url, discover, QUICK)
+        .await
+        .expect("a modern client connects");
+    let result = call(&client, echo("modern", None), QUICK).await.unwrap();
+    assert_eq!(text(&result), "modern");
+    let refused = connect_in((), &url, initialize, QUICK).await.unwrap_err();
+    assert!(refused.to_string().contains("-32022"), "{refused}");
+}
+
+#[test]
+fn an_unknown_era_is_one_line_naming_the_eras() {
+    let output = Command::new(env!("CARGO_BIN_EXE_mcp-pool-echo"))
+        .args(["--port", "0", "--era", "ancient"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(output.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("unknown era 'ancient'"), "{stderr}");
+    for name in Era::NAMES {
+        assert!(stderr.contains(name), "{stderr}");
+    }
 }

@@ -1,27 +1,31 @@
 //! `mcp-pool-echo`: serves the echo MCP server at `http://HOST:PORT/mcp`.
 //!
-//! Prints `listening on ADDR` on stdout once bound, then serves until
-//! interrupted (Ctrl-C / SIGTERM stop it gracefully).
+//! Prints `listening on ADDR` and then the era on stdout once bound, then
+//! serves until interrupted (Ctrl-C / SIGTERM stop it gracefully).
 
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use mcp_pool_echo::{serve_tcp, EchoApp, EchoConfig, ServerControl};
+use mcp_pool_echo::{serve_tcp, EchoApp, EchoConfig, Era, ServerControl};
 
 const USAGE: &str = "\
 usage: mcp-pool-echo --port PORT [--host ADDR] [--allow-remote] [--allowed-host NAME]...
-                     [--stateless] [--session-keep-alive-secs N]
+                     [--era ERA] [--stateless] [--session-keep-alive-secs N]
 
 Serves an echo MCP server over Streamable HTTP at http://ADDR:PORT/mcp
-(tools: echo, fail, whoami) and prints `listening on ADDR:PORT` once bound.
+(tools: echo, fail, whoami) and prints `listening on ADDR:PORT`, then a line
+naming the era, once bound.
 
   --port PORT                  port to bind (0 picks a free one)
   --host ADDR                  IP address to bind (default 127.0.0.1)
   --allow-remote               allow a non-loopback --host
   --allowed-host NAME          also accept this Host header (repeatable)
-  --stateless                  serve without server-side sessions
+  --era ERA                    protocol revisions served: legacy (default; before
+                               2026-07-28, with sessions), legacy-stateless,
+                               modern (2026-07-28 only) or dual (both)
+  --stateless                  the same as --era legacy-stateless
   --session-keep-alive-secs N  drop sessions idle for N seconds (0: never; default 300)
 ";
 
@@ -35,6 +39,8 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
     let mut port: Option<u16> = None;
     let mut host: IpAddr = IpAddr::from([127, 0, 0, 1]);
     let mut allow_remote = false;
+    let mut era: Option<Era> = None;
+    let mut stateless = false;
     let mut cfg = EchoConfig::default();
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
@@ -54,7 +60,11 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             }
             "--allow-remote" => allow_remote = true,
             "--allowed-host" => cfg = cfg.with_allowed_host(value("--allowed-host")?),
-            "--stateless" => cfg = cfg.with_stateful(false),
+            "--era" => {
+                let v = value("--era")?;
+                era = Some(v.parse().map_err(|e| format!("--era: {e}"))?);
+            }
+            "--stateless" => stateless = true,
             "--session-keep-alive-secs" => {
                 let v = value("--session-keep-alive-secs")?;
                 let secs: u64 = v
@@ -67,6 +77,16 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
         }
     }
     let port = port.ok_or("--port is required")?;
+    cfg = cfg.with_era(match (era, stateless) {
+        (None, false) => Era::default(),
+        (None | Some(Era::LegacyStateless | Era::Legacy), true) => Era::LegacyStateless,
+        (Some(era), false) => era,
+        (Some(era), true) => {
+            return Err(format!(
+                "--stateless is the legacy-stateless era; it cannot be combined with --era {era}"
+            ))
+        }
+    });
     if !host.is_loopback() {
         if !allow_remote {
             return Err(format!(
@@ -111,7 +131,7 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Err(msg) => {
-            eprintln!("mcp-pool-echo: {msg}\n\n{USAGE}");
+            eprintln!("mcp-pool-echo: {msg} (see --help)");
             return ExitCode::from(2);
         }
     };
@@ -141,8 +161,13 @@ fn main() -> ExitCode {
             }
         };
         let mut stdout = std::io::stdout().lock();
-        // If stdout is gone, whoever started us cannot learn the port; serve anyway.
-        let _ = writeln!(stdout, "listening on {bound}").and_then(|()| stdout.flush());
+        // One write for both lines, so a reader that stops after the first
+        // (closing the pipe) cannot make a second write fail. If stdout is
+        // gone, whoever started us cannot learn the port; serve anyway.
+        let banner = format!("listening on {bound}\n{}\n", args.cfg.era.summary());
+        let _ = stdout
+            .write_all(banner.as_bytes())
+            .and_then(|()| stdout.flush());
         drop(stdout);
 
         let control = ServerControl::new();
@@ -174,7 +199,30 @@ mod tests {
     fn loopback_by_default() {
         let args = parse(&["--port", "0"]).unwrap();
         assert_eq!(args.addr, "127.0.0.1:0".parse().unwrap());
-        assert!(args.cfg.stateful);
+        assert_eq!(args.cfg.era, Era::Legacy);
+        assert!(args.cfg.is_stateful());
+    }
+
+    #[test]
+    fn eras_by_name_and_stateless_as_legacy_stateless() {
+        for era in Era::ALL {
+            let args = parse(&["--port", "0", "--era", era.name()]).unwrap();
+            assert_eq!(args.cfg.era, era);
+        }
+        for stateless in [
+            &["--port", "0", "--stateless"][..],
+            &["--port", "0", "--stateless", "--era", "legacy"],
+            &["--port", "0", "--era", "legacy-stateless", "--stateless"],
+        ] {
+            assert_eq!(parse(stateless).unwrap().cfg.era, Era::LegacyStateless);
+        }
+        let err = parse(&["--port", "0", "--era", "modern", "--stateless"]).unwrap_err();
+        assert!(err.contains("--era modern"), "{err}");
+        let err = parse(&["--port", "0", "--era", "ancient"]).unwrap_err();
+        assert!(err.starts_with("--era: unknown era 'ancient'"), "{err}");
+        for name in Era::NAMES {
+            assert!(err.contains(name), "{err}");
+        }
     }
 
     #[test]
@@ -202,7 +250,7 @@ mod tests {
             "0",
         ])
         .unwrap();
-        assert!(!args.cfg.stateful);
+        assert!(!args.cfg.is_stateful());
         assert_eq!(args.cfg.session_keep_alive, None);
     }
 }
