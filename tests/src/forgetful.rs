@@ -264,5 +264,6 @@ async fn forget(State(state): State<Arc<Forgetting>>, request: Request, next: Ne
             }
         }
     }
-    next.run(Request::from_parts(parts, Body::from(bytes))).await
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
 }

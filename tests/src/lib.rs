@@ -106,7 +106,6 @@ impl FromStr for Fixture {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

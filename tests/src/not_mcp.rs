@@ -44,7 +44,9 @@ impl NotMcp {
     /// The response it gives to every request.
     pub fn response(self) -> Response {
         match self {
-            NotMcp::Status500 => (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response(),
+            NotMcp::Status500 => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+            }
             NotMcp::Html => (
                 [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
                 "<html><body>Welcome to nginx!</body></html>",

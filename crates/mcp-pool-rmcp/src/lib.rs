@@ -94,15 +94,19 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod client;
 mod connector;
 mod error;
 mod health;
 mod http;
 mod key;
+mod loss;
+mod redact;
 
+pub use client::HealthClient;
 pub use connector::{BoundedRetry, CheckStep, McpConnector, McpConnectorBuilder, McpSession};
 pub use error::{classify_service_error, Error};
-pub use health::{describe, is_fatal, Health, HealthClient};
+pub use health::{describe, is_fatal, Health};
 pub use http::{HttpError, HttpErrorKind};
 pub use key::{Identity, KeyBuilder, KeyError, SessionKey, Transport, DEFAULT_IDENTITY_HEADERS};
 

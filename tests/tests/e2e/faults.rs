@@ -166,7 +166,10 @@ async fn after_a_restart_on_the_same_port_every_call_succeeds() {
 async fn servers_that_do_not_speak_mcp_give_typed_errors_and_nothing_is_pooled() {
     let mut servers = Vec::new();
     for kind in NotMcp::ALL {
-        servers.push((kind.name(), FixtureServer::spawn(kind.router(), 0).await.unwrap()));
+        servers.push((
+            kind.name(),
+            FixtureServer::spawn(kind.router(), 0).await.unwrap(),
+        ));
     }
     // Accepts connections and never answers.
     let silent = {

@@ -9,4 +9,5 @@ mod common;
 mod faults;
 mod isolation;
 mod service;
+mod session_loss;
 mod tls;
