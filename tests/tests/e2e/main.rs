@@ -6,6 +6,7 @@
 
 mod common;
 
+mod connect;
 mod faults;
 mod isolation;
 mod service;
