@@ -120,7 +120,11 @@ fn credentials_never_appear_in_logs_errors_or_debug_output() {
             }
         }
     }
-    assert!(shown.0.len() > 100, "the scenario showed {} texts", shown.0.len());
+    assert!(
+        shown.0.len() > 100,
+        "the scenario showed {} texts",
+        shown.0.len()
+    );
     // The key does appear, as its short hashes, keyed for this process.
     assert!(logs.contains("identity "), "{logs}");
     for hash in unkeyed {
@@ -129,12 +133,19 @@ fn credentials_never_appear_in_logs_errors_or_debug_output() {
         }
         for (what, text) in &shown.0 {
             if text.contains(&hash) {
-                leaks.push(format!("the unkeyed identity hash {hash} in {what}: {text}"));
+                leaks.push(format!(
+                    "the unkeyed identity hash {hash} in {what}: {text}"
+                ));
             }
         }
     }
     leaks.dedup();
-    assert!(leaks.is_empty(), "{} leaks:\n{}", leaks.len(), leaks.join("\n"));
+    assert!(
+        leaks.is_empty(),
+        "{} leaks:\n{}",
+        leaks.len(),
+        leaks.join("\n")
+    );
 }
 
 /// The first 8 hex digits of the identity's plain digest: what anyone could
@@ -189,7 +200,8 @@ async fn scenario() -> (Shown, Vec<String>) {
     .unwrap();
     let unknown = pool
         .run(&key, async |s| {
-            s.call_tool(CallToolRequestParams::new("no-such-tool")).await
+            s.call_tool(CallToolRequestParams::new("no-such-tool"))
+                .await
         })
         .await
         .unwrap_err();

@@ -398,3 +398,267 @@ impl Stream for Watched {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::HttpErrorKind;
+    use rmcp::model::{
+        ClientRequest, ErrorCode, ErrorData, InitializeRequest, InitializeRequestParams,
+        PingRequest, RequestId, ServerResult,
+    };
+    use std::sync::Mutex;
+
+    type Answer = Arc<dyn Fn(&ClientJsonRpcMessage, bool) -> PostResult + Send + Sync>;
+
+    /// An HTTP layer answering each POST with `answer(message, session
+    /// attached)` and recording the URLs it was asked for.
+    #[derive(Clone)]
+    struct Canned {
+        answer: Answer,
+        uris: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl Canned {
+        fn new(
+            answer: impl Fn(&ClientJsonRpcMessage, bool) -> PostResult + Send + Sync + 'static,
+        ) -> Self {
+            Canned {
+                answer: Arc::new(answer),
+                uris: Arc::default(),
+            }
+        }
+    }
+
+    impl StreamableHttpClient for Canned {
+        type Error = HttpError;
+
+        async fn post_message(
+            &self,
+            uri: Arc<str>,
+            message: ClientJsonRpcMessage,
+            session_id: Option<Arc<str>>,
+            _auth_header: Option<String>,
+            _custom_headers: HashMap<HeaderName, HeaderValue>,
+        ) -> PostResult {
+            self.uris.lock().unwrap().push(uri.to_string());
+            (self.answer)(&message, session_id.is_some())
+        }
+
+        async fn delete_session(
+            &self,
+            _uri: Arc<str>,
+            _session_id: Arc<str>,
+            _auth_header: Option<String>,
+            _custom_headers: HashMap<HeaderName, HeaderValue>,
+        ) -> Result<(), StreamableHttpError<HttpError>> {
+            Ok(())
+        }
+
+        async fn get_stream(
+            &self,
+            _uri: Arc<str>,
+            _session_id: Option<Arc<str>>,
+            _last_event_id: Option<String>,
+            _auth_header: Option<String>,
+            _custom_headers: HashMap<HeaderName, HeaderValue>,
+        ) -> SseResult {
+            Err(StreamableHttpError::ServerDoesNotSupportSse)
+        }
+    }
+
+    fn ping(id: i64) -> ClientJsonRpcMessage {
+        ClientJsonRpcMessage::request(
+            ClientRequest::PingRequest(PingRequest::default()),
+            RequestId::Number(id),
+        )
+    }
+
+    fn initialize() -> ClientJsonRpcMessage {
+        ClientJsonRpcMessage::request(
+            ClientRequest::InitializeRequest(InitializeRequest::new(
+                InitializeRequestParams::default(),
+            )),
+            RequestId::Number(0),
+        )
+    }
+
+    fn id_of(message: &ClientJsonRpcMessage) -> RequestId {
+        match message {
+            ClientJsonRpcMessage::Request(request) => request.id.clone(),
+            _ => panic!("a request"),
+        }
+    }
+
+    fn ok(id: RequestId) -> PostResult {
+        Ok(StreamableHttpPostResponse::Json(
+            ServerJsonRpcMessage::response(ServerResult::empty(()), id),
+            None,
+        ))
+    }
+
+    fn id_less_error() -> PostResult {
+        Ok(StreamableHttpPostResponse::Json(
+            ServerJsonRpcMessage::error(
+                ErrorData::new(
+                    ErrorCode(-32000),
+                    "Bad Request: No valid session ID provided",
+                    None,
+                ),
+                None,
+            ),
+            None,
+        ))
+    }
+
+    async fn post(
+        client: &HealthClient<Canned>,
+        message: ClientJsonRpcMessage,
+        session: bool,
+    ) -> PostResult {
+        client
+            .post_message(
+                Arc::from("http://127.0.0.1:1/mcp"),
+                message,
+                session.then(|| Arc::from("s-1")),
+                None,
+                HashMap::new(),
+            )
+            .await
+    }
+
+    #[tokio::test]
+    async fn only_the_refused_request_fails_as_refused() {
+        // Request 2 is refused as on a forgotten session; request 1 (in
+        // flight at the same time) gets its real answer.
+        let canned = Canned::new(|message, _| match id_of(message) {
+            RequestId::Number(2) => id_less_error(),
+            id => ok(id),
+        });
+        let client = HealthClient::new(canned, Health::new());
+        let refused = post(&client, ping(2), true).await;
+        assert!(matches!(refused, Err(StreamableHttpError::SessionExpired)));
+        let health = client.health();
+        assert!(health.is_dead());
+        assert_eq!(
+            health.lost(),
+            Some("error -32000: Bad Request: No valid session ID provided")
+        );
+        let answered = post(&client, ping(1), true).await;
+        assert!(matches!(
+            answered,
+            Ok(StreamableHttpPostResponse::Json(
+                ServerJsonRpcMessage::Response(_),
+                _
+            ))
+        ));
+    }
+
+    #[tokio::test]
+    async fn without_a_session_an_id_less_error_answers_the_request() {
+        let client = HealthClient::new(Canned::new(|_, _| id_less_error()), Health::new());
+        let answer = post(&client, ping(5), false).await;
+        let Ok(StreamableHttpPostResponse::Json(ServerJsonRpcMessage::Error(error), _)) = answer
+        else {
+            panic!("expected the error, delivered");
+        };
+        assert_eq!(error.id, Some(RequestId::Number(5)));
+        assert_eq!(error.error.code, ErrorCode(-32000));
+        assert!(!client.health().is_dead(), "the server answered");
+    }
+
+    fn sse(events: Vec<Result<Sse, SseError>>) -> PostResult {
+        Ok(StreamableHttpPostResponse::Sse(
+            stream::iter(events).boxed(),
+            Some("s-1".into()),
+        ))
+    }
+
+    fn event(data: &str) -> Result<Sse, SseError> {
+        Ok(Sse {
+            data: Some(data.to_owned()),
+            ..Sse::default()
+        })
+    }
+
+    #[tokio::test]
+    async fn the_answer_to_initialize_is_read_up_to_its_response() {
+        let answer = r#"{"jsonrpc":"2.0","id":0,"result":{}}"#;
+        let log = r#"{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"hi"}}"#;
+        let client = HealthClient::new(
+            Canned::new(move |_, _| sse(vec![event(""), event(log), event(answer)])),
+            Health::new(),
+        );
+        let Ok(StreamableHttpPostResponse::Sse(stream, Some(id))) =
+            post(&client, initialize(), false).await
+        else {
+            panic!("expected the stream");
+        };
+        assert_eq!(id, "s-1");
+        let events: Vec<_> = stream.collect().await;
+        assert_eq!(events.len(), 3, "everything read is passed on");
+        assert_eq!(client.health().session_id().as_deref(), Some("s-1"));
+    }
+
+    #[tokio::test]
+    async fn an_unusable_answer_to_initialize_fails_with_what_was_sent() {
+        let cases: Vec<(PostResult, &str)> = vec![
+            (sse(vec![event("{this is not json")]), "{this is not json"),
+            (sse(vec![event("")]), "ended without a response"),
+            (
+                sse(vec![Err(SseError::Body(Box::new(std::io::Error::other(
+                    "reset by http://h/mcp?k=SECRET",
+                ))))]),
+                "reset",
+            ),
+            (
+                Ok(StreamableHttpPostResponse::Accepted),
+                "without answering",
+            ),
+        ];
+        for (answer, words) in cases {
+            let answer = Mutex::new(Some(answer));
+            let client = HealthClient::new(
+                Canned::new(move |_, _| answer.lock().unwrap().take().unwrap()),
+                Health::new(),
+            );
+            let error = match post(&client, initialize(), false).await {
+                Err(error) => error,
+                Ok(_) => panic!("`{words}`: expected a failure"),
+            };
+            let shown = format!("{} {:?}", crate::describe(&error), client.health());
+            assert!(shown.contains(words), "{shown}");
+            assert!(!shown.contains("SECRET"), "{shown}");
+            assert!(client.health().is_dead(), "{shown}");
+        }
+    }
+
+    #[tokio::test]
+    async fn requests_go_to_the_endpoint_and_errors_lose_urls() {
+        let canned = Canned::new(|_, _| {
+            Err(StreamableHttpError::Client(HttpError::new(
+                HttpErrorKind::Connect,
+                "refused by http://user:pw@h/mcp?token=SECRET",
+            )))
+        });
+        let client = HealthClient::new(canned.clone(), Health::new())
+            .with_endpoint("http://127.0.0.1:9/mcp?token=SECRET");
+        let error = match post(&client, ping(1), false).await {
+            Err(error) => error,
+            Ok(_) => panic!("expected the refusal"),
+        };
+        assert_eq!(
+            canned.uris.lock().unwrap().as_slice(),
+            ["http://127.0.0.1:9/mcp?token=SECRET"]
+        );
+        let shown = format!("{error} {error:?} {:?}", client.health());
+        assert!(
+            !shown.contains("SECRET") && !shown.contains("pw@"),
+            "{shown}"
+        );
+        let StreamableHttpError::Client(http) = &error else {
+            panic!("a client error: {error}");
+        };
+        assert!(http.is_connect());
+    }
+}

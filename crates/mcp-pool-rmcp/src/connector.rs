@@ -158,7 +158,8 @@ impl McpConnectorBuilder {
     }
 
     /// Whether the transport re-initializes by itself when the server
-    /// forgets the session (HTTP 404). Off by default: the new server-side
+    /// forgets the session (any answer of the [session loss
+    /// table](crate#session-loss)). Off by default: the new server-side
     /// session would silently lose the old one's state; instead the request
     /// fails with a transport error, the pool poisons the session, and
     /// [`run_with_retry`](crate::run_with_retry) may run the request again
@@ -277,7 +278,8 @@ impl McpConnectorBuilder {
 ///   refused connection, HTTP 404 or 5xx, ...), so the pool poisons an idle
 ///   session before any caller gets it.
 /// - `check` runs the [`CheckStep`] chain, each step under `check_timeout`.
-/// - `classify` is [`Error::outcome`].
+/// - `classify` is [`Error::outcome`]; `classify_connect` is
+///   [`Error::connect_failure`].
 /// - `close` cancels the session under `close_timeout`, which sends DELETE.
 ///
 /// Cloning is cheap and shares the HTTP client. `H` is the HTTP layer:

@@ -58,7 +58,11 @@ async fn a_closed_port_fails_and_says_refused() {
     let key = SessionKey::anonymous(format!("http://{addr}/mcp")).unwrap();
     let err = connector.connect(&key).await.unwrap_err();
     eprintln!("closed port: {err}");
-    assert_eq!(connector.classify_connect(&err), ConnectFailure::Failed, "{err}");
+    assert_eq!(
+        connector.classify_connect(&err),
+        ConnectFailure::Failed,
+        "{err}"
+    );
     assert!(err.to_string().contains("refused"), "{err}");
 }
 
@@ -87,7 +91,11 @@ async fn the_fixture_binary_serves_a_fixture_by_name() {
         let key = SessionKey::anonymous(url.as_str()).unwrap();
         let connector = connector();
         let err = connector.connect(&key).await.unwrap_err();
-        assert_eq!(connector.classify_connect(&err), ConnectFailure::Rejected, "{err}");
+        assert_eq!(
+            connector.classify_connect(&err),
+            ConnectFailure::Rejected,
+            "{err}"
+        );
     };
     result.await;
     let _ = child.kill();

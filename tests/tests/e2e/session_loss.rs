@@ -214,3 +214,77 @@ session_loss_tests! {
     session_not_found_with_404: SessionLossForm::SessionNotFoundNotFound,
     bad_request_text: SessionLossForm::BadRequestText,
 }
+
+/// A sessionless echo server that answers every call of the tool `reject`
+/// with HTTP 400 and a JSON-RPC error without an `id`.
+async fn sessionless_rejecting_server() -> mcp_pool_tests::FixtureServer {
+    use axum::body::{to_bytes, Body};
+    use axum::extract::Request;
+    use axum::http::{header, StatusCode};
+    use axum::middleware::{self, Next};
+    use axum::response::{IntoResponse, Response};
+
+    async fn reject(request: Request, next: Next) -> Response {
+        let (parts, body) = request.into_parts();
+        let bytes = to_bytes(body, 1 << 20).await.unwrap_or_default();
+        let message: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+        if message["method"] == "tools/call" && message["params"]["name"] == "reject" {
+            let body =
+                r#"{"jsonrpc":"2.0","error":{"code":-32000,"message":"Bad Request: rejected"}}"#;
+            return (
+                StatusCode::BAD_REQUEST,
+                [(header::CONTENT_TYPE, "application/json")],
+                body,
+            )
+                .into_response();
+        }
+        next.run(Request::from_parts(parts, Body::from(bytes)))
+            .await
+    }
+
+    let app =
+        mcp_pool_echo::EchoApp::new(&mcp_pool_echo::EchoConfig::default().with_stateful(false));
+    let router = app.router().layer(middleware::from_fn(reject));
+    mcp_pool_tests::FixtureServer::spawn(router, 0)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sessionless_servers_error_without_an_id_is_its_answer_at_once() {
+    let server = sessionless_rejecting_server().await;
+    let pool = pool_with(connector(), 1);
+    let key = SessionKey::anonymous(server.url()).unwrap();
+    let got = pool
+        .run(&key, async |s| call_echo(s, "before", 0).await)
+        .await
+        .unwrap();
+    assert_eq!(got, "before");
+    let result = tokio::time::timeout(
+        HANG_BOUND,
+        pool.run(&key, async |s| {
+            s.call_tool(rmcp::model::CallToolRequestParams::new("reject"))
+                .await
+        }),
+    )
+    .await
+    .expect("the call on an uncorrelated error hung");
+    let Err(RunError::Call(err)) = result else {
+        panic!("expected the server's error, got {result:?}");
+    };
+    eprintln!("sessionless: {err}");
+    assert_eq!(err.outcome(), Outcome::ApplicationError, "{err}");
+    assert!(!err.is_safe_to_retry(), "{err}");
+    assert!(
+        err.to_string().contains("-32000: Bad Request: rejected"),
+        "{err}"
+    );
+    // The server answered: the session stays in service.
+    let got = pool
+        .run(&key, async |s| call_echo(s, "after", 0).await)
+        .await
+        .unwrap();
+    assert_eq!(got, "after");
+    assert_eq!(evicted(&pool.metrics()), 0);
+    pool.shutdown().await;
+}
