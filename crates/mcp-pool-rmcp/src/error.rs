@@ -55,7 +55,7 @@ pub enum Error {
     /// `initialize_timeout`. Nothing was pooled.
     #[error("the MCP server at {url} did not complete `initialize` within {after:?}")]
     InitializeTimedOut {
-        /// The endpoint, without its query.
+        /// The endpoint, its query values replaced.
         url: String,
         /// The timeout that passed.
         after: Duration,

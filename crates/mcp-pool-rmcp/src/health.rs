@@ -45,7 +45,8 @@ impl Health {
     }
 
     /// Why the transport is dead (the first reason recorded), or `None`
-    /// while it is alive. The text never contains header values.
+    /// while it is alive. The text never contains header values, and every
+    /// URL in it is redacted (user info and query values replaced).
     pub fn reason(&self) -> Option<&str> {
         if self.is_dead() {
             self.inner.reason.get().map(String::as_str)
@@ -77,6 +78,8 @@ impl Health {
         let reason = format!("the server forgot the session: {said}");
         // The words first: whoever wakes on the death reads them.
         let _ = self.inner.lost.set(said);
+        // A live server's definite answer, should a connect end here.
+        let _ = self.inner.failure.set(ConnectFailure::Rejected);
         self.mark_dead(reason);
     }
 
@@ -86,15 +89,15 @@ impl Health {
         self.inner.lost.get().map(String::as_str)
     }
 
-    /// Records a failed HTTP exchange: marks the transport dead for
-    /// `reason` if `error` is fatal, and keeps what the first failure says
-    /// about the server.
+    /// Records a failed HTTP exchange: if `error` is fatal, marks the
+    /// transport dead and keeps what the first such failure says about the
+    /// server.
     pub(crate) fn record_failure(&self, what: &str, error: &StreamableHttpError<HttpError>) {
-        let _ = self
-            .inner
-            .failure
-            .set(crate::error::http_connect_failure(error));
         if is_fatal(error) {
+            let _ = self
+                .inner
+                .failure
+                .set(crate::error::http_connect_failure(error));
             self.mark_dead(format!("{what} failed: {}", describe(error)));
         }
     }
@@ -255,6 +258,21 @@ mod tests {
             health.reason(),
             Some("the server forgot the session: error -32001: Session not found")
         );
+        assert_eq!(health.first_failure(), Some(ConnectFailure::Rejected));
+    }
+
+    #[test]
+    fn only_fatal_failures_are_recorded() {
+        let health = Health::new();
+        health.record_failure("GET", &StreamableHttpError::ServerDoesNotSupportSse);
+        assert!(!health.is_dead());
+        assert_eq!(health.first_failure(), None);
+        health.record_failure(
+            "POST",
+            &StreamableHttpError::HttpStatus(HttpStatusError::new(503, None)),
+        );
+        assert_eq!(health.reason(), Some("POST failed: HTTP 503"));
+        assert_eq!(health.first_failure(), Some(ConnectFailure::Failed));
     }
 
     #[test]

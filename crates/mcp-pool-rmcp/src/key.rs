@@ -277,7 +277,7 @@ pub enum KeyError {
     /// The URL cannot name an MCP endpoint; `reason` says why.
     #[error("invalid MCP server URL `{url}`: {reason}")]
     InvalidUrl {
-        /// The URL as given, without its query.
+        /// The URL as given, its user info and query values replaced.
         url: String,
         /// What is wrong with it.
         reason: String,
