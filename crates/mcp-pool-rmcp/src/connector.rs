@@ -465,9 +465,11 @@ const LOST_GRACE: Duration = Duration::from_secs(2);
 /// The request methods (`call_tool`, `ping`, `list_all_tools`, `request`)
 /// each run under the connector's `request_timeout`, fail at once without
 /// sending if the transport is already dead, and fail within a few
-/// milliseconds if it dies while they wait, so no call hangs on a dead
-/// server. Use [`McpSession::peer`] for anything else (without those
-/// guarantees).
+/// milliseconds if it dies while they wait (within 2 s when the server said
+/// it forgot the session, to let their own refusals arrive), so no call
+/// hangs on a dead server. A request the server refused because it forgot
+/// the session fails with [`Error::SessionLost`]. Use [`McpSession::peer`]
+/// for anything else (without those guarantees).
 pub struct McpSession {
     running: RunningService<RoleClient, ()>,
     health: Health,
