@@ -5,7 +5,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mcp_pool::{Connector, Outcome};
+use mcp_pool::{ConnectFailure, Connector, Outcome};
 use rmcp::model::{
     CallToolRequestParams, CallToolResult, ClientRequest, ListToolsRequest, PingRequest,
     ServerResult, Tool,
@@ -13,14 +13,15 @@ use rmcp::model::{
 use rmcp::service::{PeerRequestOptions, RunningService};
 use rmcp::transport::common::client_side_sse::SseRetryPolicy;
 use rmcp::transport::streamable_http_client::{
-    StreamableHttpClient, StreamableHttpClientTransportConfig,
+    StreamableHttpClient, StreamableHttpClientTransportConfig, StreamableHttpError,
 };
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::{Peer, RoleClient, ServiceError, ServiceExt};
 use tracing::Instrument;
 
-use crate::health::{Health, HealthClient};
-use crate::{Error, HttpError, SessionKey};
+use crate::http::find_failure;
+use crate::redact::{redact_urls, shown_hash};
+use crate::{Error, Health, HealthClient, HttpError, SessionKey};
 
 /// One step of the health check chain run by [`Connector::check`].
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
@@ -157,7 +158,8 @@ impl McpConnectorBuilder {
     }
 
     /// Whether the transport re-initializes by itself when the server
-    /// forgets the session (HTTP 404). Off by default: the new server-side
+    /// forgets the session (any answer of the [session loss
+    /// table](crate#session-loss)). Off by default: the new server-side
     /// session would silently lose the old one's state; instead the request
     /// fails with a transport error, the pool poisons the session, and
     /// [`run_with_retry`](crate::run_with_retry) may run the request again
@@ -234,7 +236,9 @@ impl McpConnectorBuilder {
                 .map_err(|e| Error::HttpClient(format!("invalid root certificate: {e}")))?;
             http = http.add_root_certificate(certificate);
         }
-        let http = http.build().map_err(|e| Error::HttpClient(e.to_string()))?;
+        let http = http
+            .build()
+            .map_err(|e| Error::HttpClient(redact_urls(&e.to_string())))?;
         Ok(McpConnector {
             http,
             settings: Arc::new(settings),
@@ -274,7 +278,8 @@ impl McpConnectorBuilder {
 ///   refused connection, HTTP 404 or 5xx, ...), so the pool poisons an idle
 ///   session before any caller gets it.
 /// - `check` runs the [`CheckStep`] chain, each step under `check_timeout`.
-/// - `classify` is [`Error::outcome`].
+/// - `classify` is [`Error::outcome`]; `classify_connect` is
+///   [`Error::connect_failure`].
 /// - `close` cancels the session under `close_timeout`, which sends DELETE.
 ///
 /// Cloning is cheap and shares the HTTP client. `H` is the HTTP layer:
@@ -323,8 +328,11 @@ impl<H: StreamableHttpClient + Sync> McpConnector<H> {
         let span = tracing::debug_span!("mcp_connect", key = %key);
         async move {
             let health = Health::new();
-            let client = HealthClient::new(self.http.clone(), health.clone());
-            let mut config = StreamableHttpClientTransportConfig::with_uri(key.url())
+            // rmcp is given the URL without credentials (it may print it);
+            // the client sends every request to the real one.
+            let client =
+                HealthClient::new(self.http.clone(), health.clone()).with_endpoint(key.url());
+            let mut config = StreamableHttpClientTransportConfig::with_uri(url.as_str())
                 .custom_headers(key.headers().clone())
                 .reinit_on_expired_session(self.settings.reinit_on_expired_session)
                 .max_concurrent_requests(self.settings.max_concurrent_requests);
@@ -334,12 +342,9 @@ impl<H: StreamableHttpClient + Sync> McpConnector<H> {
             let running = match tokio::time::timeout(after, ().serve(transport)).await {
                 Ok(Ok(running)) => running,
                 Ok(Err(source)) => {
-                    tracing::debug!(error = %source, "initialize failed");
-                    return Err(Error::Initialize {
-                        url,
-                        cause: crate::error::describe_initialize(&source),
-                        source: Box::new(source),
-                    });
+                    let error = Error::initialize(url, source, &health);
+                    tracing::debug!(%error, failure = ?error.connect_failure(), "initialize failed");
+                    return Err(error);
                 }
                 Err(_) => {
                     tracing::debug!(?after, "initialize timed out");
@@ -398,11 +403,7 @@ impl<H: StreamableHttpClient + Sync> McpConnector<H> {
 }
 
 fn short(text: &str) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(text.as_bytes())[..4]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    shown_hash("upstream-session", text.as_bytes())
 }
 
 impl<H: StreamableHttpClient + Sync> Connector for McpConnector<H> {
@@ -424,6 +425,10 @@ impl<H: StreamableHttpClient + Sync> Connector for McpConnector<H> {
 
     fn classify(&self, error: &Error) -> Outcome {
         error.outcome()
+    }
+
+    fn classify_connect(&self, error: &Error) -> ConnectFailure {
+        error.connect_failure()
     }
 
     async fn close(&self, session: McpSession) {
@@ -448,15 +453,23 @@ impl<H: StreamableHttpClient + Sync> Connector for McpConnector<H> {
 /// with [`Error::TransportClosed`].
 const DEAD_GRACE: Duration = Duration::from_millis(50);
 
+/// The same wait when the server said it forgot the session: it answers
+/// every request on it at once, so the call's own refusal (safe to retry) is
+/// surely on its way through rmcp's worker; only a call the server accepted
+/// before forgetting waits this long before failing as interrupted.
+const LOST_GRACE: Duration = Duration::from_secs(2);
+
 /// One open MCP client session: rmcp's [`RunningService`] over Streamable
 /// HTTP plus the [`Health`] cell its HTTP client records into.
 ///
 /// The request methods (`call_tool`, `ping`, `list_all_tools`, `request`)
 /// each run under the connector's `request_timeout`, fail at once without
 /// sending if the transport is already dead, and fail within a few
-/// milliseconds if it dies while they wait, so no call hangs on a dead
-/// server. Use [`McpSession::peer`] for anything else (without those
-/// guarantees).
+/// milliseconds if it dies while they wait (within 2 s when the server said
+/// it forgot the session, to let their own refusals arrive), so no call
+/// hangs on a dead server. A request the server refused because it forgot
+/// the session fails with [`Error::SessionLost`]. Use [`McpSession::peer`]
+/// for anything else (without those guarantees).
 pub struct McpSession {
     running: RunningService<RoleClient, ()>,
     health: Health,
@@ -570,6 +583,21 @@ impl McpSession {
                 method,
                 after: timeout,
             },
+            ServiceError::TransportSend(e)
+                if matches!(
+                    find_failure(e.error.as_ref()),
+                    Some(StreamableHttpError::SessionExpired)
+                ) =>
+            {
+                Error::SessionLost {
+                    method,
+                    said: self
+                        .health
+                        .lost()
+                        .unwrap_or("HTTP 404 Not Found")
+                        .to_owned(),
+                }
+            }
             source => Error::Service { method, source },
         };
         let request = std::pin::pin!(request);
@@ -585,7 +613,11 @@ impl McpSession {
             () = dead => {
                 // rmcp's own answer, if it comes at once, is more precise
                 // (a refused request is safe to retry, a broken one is not).
-                match tokio::time::timeout(DEAD_GRACE, &mut timed).await {
+                let grace = match self.health.lost() {
+                    Some(_) => LOST_GRACE,
+                    None => DEAD_GRACE,
+                };
+                match tokio::time::timeout(grace, &mut timed).await {
                     Ok(Ok(result)) => result.map_err(service),
                     _ => Err(Error::TransportClosed {
                         method,

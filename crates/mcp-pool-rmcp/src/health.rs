@@ -1,21 +1,15 @@
-//! Transport-aware health: an HTTP client wrapper that records every sign of
-//! a dead transport in a cell the connector reads without I/O.
+//! Transport-aware health: the cell that records every sign of a dead
+//! transport, read by the connector without I/O, and what counts as one.
 
-use std::collections::HashMap;
 use std::fmt;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::task::{Context, Poll};
 
-use futures_util::stream::{BoxStream, Stream, StreamExt};
-use http::{HeaderName, HeaderValue};
-use rmcp::model::ClientJsonRpcMessage;
-use rmcp::transport::streamable_http_client::{
-    SseError, StreamableHttpClient, StreamableHttpError, StreamableHttpPostResponse,
-    StreamableHttpResponseLimits,
-};
-use sse_stream::Sse;
+use mcp_pool::ConnectFailure;
+use rmcp::transport::streamable_http_client::StreamableHttpError;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+
+use crate::redact::redact_urls;
+use crate::HttpError;
 
 /// The shared record of whether one session's transport is alive.
 ///
@@ -31,6 +25,11 @@ pub struct Health {
 struct HealthInner {
     dead: CancellationToken,
     reason: OnceLock<String>,
+    /// The server's words when it said it does not know the session.
+    lost: OnceLock<String>,
+    /// What the first failed HTTP exchange says about the server, for a
+    /// connect whose rmcp error no longer carries it.
+    failure: OnceLock<ConnectFailure>,
     session_id: Mutex<Option<Arc<str>>>,
 }
 
@@ -46,7 +45,8 @@ impl Health {
     }
 
     /// Why the transport is dead (the first reason recorded), or `None`
-    /// while it is alive. The text never contains header values.
+    /// while it is alive. The text never contains header values, and every
+    /// URL in it is redacted (user info and query values replaced).
     pub fn reason(&self) -> Option<&str> {
         if self.is_dead() {
             self.inner.reason.get().map(String::as_str)
@@ -59,7 +59,7 @@ impl Health {
     /// dead) and wakes every [`Health::dead`] future. Returns whether this
     /// call was the one that killed it.
     pub fn mark_dead(&self, reason: impl Into<String>) -> bool {
-        let first = self.inner.reason.set(reason.into()).is_ok();
+        let first = self.inner.reason.set(redact_urls(&reason.into())).is_ok();
         self.inner.dead.cancel();
         if first {
             tracing::debug!(
@@ -68,6 +68,44 @@ impl Health {
             );
         }
         first
+    }
+
+    /// Records that the server forgot the session, in its own words
+    /// (`said`), and marks the transport dead with a reason quoting them.
+    /// The first words recorded are kept.
+    pub(crate) fn mark_lost(&self, said: &str) {
+        let said = redact_urls(said);
+        let reason = format!("the server forgot the session: {said}");
+        // The words first: whoever wakes on the death reads them.
+        let _ = self.inner.lost.set(said);
+        // A live server's definite answer, should a connect end here.
+        let _ = self.inner.failure.set(ConnectFailure::Rejected);
+        self.mark_dead(reason);
+    }
+
+    /// The server's own words if it said it does not know the session (an
+    /// answer listed in the [crate docs](crate#session-loss)), else `None`.
+    pub fn lost(&self) -> Option<&str> {
+        self.inner.lost.get().map(String::as_str)
+    }
+
+    /// Records a failed HTTP exchange: if `error` is fatal, marks the
+    /// transport dead and keeps what the first such failure says about the
+    /// server.
+    pub(crate) fn record_failure(&self, what: &str, error: &StreamableHttpError<HttpError>) {
+        if is_fatal(error) {
+            let _ = self
+                .inner
+                .failure
+                .set(crate::error::http_connect_failure(error));
+            self.mark_dead(format!("{what} failed: {}", describe(error)));
+        }
+    }
+
+    /// What the first failed HTTP exchange said about the server, if one
+    /// failed.
+    pub(crate) fn first_failure(&self) -> Option<ConnectFailure> {
+        self.inner.failure.get().copied()
     }
 
     /// A future that resolves once the transport is dead (at once if it
@@ -90,7 +128,7 @@ impl Health {
             .unwrap_or_else(|e| e.into_inner())
     }
 
-    fn record_session_id(&self, id: Option<&str>) {
+    pub(crate) fn record_session_id(&self, id: Option<&str>) {
         if let Some(id) = id {
             let mut current = self.lock_session_id();
             if current.is_none() {
@@ -105,6 +143,7 @@ impl fmt::Debug for Health {
         f.debug_struct("Health")
             .field("dead", &self.is_dead())
             .field("reason", &self.reason())
+            .field("lost", &self.lost().is_some())
             .finish()
     }
 }
@@ -135,288 +174,35 @@ pub fn is_fatal<E: std::error::Error + Send + Sync + 'static>(
     }
 }
 
-/// A description of `error` fit for logs: the error's kind and its source
-/// chain, without the request URL that `reqwest` errors print (a URL may
-/// carry a token in its query) and without any header value.
+/// A description of `error` fit for logs and errors: what the server said
+/// (`HTTP 500`, the content type it answered with, its words), or what broke
+/// (the client error's kind and chain of causes), with every URL redacted
+/// (see [`HttpError`]) and without any header value.
 pub fn describe<E: std::error::Error + Send + Sync + 'static>(
     error: &StreamableHttpError<E>,
 ) -> String {
-    match error {
-        StreamableHttpError::Client(e) => {
-            let mut text = String::from("HTTP client error");
-            let any: &(dyn std::error::Error + 'static) = e;
-            if let Some(e) = any.downcast_ref::<reqwest::Error>() {
-                let kind = if e.is_connect() {
-                    "connect error"
-                } else if e.is_timeout() {
-                    "timed out"
-                } else if e.is_body() {
-                    "response body broke"
-                } else if e.is_decode() {
-                    "response body undecodable"
-                } else if e.is_request() {
-                    "request failed"
-                } else {
-                    "HTTP client error"
-                };
-                text = kind.to_owned();
-                if let Some(status) = e.status() {
-                    text.push_str(&format!(": HTTP {}", status.as_u16()));
-                }
-            } else if let Some(e) = any.downcast_ref::<crate::HttpError>() {
-                text = e.to_string();
-            }
-            let mut source = std::error::Error::source(e);
-            while let Some(cause) = source {
-                text.push_str(": ");
-                text.push_str(&cause.to_string());
-                source = cause.source();
-            }
-            text
+    let text = match error {
+        StreamableHttpError::Client(e) => HttpError::from_client_error(e).to_string(),
+        StreamableHttpError::HttpStatus(status) => match &status.retry_after {
+            Some(after) => format!("HTTP {} (Retry-After: {after})", status.status),
+            None => format!("HTTP {}", status.status),
+        },
+        StreamableHttpError::UnexpectedContentType(Some(content_type)) => format!(
+            "the server answered with content type `{content_type}`, which is neither JSON nor an event stream"
+        ),
+        StreamableHttpError::UnexpectedContentType(None) => {
+            "the server answered without a content type".to_owned()
+        }
+        StreamableHttpError::SessionExpired => {
+            "HTTP 404 Not Found: the server does not know the session".to_owned()
+        }
+        StreamableHttpError::UnexpectedServerResponse(text) => text.to_string(),
+        StreamableHttpError::Deserialize(e) => {
+            format!("the server's answer is not JSON-RPC: {e}")
         }
         other => other.to_string(),
-    }
-}
-
-/// A [`StreamableHttpClient`] that delegates every method to `C` and records
-/// in a [`Health`] cell every outcome that shows the transport dead (see
-/// [`is_fatal`]), including errors that arrive later on the SSE streams it
-/// returns. It also records the session id the server assigns.
-///
-/// Every method of the trait is delegated, the size-limit variants included,
-/// so the limits configured on the transport reach `C` unchanged.
-///
-/// Streams: an error on any SSE stream (a POST's response stream or the
-/// session's standalone GET stream) marks the transport dead, at the moment
-/// it is read; a stream that ends cleanly does not (the protocol lets a
-/// server close a stream, and the transport reconnects through this client,
-/// whose answer, such as a 404 or a refused connect, then decides).
-#[derive(Clone)]
-pub struct HealthClient<C> {
-    inner: C,
-    health: Health,
-}
-
-impl<C> HealthClient<C> {
-    /// Wraps `inner`, recording into `health`.
-    pub fn new(inner: C, health: Health) -> Self {
-        Self { inner, health }
-    }
-
-    /// The cell this client records into.
-    pub fn health(&self) -> &Health {
-        &self.health
-    }
-}
-
-impl<C> fmt::Debug for HealthClient<C> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HealthClient")
-            .field("health", &self.health)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<C: StreamableHttpClient> HealthClient<C> {
-    fn observe_error(&self, what: &str, error: &StreamableHttpError<C::Error>) {
-        if is_fatal(error) {
-            self.health
-                .mark_dead(format!("{what} failed: {}", describe(error)));
-        }
-    }
-
-    fn observe_post(
-        &self,
-        result: Result<StreamableHttpPostResponse, StreamableHttpError<C::Error>>,
-    ) -> Result<StreamableHttpPostResponse, StreamableHttpError<C::Error>> {
-        match result {
-            Ok(StreamableHttpPostResponse::Json(message, session_id)) => {
-                self.health.record_session_id(session_id.as_deref());
-                Ok(StreamableHttpPostResponse::Json(message, session_id))
-            }
-            Ok(StreamableHttpPostResponse::Sse(stream, session_id)) => {
-                self.health.record_session_id(session_id.as_deref());
-                let stream = Watched::new(stream, self.health.clone(), "response stream");
-                Ok(StreamableHttpPostResponse::Sse(stream.boxed(), session_id))
-            }
-            Ok(other) => Ok(other),
-            Err(error) => {
-                self.observe_error("POST", &error);
-                Err(error)
-            }
-        }
-    }
-
-    fn observe_get(
-        &self,
-        result: Result<BoxStream<'static, Result<Sse, SseError>>, StreamableHttpError<C::Error>>,
-    ) -> Result<BoxStream<'static, Result<Sse, SseError>>, StreamableHttpError<C::Error>> {
-        match result {
-            Ok(stream) => Ok(Watched::new(stream, self.health.clone(), "event stream").boxed()),
-            Err(error) => {
-                self.observe_error("GET", &error);
-                Err(error)
-            }
-        }
-    }
-}
-
-impl<C: StreamableHttpClient + Sync> StreamableHttpClient for HealthClient<C> {
-    type Error = C::Error;
-
-    async fn post_message(
-        &self,
-        uri: Arc<str>,
-        message: ClientJsonRpcMessage,
-        session_id: Option<Arc<str>>,
-        auth_header: Option<String>,
-        custom_headers: HashMap<HeaderName, HeaderValue>,
-    ) -> Result<StreamableHttpPostResponse, StreamableHttpError<Self::Error>> {
-        let result = self
-            .inner
-            .post_message(uri, message, session_id, auth_header, custom_headers)
-            .await;
-        self.observe_post(result)
-    }
-
-    async fn post_message_with_max_sse_event_size(
-        &self,
-        uri: Arc<str>,
-        message: ClientJsonRpcMessage,
-        session_id: Option<Arc<str>>,
-        auth_header: Option<String>,
-        custom_headers: HashMap<HeaderName, HeaderValue>,
-        max_sse_event_size: usize,
-    ) -> Result<StreamableHttpPostResponse, StreamableHttpError<Self::Error>> {
-        let result = self
-            .inner
-            .post_message_with_max_sse_event_size(
-                uri,
-                message,
-                session_id,
-                auth_header,
-                custom_headers,
-                max_sse_event_size,
-            )
-            .await;
-        self.observe_post(result)
-    }
-
-    async fn post_message_with_response_limits(
-        &self,
-        uri: Arc<str>,
-        message: ClientJsonRpcMessage,
-        session_id: Option<Arc<str>>,
-        auth_header: Option<String>,
-        custom_headers: HashMap<HeaderName, HeaderValue>,
-        limits: StreamableHttpResponseLimits,
-    ) -> Result<StreamableHttpPostResponse, StreamableHttpError<Self::Error>> {
-        let result = self
-            .inner
-            .post_message_with_response_limits(
-                uri,
-                message,
-                session_id,
-                auth_header,
-                custom_headers,
-                limits,
-            )
-            .await;
-        self.observe_post(result)
-    }
-
-    async fn delete_session(
-        &self,
-        uri: Arc<str>,
-        session_id: Arc<str>,
-        auth_header: Option<String>,
-        custom_headers: HashMap<HeaderName, HeaderValue>,
-    ) -> Result<(), StreamableHttpError<Self::Error>> {
-        // Whatever the answer, the session is over once DELETE was sent.
-        self.health
-            .mark_dead("the session was closed (DELETE sent)");
-        self.inner
-            .delete_session(uri, session_id, auth_header, custom_headers)
-            .await
-    }
-
-    async fn get_stream(
-        &self,
-        uri: Arc<str>,
-        session_id: Option<Arc<str>>,
-        last_event_id: Option<String>,
-        auth_header: Option<String>,
-        custom_headers: HashMap<HeaderName, HeaderValue>,
-    ) -> Result<BoxStream<'static, Result<Sse, SseError>>, StreamableHttpError<Self::Error>> {
-        let result = self
-            .inner
-            .get_stream(uri, session_id, last_event_id, auth_header, custom_headers)
-            .await;
-        self.observe_get(result)
-    }
-
-    async fn get_stream_with_max_sse_event_size(
-        &self,
-        uri: Arc<str>,
-        session_id: Option<Arc<str>>,
-        last_event_id: Option<String>,
-        auth_header: Option<String>,
-        custom_headers: HashMap<HeaderName, HeaderValue>,
-        max_sse_event_size: usize,
-    ) -> Result<BoxStream<'static, Result<Sse, SseError>>, StreamableHttpError<Self::Error>> {
-        let result = self
-            .inner
-            .get_stream_with_max_sse_event_size(
-                uri,
-                session_id,
-                last_event_id,
-                auth_header,
-                custom_headers,
-                max_sse_event_size,
-            )
-            .await;
-        self.observe_get(result)
-    }
-}
-
-/// An SSE stream that marks the cell dead when it yields an error.
-struct Watched {
-    inner: BoxStream<'static, Result<Sse, SseError>>,
-    health: Health,
-    what: &'static str,
-}
-
-impl Watched {
-    fn new(
-        inner: BoxStream<'static, Result<Sse, SseError>>,
-        health: Health,
-        what: &'static str,
-    ) -> Self {
-        Self {
-            inner,
-            health,
-            what,
-        }
-    }
-}
-
-impl Stream for Watched {
-    type Item = Result<Sse, SseError>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let item = self.inner.poll_next_unpin(cx);
-        if let Poll::Ready(Some(Err(error))) = &item {
-            let mut text = format!("the {} broke: {error}", self.what);
-            let mut source = std::error::Error::source(error);
-            while let Some(cause) = source {
-                text.push_str(": ");
-                text.push_str(&cause.to_string());
-                source = cause.source();
-            }
-            self.health.mark_dead(text);
-        }
-        item
-    }
+    };
+    redact_urls(&text)
 }
 
 #[cfg(test)]
@@ -462,21 +248,48 @@ mod tests {
         assert!(!is_fatal(&E::ResponseBodyTooLarge { max_size: 1 }));
     }
 
-    #[tokio::test]
-    async fn a_broken_stream_kills_the_cell_and_a_clean_end_does_not() {
+    #[test]
+    fn a_lost_session_keeps_the_servers_words() {
         let health = Health::new();
-        let ok = futures_util::stream::iter(vec![Ok(Sse::default())]).boxed();
-        let mut watched = Watched::new(ok, health.clone(), "event stream");
-        while watched.next().await.is_some() {}
-        assert!(!health.is_dead());
-
-        let broken = futures_util::stream::iter(vec![Err(SseError::Body(Box::new(
-            std::io::Error::other("connection reset"),
-        )))])
-        .boxed();
-        let mut watched = Watched::new(broken, health.clone(), "event stream");
-        while watched.next().await.is_some() {}
+        health.mark_lost("error -32001: Session not found");
         assert!(health.is_dead());
-        assert!(health.reason().unwrap().contains("connection reset"));
+        assert_eq!(health.lost(), Some("error -32001: Session not found"));
+        assert_eq!(
+            health.reason(),
+            Some("the server forgot the session: error -32001: Session not found")
+        );
+        assert_eq!(health.first_failure(), Some(ConnectFailure::Rejected));
+    }
+
+    #[test]
+    fn only_fatal_failures_are_recorded() {
+        let health = Health::new();
+        health.record_failure("GET", &StreamableHttpError::ServerDoesNotSupportSse);
+        assert!(!health.is_dead());
+        assert_eq!(health.first_failure(), None);
+        health.record_failure(
+            "POST",
+            &StreamableHttpError::HttpStatus(HttpStatusError::new(503, None)),
+        );
+        assert_eq!(health.reason(), Some("POST failed: HTTP 503"));
+        assert_eq!(health.first_failure(), Some(ConnectFailure::Failed));
+    }
+
+    #[test]
+    fn descriptions_name_what_the_server_said() {
+        assert_eq!(
+            describe(&E::HttpStatus(HttpStatusError::new(500, None))),
+            "HTTP 500"
+        );
+        let html = describe(&E::UnexpectedContentType(Some("text/html".into())));
+        assert!(html.contains("`text/html`"), "{html}");
+        let client = describe(&E::Client(std::io::Error::other(
+            "refused by http://u:pw@h/mcp?k=SECRET",
+        )));
+        assert!(
+            !client.contains("SECRET") && !client.contains("pw"),
+            "{client}"
+        );
+        assert!(client.contains("refused"), "{client}");
     }
 }

@@ -10,6 +10,8 @@ use http::header::{AUTHORIZATION, COOKIE};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use sha2::{Digest, Sha256};
 
+use crate::redact::{redact_url, shown_hash};
+
 /// The identity headers used when none are configured: `authorization`,
 /// `x-tenant-id`, `x-user-id`, `x-api-key` and `cookie`.
 pub const DEFAULT_IDENTITY_HEADERS: [&str; 5] = [
@@ -60,8 +62,11 @@ impl fmt::Display for Transport {
 /// A SHA-256 digest standing for who the caller is: of its identity headers
 /// (names and values, sorted) or of an identity the caller supplied.
 ///
-/// Equal identities mean the same credentials; the digest cannot be turned
-/// back into them. `Debug` and `Display` show its first 8 hex digits only.
+/// Equal identities mean the same credentials. The digest itself is not
+/// keyed (it must be equal across processes for equal credentials), so
+/// anyone holding it can test guesses of low-entropy identities offline:
+/// keep [`Identity::as_bytes`] out of logs. `Debug` and `Display` show
+/// [`Identity::short`] instead, 8 hex digits of a hash keyed per process.
 #[derive(Copy, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Identity([u8; 32]);
 
@@ -107,9 +112,14 @@ impl Identity {
         &self.0
     }
 
-    /// The first 8 hex digits, as shown in logs.
+    /// 8 hex digits standing for this identity in logs: a prefix of SHA-256
+    /// over a key drawn once per process and the digest. Equal identities
+    /// show equal hashes within one process, so log lines can be
+    /// correlated; a log cannot be matched offline against guessed
+    /// identities, and the same identity shows another hash in another
+    /// process.
     pub fn short(&self) -> String {
-        hex(&self.0[..4])
+        shown_hash("identity", &self.0)
     }
 }
 
@@ -125,12 +135,8 @@ impl fmt::Debug for Identity {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn short_hash(text: &str) -> String {
-    hex(&Sha256::digest(text.as_bytes())[..4])
+    shown_hash("affinity", text.as_bytes())
 }
 
 /// Who may share an upstream session: the server URL, the transport, the
@@ -142,8 +148,9 @@ fn short_hash(text: &str) -> String {
 /// that differ only in headers outside the identity share sessions, which
 /// are sent the headers of the key they were created with.
 ///
-/// `Debug` and `Display` show the URL without its query, the transport, and
-/// short hashes of the identity and affinity, never a header value.
+/// `Debug` and `Display` show the URL with its query values replaced, the
+/// transport, and short hashes (keyed per process) of the identity and
+/// affinity, never a header value.
 #[derive(Clone)]
 pub struct SessionKey {
     url: Arc<str>,
@@ -209,27 +216,11 @@ impl SessionKey {
         )
     }
 
-    /// The URL as logged: scheme, host, port and path, without the query
-    /// (which may hold a token).
+    /// The URL as logged: scheme, host, port, path and query names, each
+    /// query value replaced by `…` (a query may hold a token).
     pub fn redacted_url(&self) -> String {
         redact_url(&self.url)
     }
-}
-
-/// `url` without its query (which may hold a token) and without user info.
-fn redact_url(url: &str) -> String {
-    let mut text = match url.split_once('?') {
-        Some((base, _)) => format!("{base}?…"),
-        None => url.to_owned(),
-    };
-    let authority_start = text.find("://").map_or(0, |i| i + 3);
-    let authority_end = text[authority_start..]
-        .find('/')
-        .map_or(text.len(), |i| authority_start + i);
-    if let Some(at) = text[authority_start..authority_end].rfind('@') {
-        text.replace_range(authority_start..authority_start + at + 1, "…@");
-    }
-    text
 }
 
 impl PartialEq for SessionKey {
@@ -286,7 +277,7 @@ pub enum KeyError {
     /// The URL cannot name an MCP endpoint; `reason` says why.
     #[error("invalid MCP server URL `{url}`: {reason}")]
     InvalidUrl {
-        /// The URL as given, without its query.
+        /// The URL as given, its user info and query values replaced.
         url: String,
         /// What is wrong with it.
         reason: String,
@@ -303,7 +294,10 @@ pub enum KeyError {
 
 /// Builds a [`SessionKey`]. Every method takes and returns the builder; the
 /// first invalid input is reported by [`KeyBuilder::build`].
-#[derive(Debug)]
+///
+/// `Debug` shows the URL with its user info and query values replaced, the
+/// names of the headers (never their values) and short hashes of the
+/// supplied identity and affinity.
 #[must_use = "a builder does nothing until `build` is called"]
 pub struct KeyBuilder {
     url: String,
@@ -312,6 +306,21 @@ pub struct KeyBuilder {
     supplied: Option<Identity>,
     affinity: Option<Arc<str>>,
     error: Option<KeyError>,
+}
+
+impl fmt::Debug for KeyBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut headers: Vec<&str> = self.headers.keys().map(HeaderName::as_str).collect();
+        headers.sort_unstable();
+        f.debug_struct("KeyBuilder")
+            .field("url", &redact_url(&self.url))
+            .field("identity_headers", &self.identity_headers)
+            .field("headers", &headers)
+            .field("supplied", &self.supplied)
+            .field("affinity", &self.affinity.as_deref().map(short_hash))
+            .field("error", &self.error)
+            .finish()
+    }
 }
 
 impl KeyBuilder {

@@ -32,11 +32,73 @@
 //! a [`HealthClient`], which delegates every method of rmcp's
 //! `StreamableHttpClient` to `reqwest` and records in the session's
 //! [`Health`] cell each sign of death: a refused connection, a broken
-//! response or event stream, HTTP 404 on the session, HTTP 5xx, an answer
-//! that is not MCP. The connector's `is_closed` reads the cell (no I/O), its
+//! response or event stream, the server forgetting the session (see
+//! [Session loss](#session-loss)), HTTP 5xx, an answer that is not MCP. The connector's `is_closed` reads the cell (no I/O), its
 //! `closed_notification` fires when the cell dies (for an idle session, when
 //! the server-sent event stream breaks), and [`McpSession`]'s request methods
 //! stop waiting as soon as it dies.
+//!
+//! ## Session loss
+//!
+//! A legacy stateful server that forgets a session (it expired it, restarted,
+//! or lost it behind a load balancer) says so in one of several ways, and
+//! rmcp's client passes some of them on only as an answer it then drops, so
+//! the call would wait for its request timeout and the dead session would go
+//! back to the pool. The [`HealthClient`] sees each request and its answer,
+//! and treats these answers to a request that carried an `mcp-session-id`
+//! as session loss:
+//!
+//! | the server answers | as rmcp's reqwest client passes it on | the server's words recorded |
+//! |---|---|---|
+//! | HTTP 404, any body (the specification's answer; the body is not read) | `SessionExpired` | `HTTP 404 Not Found` |
+//! | HTTP 400, a JSON-RPC error without `id`, e.g. `-32000 Bad Request: No valid session ID provided` (TypeScript SDK) | a JSON answer | `error -32000: Bad Request: No valid session ID provided` |
+//! | any JSON-RPC error reply to a request whose `id` is missing or another request's, any status | a JSON answer | `error CODE: MESSAGE` |
+//! | a JSON-RPC error with the request's `id`, code -32000, -32001 or -32600, whose message says a session is not found, invalid, unknown, expired, missing or terminated (e.g. `-32001 Session not found`), any status | a JSON answer | `error -32001: Session not found` |
+//! | HTTP 400 with a body that is not a JSON-RPC error and says a session is invalid, missing, unknown... (e.g. `text/plain` `Bad Request: invalid or missing session ID`) | `HTTP 400 ...: BODY` in words | `HTTP 400 Bad Request: BODY` |
+//! | a JSON-RPC error without `id` answering a notification, whose message names a lost session | a JSON answer | `error CODE: MESSAGE` |
+//! | HTTP 404 on the standalone event stream (`GET`) | `SessionExpired` | `HTTP 404 Not Found (on the event stream)` |
+//!
+//! For each, the session's [`Health`] cell goes dead with the server's words
+//! in its reason ([`Health::lost`] keeps them), and that request alone fails
+//! as `SessionExpired` inside rmcp, which [`McpSession`] reports as
+//! [`Error::SessionLost`]: outcome `TransportError` (the pool poisons the
+//! session), and [`Error::is_safe_to_retry`], since the server refused the
+//! request without processing it, so [`run_with_retry`] runs it again on
+//! another session. Other requests in flight on the session are not claimed
+//! refused: each gets its own answer, or fails as interrupted
+//! ([`Error::TransportClosed`] with `sent: true`).
+//!
+//! Not session loss: an error with the request's `id` and another code, or
+//! without those words (a tool's own error about some other "session"), and
+//! HTTP 400 with other words; they stay the server's answer to that request.
+//! Without a session attached (a sessionless server), an error reply whose
+//! `id` is missing or another request's is delivered under the request's
+//! `id`, so the call fails at once with the server's error (outcome
+//! `ApplicationError`) instead of waiting for its timeout. Answers inside a
+//! response's event stream are passed on as they are.
+//!
+//! ## Connect failures
+//!
+//! The connector's `classify_connect` is [`Error::connect_failure`]: a live
+//! server's definite answer (an HTTP error status other than 429, 502, 503
+//! and 504, a body that is not MCP, a JSON-RPC error to `initialize`) is
+//! `Rejected`, so every caller waiting for that connect learns it at once;
+//! an unreachable or temporarily unavailable server is `Failed`, so callers
+//! wait for the next attempt. The error names what the server said (`HTTP
+//! 500`, the content type, the JSON-RPC code and message, the data of an
+//! event it could not parse).
+//!
+//! ## Credentials
+//!
+//! No credential leaves the process through this crate: not in errors (their
+//! messages, `Debug` output and every error of their `source()` chain), not
+//! in `Debug` output of keys, builders, connectors and sessions, not in logs.
+//! rmcp's errors stay reachable in [`Error`] for programmatic matching,
+//! because every HTTP failure inside them is an [`HttpError`] made by the
+//! [`HealthClient`], whose text has every URL redacted (user info and query
+//! values replaced); rmcp itself is given the endpoint without credentials.
+//! Header values are never printed. Identities and affinity ids are shown
+//! as 8 hex digits of a hash keyed per process ([`Identity::short`]).
 //!
 //! ## Any HTTP layer
 //!
@@ -52,8 +114,8 @@
 //! A [`SessionKey`] is the server URL, the transport, an [`Identity`] (SHA-256
 //! of the identity headers, or an identity the caller supplies) and an
 //! optional affinity id (a downstream session id). Sessions are only shared
-//! between equal keys. Keys print short hashes, never header values; the
-//! downstream `mcp-session-id` header is never forwarded.
+//! between equal keys. Keys print short hashes keyed per process, never
+//! header values; the downstream `mcp-session-id` header is never forwarded.
 //!
 //! ## TLS
 //!
@@ -77,7 +139,8 @@
 //! | [`Error::Tool`] (`CallToolResult { is_error: true }`) | `ApplicationError` | the tool ran and answered |
 //! | `Service(ServiceError::McpError)` (JSON-RPC error, e.g. unknown tool -32602) | `ApplicationError` | the server answered |
 //! | `Service(ServiceError::TransportSend)`: HTTP 429, body over the size limit, 403 missing scope, refused custom header | `ApplicationError` | a live server refused this one request |
-//! | `Service(ServiceError::TransportSend)`: anything else (refused connection, 404 session expired, 5xx, 401, broken stream, not MCP) | `TransportError` | the transport or the server-side session is gone |
+//! | [`Error::SessionLost`] (every answer of the [session loss table](#session-loss)) | `TransportError` (safe to retry) | the server forgot the session and refused the request |
+//! | `Service(ServiceError::TransportSend)`: anything else (refused connection, 5xx, 401, broken stream, not MCP) | `TransportError` | the transport or the server-side session is gone |
 //! | `Service(ServiceError::TransportClosed)` | `TransportError` | rmcp's worker stopped |
 //! | `Service(ServiceError::UnexpectedResponse)` | `TransportError` | answers no longer match requests |
 //! | `Service(ServiceError::SubscriptionLagged)` | `ApplicationError` | a local consumer was slow; the transport is fine |
@@ -94,15 +157,19 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod client;
 mod connector;
 mod error;
 mod health;
 mod http;
 mod key;
+mod loss;
+mod redact;
 
+pub use client::HealthClient;
 pub use connector::{BoundedRetry, CheckStep, McpConnector, McpConnectorBuilder, McpSession};
 pub use error::{classify_service_error, Error};
-pub use health::{describe, is_fatal, Health, HealthClient};
+pub use health::{describe, is_fatal, Health};
 pub use http::{HttpError, HttpErrorKind};
 pub use key::{Identity, KeyBuilder, KeyError, SessionKey, Transport, DEFAULT_IDENTITY_HEADERS};
 
@@ -111,7 +178,7 @@ pub type McpPool = mcp_pool::Pool<McpConnector>;
 
 /// Runs `f` on a session of `key` like [`Pool::run`](mcp_pool::Pool::run),
 /// and, while it fails with an error the server provably never accepted
-/// ([`Error::is_safe_to_retry`]: HTTP 404 on an expired session, a refused
+/// ([`Error::is_safe_to_retry`]: the server forgot the session, a refused
 /// connection, a transport already dead), runs it again, at most
 /// `max_sessions_per_key` more times. Each failed session was poisoned on
 /// release, so every run gets another one, and after a backend restart that

@@ -4,12 +4,9 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use axum::http::{header, StatusCode};
-use axum::response::{Html, IntoResponse};
-use axum::routing::any;
-use axum::Router;
 use mcp_pool::{AcquireError, ConnectError, EvictReason, Outcome, RunError};
 use mcp_pool_rmcp::{Error, McpConnector, SessionKey};
+use mcp_pool_tests::{FixtureServer, NotMcp};
 
 use crate::common::{call_echo, connector, pool, pool_with, wait_for, whoami, EchoProcess};
 
@@ -165,48 +162,15 @@ async fn after_a_restart_on_the_same_port_every_call_succeeds() {
     pool.shutdown().await;
 }
 
-/// Serves `app` on a loopback port; returns its MCP URL.
-async fn serve(app: Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    format!("http://{addr}/mcp")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn servers_that_do_not_speak_mcp_give_typed_errors_and_nothing_is_pooled() {
-    let html = serve(Router::new().route(
-        "/mcp",
-        any(|| async { Html("<html><body>Welcome to nginx!</body></html>") }),
-    ))
-    .await;
-    let error_500 = serve(Router::new().route(
-        "/mcp",
-        any(|| async { (StatusCode::INTERNAL_SERVER_ERROR, "internal error") }),
-    ))
-    .await;
-    let garbage_sse = serve(Router::new().route(
-        "/mcp",
-        any(|| async {
-            (
-                [(header::CONTENT_TYPE, "text/event-stream")],
-                "data: {this is not json\n\n",
-            )
-                .into_response()
-        }),
-    ))
-    .await;
-    let garbage_json = serve(Router::new().route(
-        "/mcp",
-        any(|| async {
-            (
-                [(header::CONTENT_TYPE, "application/json")],
-                "\u{0}\u{1}garbage",
-            )
-                .into_response()
-        }),
-    ))
-    .await;
+    let mut servers = Vec::new();
+    for kind in NotMcp::ALL {
+        servers.push((
+            kind.name(),
+            FixtureServer::spawn(kind.router(), 0).await.unwrap(),
+        ));
+    }
     // Accepts connections and never answers.
     let silent = {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -225,13 +189,11 @@ async fn servers_that_do_not_speak_mcp_give_typed_errors_and_nothing_is_pooled()
         .build()
         .unwrap();
     let pool = pool_with(connector, 2);
-    for (name, url) in [
-        ("html", &html),
-        ("500", &error_500),
-        ("garbage sse", &garbage_sse),
-        ("garbage json", &garbage_json),
-        ("silent", &silent),
-    ] {
+    let urls = servers
+        .iter()
+        .map(|(name, server)| (*name, server.url()))
+        .chain([("silent", silent)]);
+    for (name, url) in urls {
         let key = SessionKey::anonymous(url.as_str()).unwrap();
         let started = Instant::now();
         let err = pool.acquire(&key).await.unwrap_err();

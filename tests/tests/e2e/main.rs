@@ -6,7 +6,9 @@
 
 mod common;
 
+mod connect;
 mod faults;
 mod isolation;
 mod service;
+mod session_loss;
 mod tls;

@@ -1,0 +1,664 @@
+//! The HTTP client wrapper every session runs over: delegates to the real
+//! client, records signs of death in the session's [`Health`] cell, tells
+//! session loss from other answers, and keeps URLs out of every error.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::fmt;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use futures_util::stream::{self, BoxStream, Stream, StreamExt};
+use http::{HeaderName, HeaderValue};
+use rmcp::model::{ClientJsonRpcMessage, ServerJsonRpcMessage};
+use rmcp::transport::streamable_http_client::{
+    SseError, StreamableHttpClient, StreamableHttpError, StreamableHttpPostResponse,
+    StreamableHttpResponseLimits,
+};
+use sse_stream::Sse;
+
+use crate::health::Health;
+use crate::http::{redacted, redacted_sse};
+use crate::loss::{judge_failure, judge_reply, Posted, Verdict};
+use crate::HttpError;
+
+/// Bytes of an unusable event quoted in an error.
+const PREVIEW: usize = 200;
+
+/// A [`StreamableHttpClient`] that delegates every method to `C` and:
+///
+/// - records in a [`Health`] cell every outcome that shows the transport
+///   dead (see [`is_fatal`](crate::is_fatal)), including errors that arrive
+///   later on the SSE streams it returns, and the session id the server
+///   assigns;
+/// - recognizes the answers that say the server forgot the session (the
+///   [crate docs' table](crate#session-loss)): records the server's words in
+///   the cell and fails that request alone with
+///   `StreamableHttpError::SessionExpired`, so it fails at once instead of
+///   waiting for an answer rmcp would drop, and is known to be refused;
+/// - delivers an error reply without a usable `id` on a sessionless
+///   exchange under the request's id, so it fails the call instead of being
+///   dropped;
+/// - reads the answer to `initialize` up to its JSON-RPC response, so that
+///   an unusable answer fails the handshake with what the server sent;
+/// - reports every failure as an [`HttpError`] with URLs redacted, so no
+///   error, `Debug` output or log line of rmcp can show a request URL.
+///
+/// Every method of the trait is delegated, the size-limit variants included,
+/// so the limits configured on the transport reach `C` unchanged.
+///
+/// Streams: an error on any SSE stream (a POST's response stream or the
+/// session's standalone GET stream) marks the transport dead, at the moment
+/// it is read; a stream that ends cleanly does not (the protocol lets a
+/// server close a stream, and the transport reconnects through this client,
+/// whose answer, such as a 404 or a refused connect, then decides).
+#[derive(Clone)]
+pub struct HealthClient<C> {
+    inner: C,
+    health: Health,
+    /// The URL requests really go to, when rmcp is given a redacted one.
+    endpoint: Option<Arc<str>>,
+}
+
+impl<C> HealthClient<C> {
+    /// Wraps `inner`, recording into `health`.
+    pub fn new(inner: C, health: Health) -> Self {
+        Self {
+            inner,
+            health,
+            endpoint: None,
+        }
+    }
+
+    /// Sends every request to `endpoint`, whatever URL rmcp passes, so that
+    /// rmcp can be given a URL without credentials.
+    pub(crate) fn with_endpoint(mut self, endpoint: &str) -> Self {
+        self.endpoint = Some(Arc::from(endpoint));
+        self
+    }
+
+    /// The cell this client records into.
+    pub fn health(&self) -> &Health {
+        &self.health
+    }
+
+    fn uri(&self, uri: Arc<str>) -> Arc<str> {
+        self.endpoint.clone().unwrap_or(uri)
+    }
+}
+
+impl<C> fmt::Debug for HealthClient<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HealthClient")
+            .field("health", &self.health)
+            .finish_non_exhaustive()
+    }
+}
+
+type PostResult = Result<StreamableHttpPostResponse, StreamableHttpError<HttpError>>;
+type SseResult = Result<BoxStream<'static, Result<Sse, SseError>>, StreamableHttpError<HttpError>>;
+
+impl<C> HealthClient<C> {
+    async fn observe_post(&self, posted: Posted, result: PostResult) -> PostResult {
+        match result {
+            Ok(StreamableHttpPostResponse::Json(message, session_id)) => {
+                self.health.record_session_id(session_id.as_deref());
+                match judge_reply(&posted, &message) {
+                    Verdict::Answer => Ok(StreamableHttpPostResponse::Json(message, session_id)),
+                    Verdict::Lost(said) => {
+                        self.health.mark_lost(&said);
+                        Err(StreamableHttpError::SessionExpired)
+                    }
+                    Verdict::Recorrelate => {
+                        let message = match (message, posted.request_id) {
+                            (ServerJsonRpcMessage::Error(mut error), Some(id)) => {
+                                error.id = Some(id);
+                                ServerJsonRpcMessage::Error(error)
+                            }
+                            (message, _) => message,
+                        };
+                        Ok(StreamableHttpPostResponse::Json(message, session_id))
+                    }
+                }
+            }
+            Ok(StreamableHttpPostResponse::Sse(stream, session_id)) => {
+                self.health.record_session_id(session_id.as_deref());
+                let stream = Watched::new(stream, self.health.clone(), "response stream");
+                if posted.initialize {
+                    return match first_answer(stream).await {
+                        Ok(stream) => Ok(StreamableHttpPostResponse::Sse(stream, session_id)),
+                        Err(error) => {
+                            self.health.record_failure("initialize", &error);
+                            Err(error)
+                        }
+                    };
+                }
+                Ok(StreamableHttpPostResponse::Sse(stream.boxed(), session_id))
+            }
+            Ok(StreamableHttpPostResponse::Accepted) if posted.initialize => {
+                let error = StreamableHttpError::UnexpectedServerResponse(Cow::Borrowed(
+                    "the server accepted initialize without answering it (HTTP 202 or 204)",
+                ));
+                self.health.record_failure("initialize", &error);
+                Err(error)
+            }
+            Ok(other) => Ok(other),
+            Err(error) => {
+                if let Some(said) = judge_failure(&posted, &error) {
+                    self.health.mark_lost(&said);
+                    return Err(StreamableHttpError::SessionExpired);
+                }
+                self.health.record_failure("POST", &error);
+                Err(error)
+            }
+        }
+    }
+
+    fn observe_get(&self, session: bool, result: SseResult) -> SseResult {
+        match result {
+            Ok(stream) => Ok(Watched::new(stream, self.health.clone(), "event stream").boxed()),
+            Err(error) => {
+                if session && matches!(error, StreamableHttpError::SessionExpired) {
+                    self.health
+                        .mark_lost("HTTP 404 Not Found (on the event stream)");
+                } else {
+                    self.health.record_failure("GET", &error);
+                }
+                Err(error)
+            }
+        }
+    }
+}
+
+/// Reads `stream` (the answer to `initialize`) up to its first JSON-RPC
+/// response or error, and returns a stream that yields everything read and
+/// then the rest. Fails with what the server sent if an event is not
+/// JSON-RPC, the stream breaks, or it ends without an answer.
+async fn first_answer(
+    mut stream: Watched,
+) -> Result<BoxStream<'static, Result<Sse, SseError>>, StreamableHttpError<HttpError>> {
+    let mut read = Vec::new();
+    loop {
+        match stream.next().await {
+            Some(Ok(event)) => {
+                let data = event.data.as_deref().unwrap_or_default().trim().to_owned();
+                read.push(Ok(event));
+                if data.is_empty() {
+                    continue;
+                }
+                match serde_json::from_str::<ServerJsonRpcMessage>(&data) {
+                    Ok(ServerJsonRpcMessage::Response(_) | ServerJsonRpcMessage::Error(_)) => {
+                        return Ok(stream::iter(read).chain(stream).boxed());
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        let preview: String = data.chars().take(PREVIEW).collect();
+                        return Err(StreamableHttpError::UnexpectedServerResponse(Cow::Owned(
+                            format!(
+                                "the answer to initialize is an event stream whose data is not JSON-RPC ({e}): {preview}"
+                            ),
+                        )));
+                    }
+                }
+            }
+            Some(Err(error)) => return Err(StreamableHttpError::Sse(error)),
+            None => {
+                return Err(StreamableHttpError::UnexpectedServerResponse(
+                    Cow::Borrowed(
+                        "the answer to initialize is an event stream that ended without a response",
+                    ),
+                ))
+            }
+        }
+    }
+}
+
+impl<C: StreamableHttpClient + Sync> StreamableHttpClient for HealthClient<C> {
+    type Error = HttpError;
+
+    async fn post_message(
+        &self,
+        uri: Arc<str>,
+        message: ClientJsonRpcMessage,
+        session_id: Option<Arc<str>>,
+        auth_header: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+    ) -> Result<StreamableHttpPostResponse, StreamableHttpError<Self::Error>> {
+        let posted = Posted::of(&message, session_id.is_some());
+        let result = self
+            .inner
+            .post_message(
+                self.uri(uri),
+                message,
+                session_id,
+                auth_header,
+                custom_headers,
+            )
+            .await
+            .map_err(redacted);
+        self.observe_post(posted, result).await
+    }
+
+    async fn post_message_with_max_sse_event_size(
+        &self,
+        uri: Arc<str>,
+        message: ClientJsonRpcMessage,
+        session_id: Option<Arc<str>>,
+        auth_header: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+        max_sse_event_size: usize,
+    ) -> Result<StreamableHttpPostResponse, StreamableHttpError<Self::Error>> {
+        let posted = Posted::of(&message, session_id.is_some());
+        let result = self
+            .inner
+            .post_message_with_max_sse_event_size(
+                self.uri(uri),
+                message,
+                session_id,
+                auth_header,
+                custom_headers,
+                max_sse_event_size,
+            )
+            .await
+            .map_err(redacted);
+        self.observe_post(posted, result).await
+    }
+
+    async fn post_message_with_response_limits(
+        &self,
+        uri: Arc<str>,
+        message: ClientJsonRpcMessage,
+        session_id: Option<Arc<str>>,
+        auth_header: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+        limits: StreamableHttpResponseLimits,
+    ) -> Result<StreamableHttpPostResponse, StreamableHttpError<Self::Error>> {
+        let posted = Posted::of(&message, session_id.is_some());
+        let result = self
+            .inner
+            .post_message_with_response_limits(
+                self.uri(uri),
+                message,
+                session_id,
+                auth_header,
+                custom_headers,
+                limits,
+            )
+            .await
+            .map_err(redacted);
+        self.observe_post(posted, result).await
+    }
+
+    async fn delete_session(
+        &self,
+        uri: Arc<str>,
+        session_id: Arc<str>,
+        auth_header: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+    ) -> Result<(), StreamableHttpError<Self::Error>> {
+        // Whatever the answer, the session is over once DELETE was sent.
+        self.health
+            .mark_dead("the session was closed (DELETE sent)");
+        self.inner
+            .delete_session(self.uri(uri), session_id, auth_header, custom_headers)
+            .await
+            .map_err(redacted)
+    }
+
+    async fn get_stream(
+        &self,
+        uri: Arc<str>,
+        session_id: Option<Arc<str>>,
+        last_event_id: Option<String>,
+        auth_header: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+    ) -> Result<BoxStream<'static, Result<Sse, SseError>>, StreamableHttpError<Self::Error>> {
+        let session = session_id.is_some();
+        let result = self
+            .inner
+            .get_stream(
+                self.uri(uri),
+                session_id,
+                last_event_id,
+                auth_header,
+                custom_headers,
+            )
+            .await
+            .map_err(redacted);
+        self.observe_get(session, result)
+    }
+
+    async fn get_stream_with_max_sse_event_size(
+        &self,
+        uri: Arc<str>,
+        session_id: Option<Arc<str>>,
+        last_event_id: Option<String>,
+        auth_header: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+        max_sse_event_size: usize,
+    ) -> Result<BoxStream<'static, Result<Sse, SseError>>, StreamableHttpError<Self::Error>> {
+        let session = session_id.is_some();
+        let result = self
+            .inner
+            .get_stream_with_max_sse_event_size(
+                self.uri(uri),
+                session_id,
+                last_event_id,
+                auth_header,
+                custom_headers,
+                max_sse_event_size,
+            )
+            .await
+            .map_err(redacted);
+        self.observe_get(session, result)
+    }
+}
+
+/// An SSE stream that marks the cell dead when it yields an error, and
+/// passes the error on with its body error redacted.
+struct Watched {
+    inner: BoxStream<'static, Result<Sse, SseError>>,
+    health: Health,
+    what: &'static str,
+}
+
+impl Watched {
+    fn new(
+        inner: BoxStream<'static, Result<Sse, SseError>>,
+        health: Health,
+        what: &'static str,
+    ) -> Self {
+        Self {
+            inner,
+            health,
+            what,
+        }
+    }
+}
+
+impl Stream for Watched {
+    type Item = Result<Sse, SseError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        match self.inner.poll_next_unpin(cx) {
+            Poll::Ready(Some(Err(error))) => {
+                let error = redacted_sse(error);
+                let mut text = format!("the {} broke: {error}", self.what);
+                let mut source = std::error::Error::source(&error);
+                while let Some(cause) = source {
+                    text.push_str(": ");
+                    text.push_str(&cause.to_string());
+                    source = cause.source();
+                }
+                self.health.mark_dead(text);
+                Poll::Ready(Some(Err(error)))
+            }
+            other => other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::HttpErrorKind;
+    use rmcp::model::{
+        ClientRequest, ErrorCode, ErrorData, InitializeRequest, InitializeRequestParams,
+        PingRequest, RequestId, ServerResult,
+    };
+    use std::sync::Mutex;
+
+    type Answer = Arc<dyn Fn(&ClientJsonRpcMessage, bool) -> PostResult + Send + Sync>;
+
+    /// An HTTP layer answering each POST with `answer(message, session
+    /// attached)` and recording the URLs it was asked for.
+    #[derive(Clone)]
+    struct Canned {
+        answer: Answer,
+        uris: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl Canned {
+        fn new(
+            answer: impl Fn(&ClientJsonRpcMessage, bool) -> PostResult + Send + Sync + 'static,
+        ) -> Self {
+            Canned {
+                answer: Arc::new(answer),
+                uris: Arc::default(),
+            }
+        }
+    }
+
+    impl StreamableHttpClient for Canned {
+        type Error = HttpError;
+
+        async fn post_message(
+            &self,
+            uri: Arc<str>,
+            message: ClientJsonRpcMessage,
+            session_id: Option<Arc<str>>,
+            _auth_header: Option<String>,
+            _custom_headers: HashMap<HeaderName, HeaderValue>,
+        ) -> PostResult {
+            self.uris.lock().unwrap().push(uri.to_string());
+            (self.answer)(&message, session_id.is_some())
+        }
+
+        async fn delete_session(
+            &self,
+            _uri: Arc<str>,
+            _session_id: Arc<str>,
+            _auth_header: Option<String>,
+            _custom_headers: HashMap<HeaderName, HeaderValue>,
+        ) -> Result<(), StreamableHttpError<HttpError>> {
+            Ok(())
+        }
+
+        async fn get_stream(
+            &self,
+            _uri: Arc<str>,
+            _session_id: Option<Arc<str>>,
+            _last_event_id: Option<String>,
+            _auth_header: Option<String>,
+            _custom_headers: HashMap<HeaderName, HeaderValue>,
+        ) -> SseResult {
+            Err(StreamableHttpError::ServerDoesNotSupportSse)
+        }
+    }
+
+    fn ping(id: i64) -> ClientJsonRpcMessage {
+        ClientJsonRpcMessage::request(
+            ClientRequest::PingRequest(PingRequest::default()),
+            RequestId::Number(id),
+        )
+    }
+
+    fn initialize() -> ClientJsonRpcMessage {
+        ClientJsonRpcMessage::request(
+            ClientRequest::InitializeRequest(InitializeRequest::new(
+                InitializeRequestParams::default(),
+            )),
+            RequestId::Number(0),
+        )
+    }
+
+    fn id_of(message: &ClientJsonRpcMessage) -> RequestId {
+        match message {
+            ClientJsonRpcMessage::Request(request) => request.id.clone(),
+            _ => panic!("a request"),
+        }
+    }
+
+    fn ok(id: RequestId) -> PostResult {
+        Ok(StreamableHttpPostResponse::Json(
+            ServerJsonRpcMessage::response(ServerResult::empty(()), id),
+            None,
+        ))
+    }
+
+    fn id_less_error() -> PostResult {
+        Ok(StreamableHttpPostResponse::Json(
+            ServerJsonRpcMessage::error(
+                ErrorData::new(
+                    ErrorCode(-32000),
+                    "Bad Request: No valid session ID provided",
+                    None,
+                ),
+                None,
+            ),
+            None,
+        ))
+    }
+
+    async fn post(
+        client: &HealthClient<Canned>,
+        message: ClientJsonRpcMessage,
+        session: bool,
+    ) -> PostResult {
+        client
+            .post_message(
+                Arc::from("http://127.0.0.1:1/mcp"),
+                message,
+                session.then(|| Arc::from("s-1")),
+                None,
+                HashMap::new(),
+            )
+            .await
+    }
+
+    #[tokio::test]
+    async fn only_the_refused_request_fails_as_refused() {
+        // Request 2 is refused as on a forgotten session; request 1 (in
+        // flight at the same time) gets its real answer.
+        let canned = Canned::new(|message, _| match id_of(message) {
+            RequestId::Number(2) => id_less_error(),
+            id => ok(id),
+        });
+        let client = HealthClient::new(canned, Health::new());
+        let refused = post(&client, ping(2), true).await;
+        assert!(matches!(refused, Err(StreamableHttpError::SessionExpired)));
+        let health = client.health();
+        assert!(health.is_dead());
+        assert_eq!(
+            health.lost(),
+            Some("error -32000: Bad Request: No valid session ID provided")
+        );
+        let answered = post(&client, ping(1), true).await;
+        assert!(matches!(
+            answered,
+            Ok(StreamableHttpPostResponse::Json(
+                ServerJsonRpcMessage::Response(_),
+                _
+            ))
+        ));
+    }
+
+    #[tokio::test]
+    async fn without_a_session_an_id_less_error_answers_the_request() {
+        let client = HealthClient::new(Canned::new(|_, _| id_less_error()), Health::new());
+        let answer = post(&client, ping(5), false).await;
+        let Ok(StreamableHttpPostResponse::Json(ServerJsonRpcMessage::Error(error), _)) = answer
+        else {
+            panic!("expected the error, delivered");
+        };
+        assert_eq!(error.id, Some(RequestId::Number(5)));
+        assert_eq!(error.error.code, ErrorCode(-32000));
+        assert!(!client.health().is_dead(), "the server answered");
+    }
+
+    fn sse(events: Vec<Result<Sse, SseError>>) -> PostResult {
+        Ok(StreamableHttpPostResponse::Sse(
+            stream::iter(events).boxed(),
+            Some("s-1".into()),
+        ))
+    }
+
+    fn event(data: &str) -> Result<Sse, SseError> {
+        Ok(Sse {
+            data: Some(data.to_owned()),
+            ..Sse::default()
+        })
+    }
+
+    #[tokio::test]
+    async fn the_answer_to_initialize_is_read_up_to_its_response() {
+        let answer = r#"{"jsonrpc":"2.0","id":0,"result":{}}"#;
+        let log = r#"{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"hi"}}"#;
+        let client = HealthClient::new(
+            Canned::new(move |_, _| sse(vec![event(""), event(log), event(answer)])),
+            Health::new(),
+        );
+        let Ok(StreamableHttpPostResponse::Sse(stream, Some(id))) =
+            post(&client, initialize(), false).await
+        else {
+            panic!("expected the stream");
+        };
+        assert_eq!(id, "s-1");
+        let events: Vec<_> = stream.collect().await;
+        assert_eq!(events.len(), 3, "everything read is passed on");
+        assert_eq!(client.health().session_id().as_deref(), Some("s-1"));
+    }
+
+    #[tokio::test]
+    async fn an_unusable_answer_to_initialize_fails_with_what_was_sent() {
+        let cases: Vec<(PostResult, &str)> = vec![
+            (sse(vec![event("{this is not json")]), "{this is not json"),
+            (sse(vec![event("")]), "ended without a response"),
+            (
+                sse(vec![Err(SseError::Body(Box::new(std::io::Error::other(
+                    "reset by http://h/mcp?k=SECRET",
+                ))))]),
+                "reset",
+            ),
+            (
+                Ok(StreamableHttpPostResponse::Accepted),
+                "without answering",
+            ),
+        ];
+        for (answer, words) in cases {
+            let answer = Mutex::new(Some(answer));
+            let client = HealthClient::new(
+                Canned::new(move |_, _| answer.lock().unwrap().take().unwrap()),
+                Health::new(),
+            );
+            let error = match post(&client, initialize(), false).await {
+                Err(error) => error,
+                Ok(_) => panic!("`{words}`: expected a failure"),
+            };
+            let shown = format!("{} {:?}", crate::describe(&error), client.health());
+            assert!(shown.contains(words), "{shown}");
+            assert!(!shown.contains("SECRET"), "{shown}");
+            assert!(client.health().is_dead(), "{shown}");
+        }
+    }
+
+    #[tokio::test]
+    async fn requests_go_to_the_endpoint_and_errors_lose_urls() {
+        let canned = Canned::new(|_, _| {
+            Err(StreamableHttpError::Client(HttpError::new(
+                HttpErrorKind::Connect,
+                "refused by http://user:pw@h/mcp?token=SECRET",
+            )))
+        });
+        let client = HealthClient::new(canned.clone(), Health::new())
+            .with_endpoint("http://127.0.0.1:9/mcp?token=SECRET");
+        let error = match post(&client, ping(1), false).await {
+            Err(error) => error,
+            Ok(_) => panic!("expected the refusal"),
+        };
+        assert_eq!(
+            canned.uris.lock().unwrap().as_slice(),
+            ["http://127.0.0.1:9/mcp?token=SECRET"]
+        );
+        let shown = format!("{error} {error:?} {:?}", client.health());
+        assert!(
+            !shown.contains("SECRET") && !shown.contains("pw@"),
+            "{shown}"
+        );
+        let StreamableHttpError::Client(http) = &error else {
+            panic!("a client error: {error}");
+        };
+        assert!(http.is_connect());
+    }
+}
