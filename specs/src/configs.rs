@@ -57,6 +57,7 @@ fn ci_base(name: &'static str) -> Bounds {
         deadlines: vec![None],
         cancels: 1,
         outcomes: Outcome::ALL.to_vec(),
+        connect_leases: Vec::new(),
         connect_failure_kinds: vec![ConnectFailure::Failed],
         connect_failures: 1,
         check_failure_kinds: vec![CheckFailure::Failed],
@@ -97,7 +98,8 @@ pub fn ci_contention() -> Bounds {
 
 /// CI, policies: the other branches of the configuration space, with the
 /// driver's two reports about grants (found closed, returned unused) and
-/// closes confirmed at any later point. Sessions are shared by two callers,
+/// closes confirmed at any later point. Each connect reports a session that
+/// two callers may share (its own limit, above the pool's default of one),
 /// each key keeps one idle session warm, one key is tracked at a time (a
 /// second key evicts the first, or is refused while the first is in use),
 /// the pool holds two sessions and each key one waiter.
@@ -112,8 +114,8 @@ pub fn ci_policies() -> Bounds {
         cancels: 0,
         ticks: 0,
         horizon: Duration::ZERO,
+        connect_leases: vec![2],
         pool: Config {
-            max_leases_per_session: 2,
             min_idle_per_key: 1,
             max_keys: 1,
             max_sessions_total: 2,

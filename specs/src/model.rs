@@ -43,6 +43,9 @@ pub struct Bounds {
     pub cancels: u8,
     /// Outcomes a caller may release a lease with.
     pub outcomes: Vec<Outcome>,
+    /// Lease limits a successful connect reports for its session
+    /// (`connected_with_leases`); empty: a plain `connected`.
+    pub connect_leases: Vec<usize>,
     /// Kinds of failed connect the environment may report.
     pub connect_failure_kinds: Vec<ConnectFailure>,
     /// Connects that may fail, in all.
@@ -196,6 +199,10 @@ impl fmt::Display for Step {
                     Ok(()) => write!(f, "connect {session} succeeds"),
                     Err(e) => write!(f, "connect {session} fails ({e:?})"),
                 },
+                Input::ConnectedWithLeases {
+                    session,
+                    max_leases,
+                } => write!(f, "connect {session} succeeds, {max_leases} leases at once"),
                 Input::Release { lease, outcome } => write!(f, "release {lease} with {outcome:?}"),
                 Input::ReleaseUnused(lease) => write!(f, "{lease} comes back unused"),
                 Input::GrantClosed(lease) => {
@@ -402,13 +409,24 @@ impl PoolSpec {
         }
         // Network: connects, checks, closes, dying transports.
         for &session in &s.connects {
-            apply(
-                out,
-                Input::Connected {
-                    session,
-                    result: Ok(()),
-                },
-            );
+            if b.connect_leases.is_empty() {
+                apply(
+                    out,
+                    Input::Connected {
+                        session,
+                        result: Ok(()),
+                    },
+                );
+            }
+            for &max_leases in &b.connect_leases {
+                apply(
+                    out,
+                    Input::ConnectedWithLeases {
+                        session,
+                        max_leases,
+                    },
+                );
+            }
             if s.budget.connect_failures > 0 {
                 for &e in &b.connect_failure_kinds {
                     apply(
@@ -622,6 +640,13 @@ impl PoolSpec {
                     }),
                     Err(_) => budget.connect_failures -= 1,
                 }
+            }
+            Input::ConnectedWithLeases { session, .. } => {
+                s.connects.retain(|c| c != session);
+                s.open.push(OpenSession {
+                    id: *session,
+                    granted: false,
+                });
             }
             Input::Release { lease, .. } => s
                 .callers

@@ -166,6 +166,12 @@ impl<K: PoolKey> Auditor<K> {
                     }
                 }
             }
+            Input::ConnectedWithLeases { session, .. } => {
+                let h = self.history(*session)?;
+                h.connected = true;
+                h.handoff = true;
+                h.verified_at = now;
+            }
             Input::ReleaseUnused(lease) => {
                 // Nothing happened to the session: its evidence stands.
                 self.history(lease.session())?;

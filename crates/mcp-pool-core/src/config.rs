@@ -18,8 +18,10 @@ pub struct Config {
     /// Most keys tracked at once. At least 1. A key with no session, no
     /// connect and no waiter is forgotten when room is needed.
     pub max_keys: usize,
-    /// Most leases one session holds at once: 1 (the default) makes sessions
-    /// exclusive; more lets a stateless server's session serve several callers.
+    /// Most leases one session holds at once, unless its connect says
+    /// otherwise ([`Pool::connected_with_leases`](crate::Pool::connected_with_leases)):
+    /// 1 (the default) makes sessions exclusive; more lets a stateless
+    /// server's session serve several callers.
     pub max_leases_per_session: usize,
     /// Sessions each known key keeps idle or on the way (pre-warm). At most
     /// `max_sessions_per_key`.

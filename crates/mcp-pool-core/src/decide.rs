@@ -186,7 +186,7 @@ impl<K: PoolKey> Pool<K> {
                 return Some(sid);
             }
         }
-        if self.config.max_leases_per_session > 1 {
+        if self.ks(k).lease_hint > 1 {
             return self
                 .ks(k)
                 .sessions
@@ -194,9 +194,7 @@ impl<K: PoolKey> Pool<K> {
                 .copied()
                 .filter(|&sid| {
                     let s = self.sess(sid);
-                    s.phase == Phase::Leased
-                        && s.leases.len() < self.config.max_leases_per_session
-                        && self.fresh(s, now)
+                    s.phase == Phase::Leased && s.leases.len() < s.max_leases && self.fresh(s, now)
                 })
                 .min_by_key(|&sid| self.sess(sid).leases.len());
         }
@@ -282,7 +280,7 @@ impl<K: PoolKey> Pool<K> {
             return;
         }
         let k = self.sess(sid).key;
-        while self.sess(sid).leases.len() < self.config.max_leases_per_session {
+        while self.sess(sid).leases.len() < self.sess(sid).max_leases {
             let Some(id) = self.ks(k).waiters.head() else {
                 break;
             };
@@ -459,7 +457,7 @@ impl<K: PoolKey> Pool<K> {
                 continue;
             }
             let ks = self.ks(k);
-            let supply = (ks.connecting + ks.validating) * self.config.max_leases_per_session;
+            let supply = (ks.connecting + ks.validating) * ks.lease_hint;
             if ks.waiters.len() <= supply {
                 break;
             }

@@ -92,6 +92,13 @@ pub enum Input<K> {
         /// Whether it produced a session.
         result: Result<(), ConnectFailure>,
     },
+    /// See [`Pool::connected_with_leases`](crate::Pool::connected_with_leases).
+    ConnectedWithLeases {
+        /// The connect being answered.
+        session: SessionId,
+        /// Most leases the new session carries at once.
+        max_leases: usize,
+    },
     /// See [`Pool::release`](crate::Pool::release).
     Release {
         /// The lease being returned.
@@ -127,6 +134,8 @@ pub enum Input<K> {
 pub enum InputError {
     /// `acquire` was given a deadline that is not after `now`.
     DeadlineNotInFuture,
+    /// A session was said to carry zero leases.
+    ZeroLeases(SessionId),
     /// No such acquire is waiting (already answered, cancelled, or never made).
     UnknownAcquire(AcquireId),
     /// No such lease is held (already released, or never granted).
@@ -147,6 +156,7 @@ impl fmt::Display for InputError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             InputError::DeadlineNotInFuture => write!(f, "acquire deadline is not in the future"),
+            InputError::ZeroLeases(id) => write!(f, "session {id} said to carry zero leases"),
             InputError::UnknownAcquire(id) => write!(f, "no waiting acquire {id}"),
             InputError::UnknownLease(id) => write!(f, "no held lease {id}"),
             InputError::UnknownSession(id) => write!(f, "no session or connect {id}"),

@@ -34,7 +34,8 @@ macro_rules! ensure {
 /// reports it; the auditor, `check_invariants` and the model checker all
 /// use these constants, so a property and a report can never disagree.
 pub mod ids {
-    /// I1: a session holds at most `max_leases_per_session` leases, each once.
+    /// I1: a session holds at most its lease limit (`max_leases_per_session`,
+    /// or what its connect said) leases, each once.
     pub const I1: &str = "I1 bounded leasing";
     /// I2: only connected, serving sessions are granted or checked.
     pub const I2: &str = "I2 only serving sessions are granted";
@@ -112,11 +113,11 @@ impl<K: PoolKey> Pool<K> {
                     let c = &mut per_key[k];
                     c.sessions += 1;
                     ensure!(
-                        s.leases.len() <= cfg.max_leases_per_session,
+                        s.leases.len() <= s.max_leases && s.max_leases >= 1,
                         I1,
                         "{sid:?} holds {} leases, max {}",
                         s.leases.len(),
-                        cfg.max_leases_per_session
+                        s.max_leases
                     );
                     let mut seqs: Vec<u32> = s.leases.iter().map(|h| h.seq).collect();
                     seqs.sort_unstable();

@@ -21,12 +21,16 @@ pub(crate) struct KeyState<K> {
     pub(crate) leased: usize,
     pub(crate) poisoned: usize,
     pub(crate) breaker: Breaker,
+    /// The lease limit of the key's latest connected session (at first the
+    /// pool's `max_leases_per_session`): what a connect in flight is
+    /// expected to carry.
+    pub(crate) lease_hint: usize,
     pub(crate) dirty: bool,
     pub(crate) blocked: bool,
 }
 
 impl<K> KeyState<K> {
-    fn new(key: K) -> KeyState<K> {
+    fn new(key: K, lease_hint: usize) -> KeyState<K> {
         KeyState {
             key,
             idle: Vec::new(),
@@ -38,6 +42,7 @@ impl<K> KeyState<K> {
             leased: 0,
             poisoned: 0,
             breaker: Breaker::default(),
+            lease_hint,
             dirty: false,
             blocked: false,
         }
@@ -72,7 +77,7 @@ impl<K: PoolKey> Pool<K> {
         if self.keys.len() >= self.config.max_keys && !self.forget_one_key() {
             return None;
         }
-        let state = KeyState::new(key.clone());
+        let state = KeyState::new(key.clone(), self.config.max_leases_per_session);
         let k = match self.free_keys.pop() {
             Some(k) => {
                 self.key_states[k as usize] = Some(state);

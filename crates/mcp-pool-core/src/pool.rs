@@ -146,6 +146,22 @@ impl<K: PoolKey> Pool<K> {
         Ok(())
     }
 
+    /// A `Connect` succeeded with a session that carries at most
+    /// `max_leases` leases at once, whatever `max_leases_per_session` says
+    /// (1 for a session holding per-caller server state; more for one whose
+    /// server keeps none). Otherwise as [`Pool::connected`] with `Ok`.
+    pub fn connected_with_leases(
+        &mut self,
+        session: SessionId,
+        max_leases: usize,
+        now: Time,
+    ) -> Result<(), InputError> {
+        if max_leases == 0 {
+            return Err(InputError::ZeroLeases(session));
+        }
+        self.finish_connect(session, Ok(max_leases), now)
+    }
+
     /// A `Connect` finished: with a live session, or not.
     ///
     /// A failure of kind [`ConnectFailure::Rejected`] (a live server's
@@ -158,6 +174,16 @@ impl<K: PoolKey> Pool<K> {
         &mut self,
         session: SessionId,
         result: Result<(), ConnectFailure>,
+        now: Time,
+    ) -> Result<(), InputError> {
+        let leases = self.config.max_leases_per_session;
+        self.finish_connect(session, result.map(|()| leases), now)
+    }
+
+    fn finish_connect(
+        &mut self,
+        session: SessionId,
+        result: Result<usize, ConnectFailure>,
         now: Time,
     ) -> Result<(), InputError> {
         let now = self.clamp(now);
@@ -178,10 +204,11 @@ impl<K: PoolKey> Pool<K> {
         self.begin(now);
         self.ks_mut(k).connecting -= 1;
         match result {
-            Ok(()) => {
+            Ok(max_leases) => {
                 self.stats.connected += 1;
                 let ks = self.ks_mut(k);
                 ks.breaker.on_connected();
+                ks.lease_hint = max_leases;
                 ks.sessions.push(session);
                 let expires_at = match self.config.max_lifetime {
                     Some(lifetime) => {
@@ -192,7 +219,7 @@ impl<K: PoolKey> Pool<K> {
                     None => Time::MAX,
                 };
                 *self.slots.get_mut(session).expect("the connect's slot") =
-                    Entry::Session(Session::connected(k, retire, now, expires_at));
+                    Entry::Session(Session::connected(k, max_leases, retire, now, expires_at));
                 self.handoff(session, now);
             }
             Err(kind) => {
@@ -509,6 +536,10 @@ impl<K: PoolKey> Pool<K> {
             }
             Input::CancelAcquire(id) => self.cancel_acquire(id, now)?,
             Input::Connected { session, result } => self.connected(session, result, now)?,
+            Input::ConnectedWithLeases {
+                session,
+                max_leases,
+            } => self.connected_with_leases(session, max_leases, now)?,
             Input::Release { lease, outcome } => self.release(lease, outcome, now)?,
             Input::ReleaseUnused(lease) => self.release_unused(lease, now)?,
             Input::GrantClosed(lease) => self.grant_closed(lease, now)?,

@@ -8,7 +8,7 @@ use crate::{AcquireId, EvictReason, SessionId, Time};
 pub enum SessionState {
     /// Healthy, parked, may be granted (after a check if stale).
     Idle,
-    /// Held by one caller (or up to `max_leases_per_session` callers).
+    /// Held by one caller (or up to its lease limit of callers).
     Leased,
     /// A health check is in flight; nobody holds it.
     Validating,
@@ -46,6 +46,8 @@ pub struct SessionInfo<'a, K> {
     /// Whether it has proved itself since its connect (a use the server
     /// answered, or a passed check).
     pub proven: bool,
+    /// Most leases it carries at once.
+    pub max_leases: usize,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
@@ -80,6 +82,8 @@ pub(crate) struct Held {
 pub(crate) struct Session {
     pub(crate) key: u32,
     pub(crate) phase: Phase,
+    /// Most leases it carries at once.
+    pub(crate) max_leases: usize,
     /// The leases held.
     pub(crate) leases: Vec<Held>,
     pub(crate) next_lease: u32,
@@ -106,10 +110,17 @@ pub(crate) struct Session {
 
 impl Session {
     /// A session that has just connected at `now`.
-    pub(crate) fn connected(key: u32, retire: bool, now: Time, expires_at: Time) -> Session {
+    pub(crate) fn connected(
+        key: u32,
+        max_leases: usize,
+        retire: bool,
+        now: Time,
+        expires_at: Time,
+    ) -> Session {
         Session {
             key,
             phase: Phase::Idle,
+            max_leases,
             leases: Vec::new(),
             next_lease: 0,
             needs_check: false,

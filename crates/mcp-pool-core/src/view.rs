@@ -162,6 +162,7 @@ impl<K: PoolKey> Pool<K> {
             evicted: s.evicted,
             close_issued: s.close_sent,
             proven: s.proven,
+            max_leases: s.max_leases,
         }
     }
 }

@@ -179,6 +179,18 @@ impl Reference {
                 );
                 self.answered.push(*id);
             }
+            Input::ConnectedWithLeases { session, .. } => {
+                assert!(self.connecting.remove(session));
+                self.sessions.insert(
+                    *session,
+                    RefSession {
+                        state: SessionState::Idle,
+                        leases: BTreeSet::new(),
+                        checking: false,
+                        closing: false,
+                    },
+                );
+            }
             Input::Connected { session, result } => {
                 assert!(self.connecting.remove(session));
                 if result.is_ok() {
@@ -387,6 +399,14 @@ impl Reference {
             Op::Cancel { pick: i } => {
                 Input::CancelAcquire(pick(&self.waiting.iter().copied().collect::<Vec<_>>(), i)?)
             }
+            Op::Connect {
+                pick: i,
+                ok: true,
+                kind: 2,
+            } => Input::ConnectedWithLeases {
+                session: pick(&self.connecting.iter().copied().collect::<Vec<_>>(), i)?,
+                max_leases: 3,
+            },
             Op::Connect { pick: i, ok, kind } => Input::Connected {
                 session: pick(&self.connecting.iter().copied().collect::<Vec<_>>(), i)?,
                 result: match (ok, kind) {

@@ -921,3 +921,35 @@ fn i8_i9_waiters_leave_in_any_order_and_expire_by_deadline_across_keys() {
     let actions = h.release(one, Outcome::Ok);
     assert_eq!(grant_of(&actions, d).session(), one.session());
 }
+
+#[test]
+fn i1_a_session_carries_the_leases_its_connect_said() {
+    // Exclusive by default; a connect may say its session is shared.
+    let mut h = Harness::new(quiet());
+    let (a, actions) = h.acquire(1);
+    let s = connect_of(&actions);
+    let (b, _) = h.acquire(1);
+    let (c, _) = h.acquire(1);
+    let (r, actions) = h.step(Input::ConnectedWithLeases {
+        session: s,
+        max_leases: 2,
+    });
+    r.unwrap();
+    let granted = grants(&actions);
+    assert_eq!(
+        granted
+            .iter()
+            .map(|(id, l)| (*id, l.session()))
+            .collect::<Vec<_>>(),
+        vec![(a, s), (b, s)],
+        "two callers share it, the third waits for another"
+    );
+    assert_eq!(h.pool.session(s).unwrap().max_leases, 2);
+    assert_eq!(h.pool.waiters(&1), vec![c]);
+    let (other, _) = h.pool.connects().next().expect("c's connect in flight");
+    let (r, _) = h.step(Input::ConnectedWithLeases {
+        session: other,
+        max_leases: 0,
+    });
+    assert!(matches!(r, Err(InputError::ZeroLeases(_))), "{r:?}");
+}

@@ -58,6 +58,25 @@ pub trait Connector: Send + Sync + 'static {
     /// every lease with this answer; when unsure, answer `TransportError`.
     fn classify(&self, error: &Self::Error) -> Outcome;
 
+    /// How many callers may hold this session at once, if the session knows
+    /// better than the pool's `max_leases_per_session` (for MCP: 1 for a
+    /// session that holds per-caller server state, several for a server
+    /// that keeps none). Asked once, just after `connect` succeeds. The
+    /// default (`None`) leaves the pool's setting. `Some(0)` counts as 1.
+    fn max_leases(&self, session: &Self::Session) -> Option<usize> {
+        let _ = session;
+        None
+    }
+
+    /// Labels describing `key` in [`Pool::metrics`](crate::Pool::metrics)
+    /// (for MCP: the server's protocol era and version), as `(name, value)`
+    /// pairs. Values must not carry credentials: they are exported as they
+    /// are. The default has none.
+    fn key_labels(&self, key: &Self::Key) -> Vec<(&'static str, String)> {
+        let _ = key;
+        Vec::new()
+    }
+
     /// What a failed [`Connector::connect`] says about the server:
     /// [`ConnectFailure::Rejected`] when a live server gave a definite answer
     /// (an HTTP error status, a body that is not MCP, a JSON-RPC error), so

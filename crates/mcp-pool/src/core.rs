@@ -74,6 +74,25 @@ impl<K: PoolKey> Core<K> {
         }
     }
 
+    pub(crate) fn connected_with_leases(
+        &mut self,
+        session: SessionId,
+        max_leases: usize,
+        now: Time,
+    ) -> Result<(), InputError> {
+        match &mut self.check {
+            None => self.pool.connected_with_leases(session, max_leases, now),
+            Some(c) => c.input(
+                &mut self.pool,
+                Input::ConnectedWithLeases {
+                    session,
+                    max_leases,
+                },
+                now,
+            ),
+        }
+    }
+
     pub(crate) fn release_unused(&mut self, lease: LeaseId, now: Time) -> Result<(), InputError> {
         match &mut self.check {
             None => self.pool.release_unused(lease, now),

@@ -43,6 +43,18 @@ pub(crate) fn classify_connect<C: Connector>(connector: &C, error: &C::Error) ->
     }
 }
 
+/// [`Connector::max_leases`]; a panic means the pool's setting.
+pub(crate) fn max_leases<C: Connector>(connector: &C, session: &C::Session) -> Option<usize> {
+    catch_unwind(AssertUnwindSafe(|| connector.max_leases(session)))
+        .unwrap_or(None)
+        .map(|n| n.max(1))
+}
+
+/// [`Connector::key_labels`]; a panic means none.
+pub(crate) fn key_labels<C: Connector>(connector: &C, key: &C::Key) -> Vec<(&'static str, String)> {
+    catch_unwind(AssertUnwindSafe(|| connector.key_labels(key))).unwrap_or_default()
+}
+
 /// [`Connector::abort`]; a panic is logged.
 pub(crate) fn abort<C: Connector>(connector: &C, session: &C::Session) {
     if catch_unwind(AssertUnwindSafe(|| connector.abort(session))).is_err() {

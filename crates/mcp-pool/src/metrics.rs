@@ -20,16 +20,31 @@ pub struct Metrics {
 }
 
 /// One key's gauges.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KeyMetrics {
     /// The key's hash (never the key itself).
     pub key: KeyHash,
     /// Its sessions by state, its waiters and its breaker.
     pub gauges: KeySnapshot,
+    /// What the connector says about the key ([`Connector::key_labels`](crate::Connector::key_labels)).
+    pub labels: Vec<(&'static str, String)>,
+}
+
+impl KeyMetrics {
+    /// The value of label `name`, if the connector gave one.
+    pub fn label(&self, name: &str) -> Option<&str> {
+        self.labels
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 impl Metrics {
-    pub(crate) fn of<K: PoolKey>(pool: &Pool<K>) -> Metrics {
+    pub(crate) fn of<K: PoolKey>(
+        pool: &Pool<K>,
+        labels: impl Fn(&K) -> Vec<(&'static str, String)>,
+    ) -> Metrics {
         Metrics {
             stats: pool.stats().clone(),
             live: pool.live(),
@@ -40,6 +55,7 @@ impl Metrics {
                     Some(KeyMetrics {
                         key: KeyHash::of(key),
                         gauges: pool.key_snapshot(key)?,
+                        labels: labels(key),
                     })
                 })
                 .collect(),
@@ -62,7 +78,7 @@ impl Metrics {
     /// `mcp_pool_key_sessions{state=idle|leased|validating|poisoned|connecting}`,
     /// `mcp_pool_key_waiting` and `mcp_pool_key_breaker_open` (0, 1 half-open
     /// as 0.5). Every series carries `pool`; per-key ones also `key`, the
-    /// key's hash.
+    /// key's hash, and the key's [labels](KeyMetrics::labels).
     #[cfg(feature = "metrics")]
     pub fn export(&self, pool: &str) {
         use metrics::{counter, gauge};
@@ -100,7 +116,15 @@ impl Metrics {
         gauge!("mcp_pool_live", "pool" => pool.to_owned()).set(self.live as f64);
         gauge!("mcp_pool_waiting", "pool" => pool.to_owned()).set(self.waiting as f64);
         for k in &self.keys {
-            let key = k.key.to_string();
+            let mut labels = vec![
+                metrics::Label::new("pool", pool.to_owned()),
+                metrics::Label::new("key", k.key.to_string()),
+            ];
+            labels.extend(
+                k.labels
+                    .iter()
+                    .map(|(name, value)| metrics::Label::new(*name, value.clone())),
+            );
             let g = &k.gauges;
             let states = [
                 ("idle", g.idle),
@@ -110,17 +134,17 @@ impl Metrics {
                 ("connecting", g.connecting),
             ];
             for (state, n) in states {
-                gauge!("mcp_pool_key_sessions", "pool" => pool.to_owned(), "key" => key.clone(), "state" => state)
-                    .set(n as f64);
+                let mut with_state = labels.clone();
+                with_state.push(metrics::Label::new("state", state));
+                gauge!("mcp_pool_key_sessions", with_state).set(n as f64);
             }
-            gauge!("mcp_pool_key_waiting", "pool" => pool.to_owned(), "key" => key.clone())
-                .set(g.waiting as f64);
+            gauge!("mcp_pool_key_waiting", labels.clone()).set(g.waiting as f64);
             let open = match g.breaker {
                 mcp_pool_core::BreakerState::Closed => 0.0,
                 mcp_pool_core::BreakerState::HalfOpen => 0.5,
                 mcp_pool_core::BreakerState::Open => 1.0,
             };
-            gauge!("mcp_pool_key_breaker_open", "pool" => pool.to_owned(), "key" => key).set(open);
+            gauge!("mcp_pool_key_breaker_open", labels).set(open);
         }
     }
 }

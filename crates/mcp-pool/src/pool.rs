@@ -190,7 +190,10 @@ impl<C: Connector> Pool<C> {
         let Some(st) = self.shared().lock() else {
             return Metrics::default();
         };
-        Metrics::of(st.core.pool())
+        let connector = &self.shared().connector;
+        Metrics::of(st.core.pool(), |key| {
+            crate::guard::key_labels(connector, key)
+        })
     }
 
     /// Records [`Pool::metrics`] through the `metrics` crate, labelled with

@@ -131,6 +131,7 @@ async fn connect<C: Connector>(
     match result {
         Ok(connected) => {
             let connected = Arc::new(connected);
+            let leases = guard::max_leases(&this.connector, &connected);
             let watch = guard::watch(&this.connector, &connected, session);
             let (handle, watch) = match watch {
                 Some((handle, watch)) => (Some(handle), Some(watch)),
@@ -148,7 +149,10 @@ async fn connect<C: Connector>(
                         watch: handle,
                     },
                 );
-                report(st.core.connected(session, Ok(()), now));
+                report(match leases {
+                    Some(n) => st.core.connected_with_leases(session, n, now),
+                    None => st.core.connected(session, Ok(()), now),
+                });
             });
             if let Some(watch) = watch {
                 this.add_watch(watch);
