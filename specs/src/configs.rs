@@ -25,6 +25,7 @@ pub fn pool_config() -> Config {
         max_leases_per_session: 1,
         min_idle_per_key: 0,
         max_waiters_per_key: 8,
+        lanes: false,
         acquire_timeout: millis(40),
         connect_timeout: millis(10),
         check_timeout: millis(10),
@@ -158,6 +159,28 @@ pub fn ci_breaker(fail_fast: bool) -> Bounds {
     }
 }
 
+/// CI, lanes: one key with one session, lent to its lane, where callers
+/// take them, give them back, wait for them, and find them stale or closed,
+/// while the pool recalls them (keepalive, idle timeout and lifetime timers,
+/// a dying transport, callers waiting in the pool, shutdown) and opens and
+/// closes the lane.
+pub fn ci_lanes() -> Bounds {
+    Bounds {
+        keys: 1,
+        callers: 2,
+        acquires: 4,
+        cancels: 0,
+        outcomes: vec![Outcome::Ok, Outcome::TransportError, Outcome::Timeout],
+        check_failures: 0,
+        pool: Config {
+            lanes: true,
+            max_sessions_per_key: 1,
+            ..pool_config()
+        },
+        ..ci_base("ci-lanes")
+    }
+}
+
 /// The suite checked in CI (`cargo test`).
 pub fn ci() -> Vec<Bounds> {
     vec![
@@ -166,6 +189,7 @@ pub fn ci() -> Vec<Bounds> {
         ci_policies(),
         ci_breaker(false),
         ci_breaker(true),
+        ci_lanes(),
     ]
 }
 
@@ -185,6 +209,16 @@ pub fn deep() -> Vec<Bounds> {
         Bounds {
             deadlines: vec![None, Some(millis(10))],
             ..faithful("deep-timers")
+        },
+        Bounds {
+            name: "deep-lanes",
+            callers: 3,
+            acquires: 4,
+            pool: Config {
+                max_sessions_per_key: 2,
+                ..ci_lanes().pool
+            },
+            ..ci_lanes()
         },
         Bounds {
             name: "deep-policies",

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use mcp_pool_core::{
     AcquireId, Action, Applied, Auditor, BreakerState, CheckFailure, Config, ConfigError,
-    ConnectFailure, Input, InputError, LeaseId, Outcome, Pool, SessionId, SessionState, Time,
-    Violation,
+    ConnectFailure, Input, InputError, LaneReturn, LeaseId, Outcome, Pool, SessionId, SessionState,
+    Time, Violation,
 };
 use stateright::{Model, Property};
 
@@ -94,6 +94,73 @@ pub enum Caller {
     Waiting(AcquireId),
     /// Holding this lease, granted to this acquire.
     Holding(LeaseId, AcquireId),
+    /// Holding this session, taken from its key's lane.
+    LaneHolding(SessionId),
+    /// Waiting in this key's lane.
+    LaneWaiting(Key),
+}
+
+/// A session lent to its key's lane, as the lane sees it (what the driver
+/// keeps in its atomics).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LaneSession {
+    /// The session.
+    pub id: SessionId,
+    /// Its key.
+    pub key: Key,
+    /// Callers may take it while the clock is before this.
+    pub until: Time,
+    /// How far a use ending well moves `until`.
+    pub renew: Duration,
+    /// `until` never moves past this.
+    pub hard_end: Time,
+    /// A caller holds it.
+    pub held: bool,
+    /// The pool recalled it while a caller held it.
+    pub recalled: bool,
+    /// When its last use in the lane ended well.
+    pub last_used: Option<Time>,
+}
+
+/// What the lanes do on their own, without the pool: callers take and give
+/// back lent sessions, wait for them, and find them stale or closed.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum LaneStep {
+    /// A caller takes a fresh session from `key`'s lane.
+    Take {
+        /// The key.
+        key: Key,
+    },
+    /// A caller waits in `key`'s open lane.
+    Wait {
+        /// The key.
+        key: Key,
+    },
+    /// A caller gives back the session it took from its lane.
+    Release {
+        /// The session.
+        session: SessionId,
+        /// How the use ended.
+        outcome: Outcome,
+    },
+    /// A caller finds a parked session stale (its bound passed).
+    Stale {
+        /// The session.
+        session: SessionId,
+    },
+    /// A caller finds a parked session's transport closed.
+    Broken {
+        /// The session.
+        session: SessionId,
+    },
+}
+
+/// Work the environment does at once after a step, as the driver does while
+/// it carries out the pool's actions.
+enum Todo {
+    Input(Input<Key>),
+    /// A caller waiting in a lane that closed asks the pool.
+    Adopt(Key),
 }
 
 /// A connected session whose transport the environment keeps alive.
@@ -144,6 +211,10 @@ pub struct Seen {
     pub refusal_answered_waiter: bool,
     /// Acquires put back in line after a closed grant, not yet granted.
     pub requeued: Option<AcquireId>,
+    /// A caller took a session from its lane.
+    pub lane_taken: bool,
+    /// A session given back in its lane went straight to a caller waiting there.
+    pub lane_handoff: bool,
 }
 
 /// One state of the model: the real pool, its auditor, and everything the
@@ -167,6 +238,10 @@ pub struct State {
     pub closes: Vec<SessionId>,
     /// Connected sessions whose transport is alive and not yet closed, sorted.
     pub open: Vec<OpenSession>,
+    /// Sessions lent to lanes, sorted.
+    pub lanes: Vec<LaneSession>,
+    /// Keys whose lane queues callers, sorted.
+    pub lanes_open: Vec<Key>,
     /// What the environment may still do.
     pub budget: Budget,
     /// Events seen on the way here.
@@ -183,12 +258,32 @@ pub enum Step {
     Apply(Input<Key>),
     /// Move the clock to this time (the pool learns of it with the next input).
     AdvanceTime(Time),
+    /// A lane acts on its own.
+    Lane(LaneStep),
 }
 
 impl fmt::Display for Step {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Step::AdvanceTime(t) => write!(f, "clock moves to {}", ms(*t)),
+            Step::Lane(step) => match step {
+                LaneStep::Take { key } => {
+                    write!(f, "a caller takes a session from key {key}'s lane")
+                }
+                LaneStep::Wait { key } => write!(f, "a caller waits in key {key}'s lane"),
+                LaneStep::Release { session, outcome } => {
+                    write!(
+                        f,
+                        "the caller of {session} gives it back to its lane with {outcome:?}"
+                    )
+                }
+                LaneStep::Stale { session } => {
+                    write!(f, "a caller finds {session} stale in its lane")
+                }
+                LaneStep::Broken { session } => {
+                    write!(f, "a caller finds {session} closed in its lane")
+                }
+            },
             Step::Apply(input) => match input {
                 Input::Acquire { key, deadline } => match deadline {
                     Some(d) => write!(f, "acquire key {key}, deadline {}", ms(*d)),
@@ -205,6 +300,9 @@ impl fmt::Display for Step {
                 } => write!(f, "connect {session} succeeds, {max_leases} leases at once"),
                 Input::Release { lease, outcome } => write!(f, "release {lease} with {outcome:?}"),
                 Input::ReleaseUnused(lease) => write!(f, "{lease} comes back unused"),
+                Input::LaneReturned { session, back } => {
+                    write!(f, "{session} comes back from its lane ({back:?})")
+                }
                 Input::GrantClosed(lease) => {
                     write!(f, "{lease} is found closed before its caller gets it")
                 }
@@ -248,6 +346,9 @@ pub(crate) fn action_text(action: &Action<Key>) -> String {
         Action::Grant { acquire, lease } => format!("Grant {lease} to {acquire}"),
         Action::Reject { acquire, reason } => format!("Reject {acquire} ({reason})"),
         Action::Close { session, reason } => format!("Close {session} ({reason})"),
+        Action::Lend { session, until, .. } => format!("Lend {session} until {}", ms(*until)),
+        Action::Recall { session } => format!("Recall {session}"),
+        Action::LaneOpen { key, open } => format!("LaneOpen key {key}: {open}"),
     }
 }
 
@@ -340,6 +441,8 @@ impl PoolSpec {
             auditor: Auditor::new(),
             now: self.initial.now(),
             callers: Vec::new(),
+            lanes: Vec::new(),
+            lanes_open: Vec::new(),
             connects: Vec::new(),
             checks: Vec::new(),
             closes: Vec::new(),
@@ -364,7 +467,15 @@ impl PoolSpec {
         state
             .callers
             .iter()
-            .any(|c| matches!(c, Caller::Waiting(_)))
+            .any(|c| matches!(c, Caller::Waiting(_) | Caller::LaneWaiting(_)))
+    }
+
+    /// The session a caller would take from `key`'s lane now, if any.
+    fn takeable(s: &State, key: Key) -> Option<SessionId> {
+        s.lanes
+            .iter()
+            .find(|l| l.key == key && !l.held && !l.recalled && s.now < l.until)
+            .map(|l| l.id)
     }
 
     /// Every step the environment may take in `state`, in a fixed order.
@@ -382,6 +493,15 @@ impl PoolSpec {
         // Callers.
         if s.budget.acquires > 0 && s.callers.len() < b.callers as usize {
             for key in 0..b.keys {
+                // A caller tries its key's lane first.
+                if Self::takeable(s, key).is_some() {
+                    out.push(Step::Lane(LaneStep::Take { key }));
+                    continue;
+                }
+                if s.lanes_open.contains(&key) {
+                    out.push(Step::Lane(LaneStep::Wait { key }));
+                    continue;
+                }
                 for d in &b.deadlines {
                     let deadline = d.map(|d| s.now + d);
                     apply(out, Input::Acquire { key, deadline });
@@ -404,6 +524,24 @@ impl PoolSpec {
                 }
                 if s.budget.grant_closures > 0 {
                     apply(out, Input::GrantClosed(*lease));
+                }
+            }
+            if let Caller::LaneHolding(session) = c {
+                for &outcome in &b.outcomes {
+                    out.push(Step::Lane(LaneStep::Release {
+                        session: *session,
+                        outcome,
+                    }));
+                }
+            }
+        }
+        for l in &s.lanes {
+            if !l.held && !l.recalled {
+                if s.now >= l.until {
+                    out.push(Step::Lane(LaneStep::Stale { session: l.id }));
+                }
+                if s.budget.transport_deaths > 0 {
+                    out.push(Step::Lane(LaneStep::Broken { session: l.id }));
                 }
             }
         }
@@ -501,11 +639,15 @@ impl PoolSpec {
         }
     }
 
-    /// Takes `step` from `state`: applies the input, polls every action,
-    /// audits the step and updates the environment.
+    /// Takes `step` from `state`: applies the input (or the lane's own
+    /// work and what it sends the pool), polls every action, audits the
+    /// step, updates the environment, then does what the driver does at
+    /// once (lane returns on recall, callers of a closing lane, closes).
     pub fn transition(&self, state: &State, step: &Step) -> Transition {
         let mut s = state.clone();
-        let input = match step {
+        let mut todo = std::collections::VecDeque::new();
+        let breakers_before = self.breakers(&s.pool);
+        let (result, emitted) = match step {
             Step::AdvanceTime(t) => {
                 if !Self::someone_waits(&s) {
                     s.budget.ticks = s.budget.ticks.saturating_sub(1);
@@ -518,10 +660,84 @@ impl PoolSpec {
                     followups: Vec::new(),
                 };
             }
-            Step::Apply(input) => input.clone(),
+            Step::Apply(input) => self.feed(&mut s, input.clone(), false, &mut todo),
+            Step::Lane(lane) => match self.lane_step(&mut s, lane) {
+                Some(input) => self.feed(&mut s, input, false, &mut todo),
+                None => (None, Vec::new()),
+            },
         };
-        self.before(&mut s, &input);
-        let breakers_before = self.breakers(&s.pool);
+        let mut followups = Vec::new();
+        loop {
+            while let Some(next) = todo.pop_front() {
+                if s.violation.is_some() {
+                    break;
+                }
+                let input = match next {
+                    Todo::Input(input) => input,
+                    Todo::Adopt(key) => {
+                        let pos = s
+                            .callers
+                            .iter()
+                            .position(|c| *c == Caller::LaneWaiting(key));
+                        let Some(pos) = pos else { continue };
+                        s.callers.remove(pos);
+                        let input = Input::Acquire {
+                            key,
+                            deadline: None,
+                        };
+                        let (_, emitted) = self.feed(&mut s, input.clone(), true, &mut todo);
+                        followups.push((input, emitted));
+                        continue;
+                    }
+                };
+                let (_, emitted) = self.feed(&mut s, input.clone(), false, &mut todo);
+                followups.push((input, emitted));
+            }
+            if self.bounds.closes_confirmed_at_once && s.violation.is_none() && !s.closes.is_empty()
+            {
+                let confirmed = catch_unwind(AssertUnwindSafe(|| {
+                    self.confirm_closes(&mut s, &mut followups, &mut todo)
+                }));
+                if let Err(payload) = confirmed {
+                    s.violation = Some(Violation {
+                        invariant: PANIC,
+                        detail: format!("panicked confirming a close: {}", panic_text(&*payload)),
+                    });
+                }
+                continue;
+            }
+            break;
+        }
+        let breakers_after = self.breakers(&s.pool);
+        let reclosed = breakers_before.iter().zip(&breakers_after).any(|(b, a)| {
+            matches!(b, Some(BreakerState::Open | BreakerState::HalfOpen))
+                && *a == Some(BreakerState::Closed)
+        });
+        s.seen.breaker_closed_again |= reclosed;
+        s.callers.sort_unstable();
+        s.connects.sort_unstable();
+        s.checks.sort_unstable();
+        s.closes.sort_unstable();
+        s.open.sort_unstable();
+        s.lanes.sort_unstable();
+        Transition {
+            next: s,
+            result,
+            emitted,
+            followups,
+        }
+    }
+
+    /// Applies one input to the pool (`adopted`: an acquire of a caller who
+    /// waited in a lane that closed), audits it and updates the environment.
+    fn feed(
+        &self,
+        s: &mut State,
+        input: Input<Key>,
+        adopted: bool,
+        todo: &mut std::collections::VecDeque<Todo>,
+    ) -> (Option<Result<Applied, InputError>>, Vec<Action<Key>>) {
+        self.before(s, &input, adopted);
         let now = s.now;
         let stepped = catch_unwind(AssertUnwindSafe(|| {
             let result = s.pool.apply(input.clone(), now);
@@ -539,18 +755,13 @@ impl PoolSpec {
                     invariant: PANIC,
                     detail: format!("panicked on {input:?}: {}", panic_text(&*payload)),
                 });
-                return Transition {
-                    next: s,
-                    result: None,
-                    emitted: Vec::new(),
-                    followups: Vec::new(),
-                };
+                return (None, Vec::new());
             }
         };
         if let Err(v) = audit {
-            s.violation = Some(v);
+            s.violation.get_or_insert(v);
         } else if let Err(e) = &result {
-            s.violation = Some(Violation {
+            s.violation.get_or_insert(Violation {
                 invariant: properties::I16,
                 detail: format!("the pool refused {input:?}, which answers what it asked: {e}"),
             });
@@ -558,61 +769,99 @@ impl PoolSpec {
         if let Ok(Applied::Acquire(id)) = result {
             s.callers.push(Caller::Waiting(id));
         }
-        self.after(&mut s, &input, &emitted);
-        let mut followups = Vec::new();
-        if self.bounds.closes_confirmed_at_once && s.violation.is_none() {
-            let confirmed = catch_unwind(AssertUnwindSafe(|| {
-                self.confirm_closes(&mut s, &mut followups)
-            }));
-            if let Err(payload) = confirmed {
-                s.violation = Some(Violation {
-                    invariant: PANIC,
-                    detail: format!("panicked confirming a close: {}", panic_text(&*payload)),
-                });
+        self.after(s, &input, &emitted, todo);
+        (Some(result), emitted)
+    }
+
+    /// A lane's own work; returns what it sends the pool, if anything.
+    fn lane_step(&self, s: &mut State, step: &LaneStep) -> Option<Input<Key>> {
+        let now = s.now;
+        match *step {
+            LaneStep::Take { key } => {
+                let id = Self::takeable(s, key).expect("offered only when takeable");
+                s.budget.acquires -= 1;
+                let l = s.lanes.iter_mut().find(|l| l.id == id).expect("lent");
+                l.held = true;
+                s.callers.push(Caller::LaneHolding(id));
+                s.seen.lane_taken = true;
+                None
             }
-        }
-        let breakers_after = self.breakers(&s.pool);
-        let reclosed = breakers_before.iter().zip(&breakers_after).any(|(b, a)| {
-            matches!(b, Some(BreakerState::Open | BreakerState::HalfOpen))
-                && *a == Some(BreakerState::Closed)
-        });
-        s.seen.breaker_closed_again |= reclosed;
-        s.callers.sort_unstable();
-        s.connects.sort_unstable();
-        s.checks.sort_unstable();
-        s.closes.sort_unstable();
-        s.open.sort_unstable();
-        Transition {
-            next: s,
-            result: Some(result),
-            emitted,
-            followups,
+            LaneStep::Wait { key } => {
+                s.budget.acquires -= 1;
+                s.callers.push(Caller::LaneWaiting(key));
+                None
+            }
+            LaneStep::Release { session, outcome } => {
+                let pos = s
+                    .callers
+                    .iter()
+                    .position(|c| *c == Caller::LaneHolding(session))
+                    .expect("offered only to its holder");
+                s.callers.remove(pos);
+                let i = s.lanes.iter().position(|l| l.id == session).expect("lent");
+                let fast = matches!(outcome, Outcome::Ok | Outcome::ApplicationError);
+                if fast && !s.lanes[i].recalled {
+                    let l = &mut s.lanes[i];
+                    l.last_used = Some(now);
+                    l.until = l.hard_end.min(now + l.renew);
+                    let key = l.key;
+                    match s
+                        .callers
+                        .iter()
+                        .position(|c| *c == Caller::LaneWaiting(key))
+                    {
+                        Some(w) => {
+                            // Straight to the first caller waiting in the lane.
+                            s.callers[w] = Caller::LaneHolding(session);
+                            s.seen.lane_handoff = true;
+                        }
+                        None => s.lanes[i].held = false,
+                    }
+                    return None;
+                }
+                s.lanes.remove(i);
+                Some(Input::LaneReturned {
+                    session,
+                    back: LaneReturn::Released { outcome, at: now },
+                })
+            }
+            LaneStep::Stale { session } => {
+                let i = s.lanes.iter().position(|l| l.id == session).expect("lent");
+                let l = s.lanes.remove(i);
+                Some(Input::LaneReturned {
+                    session,
+                    back: LaneReturn::Parked {
+                        last_used: l.last_used,
+                    },
+                })
+            }
+            LaneStep::Broken { session } => {
+                s.budget.transport_deaths -= 1;
+                s.open.retain(|o| o.id != session);
+                s.lanes.retain(|l| l.id != session);
+                Some(Input::LaneReturned {
+                    session,
+                    back: LaneReturn::Closed,
+                })
+            }
         }
     }
 
     /// Confirms every pending close, one `closed` input each, auditing each.
-    fn confirm_closes(&self, s: &mut State, done: &mut Vec<(Input<Key>, Vec<Action<Key>>)>) {
+    fn confirm_closes(
+        &self,
+        s: &mut State,
+        done: &mut Vec<(Input<Key>, Vec<Action<Key>>)>,
+        todo: &mut std::collections::VecDeque<Todo>,
+    ) {
         while let Some(session) = s.closes.pop() {
             s.open.retain(|o| o.id != session);
             let input = Input::Closed(session);
-            let now = s.now;
-            let result = s.pool.apply(input.clone(), now);
-            let mut emitted = Vec::new();
-            while let Some(a) = s.pool.poll_action() {
-                emitted.push(a);
-            }
-            let audit = s.auditor.observe(&s.pool, &input, &result, &emitted);
-            let refused = result.err().map(|e| Violation {
-                invariant: properties::I16,
-                detail: format!("the pool refused {input:?}, which answers what it asked: {e}"),
-            });
-            if let Some(v) = audit.err().or(refused) {
-                s.violation = Some(v);
-                done.push((input, emitted));
+            let (_, emitted) = self.feed(s, input.clone(), false, todo);
+            done.push((input, emitted));
+            if s.violation.is_some() {
                 return;
             }
-            self.after(s, &input, &emitted);
-            done.push((input, emitted));
         }
     }
 
@@ -623,10 +872,12 @@ impl PoolSpec {
     }
 
     /// The environment's side of an input, before it is applied.
-    fn before(&self, s: &mut State, input: &Input<Key>) {
+    fn before(&self, s: &mut State, input: &Input<Key>, adopted: bool) {
         let budget = &mut s.budget;
         match input {
+            Input::Acquire { .. } if adopted => {}
             Input::Acquire { .. } => budget.acquires -= 1,
+            Input::LaneReturned { .. } => {}
             Input::CancelAcquire(id) => {
                 budget.cancels -= 1;
                 s.callers.retain(|c| *c != Caller::Waiting(*id));
@@ -689,12 +940,89 @@ impl PoolSpec {
     }
 
     /// The environment's side of the actions the pool emitted.
-    fn after(&self, s: &mut State, input: &Input<Key>, emitted: &[Action<Key>]) {
+    fn after(
+        &self,
+        s: &mut State,
+        input: &Input<Key>,
+        emitted: &[Action<Key>],
+        todo: &mut std::collections::VecDeque<Todo>,
+    ) {
         for action in emitted {
             match action {
                 Action::Connect { session, .. } => s.connects.push(*session),
                 Action::Validate { session, .. } => s.checks.push(*session),
-                Action::Close { session, .. } => s.closes.push(*session),
+                Action::Close { session, .. } => {
+                    if s.lanes.iter().any(|l| l.id == *session) && s.violation.is_none() {
+                        s.violation = Some(Violation {
+                            invariant: properties::I7,
+                            detail: format!("close of {session}, which its lane still holds"),
+                        });
+                    }
+                    s.closes.push(*session);
+                }
+                Action::Lend {
+                    session,
+                    until,
+                    renew,
+                    hard_end,
+                } => {
+                    let key = *s.pool.session(*session).expect("a lent session").key;
+                    let waiter = s
+                        .callers
+                        .iter()
+                        .position(|c| *c == Caller::LaneWaiting(key));
+                    if let Some(w) = waiter {
+                        s.callers[w] = Caller::LaneHolding(*session);
+                        s.seen.lane_handoff = true;
+                    }
+                    s.lanes.push(LaneSession {
+                        id: *session,
+                        key,
+                        until: *until,
+                        renew: *renew,
+                        hard_end: *hard_end,
+                        held: waiter.is_some(),
+                        recalled: false,
+                        last_used: None,
+                    });
+                }
+                Action::Recall { session } => {
+                    let i = s.lanes.iter().position(|l| l.id == *session);
+                    let Some(i) = i else {
+                        s.violation.get_or_insert(Violation {
+                            invariant: properties::I16,
+                            detail: format!("recall of {session}, which no lane holds"),
+                        });
+                        continue;
+                    };
+                    if s.lanes[i].held {
+                        s.lanes[i].recalled = true;
+                    } else {
+                        let l = s.lanes.remove(i);
+                        todo.push_back(Todo::Input(Input::LaneReturned {
+                            session: *session,
+                            back: LaneReturn::Parked {
+                                last_used: l.last_used,
+                            },
+                        }));
+                    }
+                }
+                Action::LaneOpen { key, open } => {
+                    s.lanes_open.retain(|k| k != key);
+                    if *open {
+                        s.lanes_open.push(*key);
+                        s.lanes_open.sort_unstable();
+                    } else {
+                        let waiting = s
+                            .callers
+                            .iter()
+                            .filter(|c| **c == Caller::LaneWaiting(*key))
+                            .count();
+                        for _ in 0..waiting {
+                            todo.push_back(Todo::Adopt(*key));
+                        }
+                    }
+                }
                 Action::Reject { acquire, reason } => {
                     let waited = s.callers.contains(&Caller::Waiting(*acquire))
                         && !matches!(input, Input::Acquire { .. });
@@ -761,6 +1089,7 @@ impl PoolSpec {
             && state.connects.is_empty()
             && state.checks.is_empty()
             && state.closes.is_empty()
+            && state.lanes.is_empty()
     }
 
     /// Whether every acquire was made and none can be left unanswered: no

@@ -7,12 +7,12 @@ use stateright::Property;
 use crate::model::{PoolSpec, State, PANIC};
 
 pub use mcp_pool_core::ids::{
-    I1, I10, I11, I12, I13, I14, I15, I16, I17, I2, I3, I4, I5, I6, I7, I8, I9,
+    I1, I10, I11, I12, I13, I14, I15, I16, I17, I18, I2, I3, I4, I5, I6, I7, I8, I9,
 };
 
 /// Every invariant id, in order.
-pub const INVARIANTS: [&str; 17] = [
-    I1, I2, I3, I4, I5, I6, I7, I8, I9, I10, I11, I12, I13, I14, I15, I16, I17,
+pub const INVARIANTS: [&str; 18] = [
+    I1, I2, I3, I4, I5, I6, I7, I8, I9, I10, I11, I12, I13, I14, I15, I16, I17, I18,
 ];
 
 /// Any violation the core reports names one of [`INVARIANTS`].
@@ -35,6 +35,10 @@ pub const BREAKER_CYCLED: &str = "a breaker opened and closed again";
 pub const WAITER_AFTER_CHECK: &str = "a waiter granted after a check";
 /// Example: a caller whose grant was found closed got another session.
 pub const REQUEUED_SERVED: &str = "a caller served after its grant was found closed";
+/// Example: a caller took a session from its key's lane.
+pub const LANE_TAKEN: &str = "a caller took a session from its lane";
+/// Example: a session given back in its lane went to a caller waiting there.
+pub const LANE_HANDOFF: &str = "a lane handed a session to a caller waiting there";
 /// Example: a live server's definite refusal answered a waiting caller.
 pub const REFUSAL_ANSWERED: &str = "a definite refusal answered a waiting caller";
 
@@ -66,6 +70,7 @@ pub fn all() -> Vec<Property<PoolSpec>> {
         invariant!(14),
         invariant!(15),
         invariant!(16),
+        invariant!(17),
         Property::always(PANIC, |m: &PoolSpec, s: &State| !m.violates(PANIC, s)),
         Property::always(KNOWN, |_, s: &State| {
             s.violation
@@ -88,5 +93,7 @@ pub fn all() -> Vec<Property<PoolSpec>> {
         Property::sometimes(REFUSAL_ANSWERED, |_, s: &State| {
             s.seen.refusal_answered_waiter
         }),
+        Property::sometimes(LANE_TAKEN, |_, s: &State| s.seen.lane_taken),
+        Property::sometimes(LANE_HANDOFF, |_, s: &State| s.seen.lane_handoff),
     ]
 }

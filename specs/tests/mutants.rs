@@ -74,10 +74,19 @@ fn a_closed_grant_dropping_its_caller_is_caught() {
 }
 
 #[test]
+fn waiters_that_leave_lanes_alone_are_caught() {
+    assert_caught_in(
+        configs::ci_lanes(),
+        Mutation::WaitersLeaveLanesAlone,
+        properties::I18,
+    );
+}
+
+#[test]
 fn every_mutation_has_a_test() {
     assert_eq!(
         Mutation::ALL.len(),
-        6,
+        7,
         "a new mutation needs its own test above"
     );
 }

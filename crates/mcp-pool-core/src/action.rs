@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use std::time::Duration;
+
 use crate::{AcquireId, LeaseId, SessionId, Time};
 
 /// One thing the driver must carry out, polled with
@@ -40,6 +42,41 @@ pub enum Action<K> {
         acquire: AcquireId,
         /// Why.
         reason: RejectReason,
+    },
+    /// Lend the session to its key's lane: from now on callers may take it
+    /// from there without the pool while the time is before `until`, and
+    /// give it back there when a use ends `Ok` or `ApplicationError` at `t`,
+    /// which moves `until` to `min(t + renew, hard_end)`. It comes back to
+    /// the pool with [`Pool::lane_returned`](crate::Pool::lane_returned):
+    /// after a [`Action::Recall`], when a use ends any other way, when a
+    /// caller finds it stale or closed.
+    Lend {
+        /// The session lent (it holds no lease of the pool's).
+        session: SessionId,
+        /// Callers may take it while the time is before this.
+        until: Time,
+        /// How far a use ending `Ok` or `ApplicationError` moves `until`.
+        renew: Duration,
+        /// `until` never moves past this (the session's lifetime end).
+        hard_end: Time,
+    },
+    /// Take a lent session back: at once if it is parked in its lane (report
+    /// `LaneReturn::Parked`), else when its caller gives it back (report how
+    /// the use ended). From now on no caller may take it from the lane.
+    Recall {
+        /// The session to take back.
+        session: SessionId,
+    },
+    /// Whether callers of `key` who find no session in its lane wait there
+    /// for one (`true`: every session of the key is lent and the key can
+    /// have no more) or ask the pool (`false`). When it turns false, every
+    /// caller waiting in the lane becomes an `acquire` of the pool, in the
+    /// order they came.
+    LaneOpen {
+        /// The key.
+        key: K,
+        /// Whether its lane queues callers.
+        open: bool,
     },
     /// Close the session, then report with
     /// [`Pool::closed`](crate::Pool::closed). Emitted once per session, only

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use crate::invariants::ids::*;
 use crate::{
-    AcquireId, Action, Applied, ConnectFailure, Input, InputError, LeaseId, Outcome, Pool, PoolKey,
-    RejectReason, SessionId, SessionState, Time, Violation,
+    AcquireId, Action, Applied, ConnectFailure, Input, InputError, LaneReturn, LeaseId, Outcome,
+    Pool, PoolKey, RejectReason, SessionId, SessionState, Time, Violation,
 };
 
 macro_rules! ensure {
@@ -48,6 +48,10 @@ struct SessionHistory<K> {
     close_issued: bool,
     /// The acquires issued before its connect began (ids below this).
     acquires_before: u64,
+    /// Lent to its lane and not back yet.
+    lent: bool,
+    /// Its recall was emitted while lent.
+    recalled: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -116,6 +120,21 @@ impl<K: PoolKey> Auditor<K> {
                 }
             }
         }
+        for (sid, h) in &self.sessions {
+            if h.lent && !h.recalled {
+                // A lent session stays takeable in its lane until recalled.
+                ensure!(
+                    !h.transport_closed && !h.poisoned,
+                    I4,
+                    "{sid:?} is broken and still takeable in its lane"
+                );
+                ensure!(
+                    !self.shutdown,
+                    I15,
+                    "{sid:?} still takeable in its lane after shutdown"
+                );
+            }
+        }
         pool.check_invariants()
     }
 
@@ -171,6 +190,37 @@ impl<K: PoolKey> Auditor<K> {
                 h.connected = true;
                 h.handoff = true;
                 h.verified_at = now;
+            }
+            Input::LaneReturned { session, back } => {
+                let h = self.history(*session)?;
+                ensure!(
+                    h.lent,
+                    I16,
+                    "{session:?} returned from a lane it was not lent to"
+                );
+                h.lent = false;
+                h.recalled = false;
+                match back {
+                    LaneReturn::Parked { last_used: None } => {}
+                    LaneReturn::Parked { last_used: Some(t) } => {
+                        h.handoff = false;
+                        h.verified_at = h.verified_at.max(*t);
+                    }
+                    LaneReturn::Released { outcome, at } => {
+                        h.handoff = false;
+                        match outcome {
+                            Outcome::TransportError => h.transport_failed = true,
+                            Outcome::Timeout | Outcome::Cancelled => h.needs_check = true,
+                            Outcome::Ok | Outcome::ApplicationError => {
+                                h.verified_at = h.verified_at.max((*at).min(now))
+                            }
+                        }
+                    }
+                    LaneReturn::Closed => {
+                        h.handoff = false;
+                        h.transport_closed = true;
+                    }
+                }
             }
             Input::ReleaseUnused(lease) => {
                 // Nothing happened to the session: its evidence stands.
@@ -255,10 +305,70 @@ impl<K: PoolKey> Auditor<K> {
                         verified_at: now,
                         close_issued: false,
                         acquires_before: self.next_acquire,
+                        lent: false,
+                        recalled: false,
                     },
                 );
                 ensure!(fresh.is_none(), I16, "session id {session:?} reused");
             }
+            Action::Lend {
+                session,
+                until,
+                renew,
+                hard_end,
+            } => {
+                ensure!(!self.shutdown, I15, "lend of {session:?} after shutdown");
+                let interval = pool.config().check_interval;
+                let expires = pool
+                    .session(*session)
+                    .and_then(|s| s.expires_at)
+                    .unwrap_or(Time::MAX);
+                let h = self.history(*session)?;
+                ensure!(
+                    h.connected && !h.poisoned,
+                    I2,
+                    "lent {session:?}, which is not serving"
+                );
+                ensure!(
+                    !h.transport_failed,
+                    I3,
+                    "lent {session:?} after a transport error"
+                );
+                ensure!(
+                    !h.transport_closed,
+                    I4,
+                    "lent {session:?} after its transport closed"
+                );
+                ensure!(!h.lent, I16, "lent {session:?} twice");
+                ensure!(
+                    !h.needs_check,
+                    I11,
+                    "lent {session:?} after a timed-out or cancelled use, without a check"
+                );
+                ensure!(
+                    *renew <= interval && !interval.is_zero() && *until <= h.verified_at + interval,
+                    I11,
+                    "lent {session:?} fresh until {until:?} (renewed by {renew:?}), last proven {:?}",
+                    h.verified_at
+                );
+                ensure!(
+                    *hard_end <= expires && *until <= *hard_end,
+                    I10,
+                    "lent {session:?} until {until:?} / {hard_end:?}, lifetime ends {expires:?}"
+                );
+                h.lent = true;
+                h.recalled = false;
+            }
+            Action::Recall { session } => {
+                let h = self.history(*session)?;
+                ensure!(
+                    h.lent && !h.recalled,
+                    I16,
+                    "recall of {session:?}, which is not lent"
+                );
+                h.recalled = true;
+            }
+            Action::LaneOpen { .. } => {}
             Action::Grant { acquire, lease } => {
                 let sid = lease.session();
                 let a = self.pending.remove(acquire);
@@ -290,6 +400,7 @@ impl<K: PoolKey> Auditor<K> {
                     "granted {sid:?}, never connected"
                 );
                 let h = h.expect("checked");
+                ensure!(!h.lent, I2, "granted {sid:?}, which its lane holds");
                 ensure!(
                     h.key == a.key,
                     I5,

@@ -31,6 +31,10 @@ pub struct Config {
     /// [`RejectReason::QueueFull`](crate::RejectReason::QueueFull), so an
     /// outage under load cannot build an unbounded queue.
     pub max_waiters_per_key: usize,
+    /// Whether fresh exclusive sessions are lent to their key's lane, where
+    /// callers take and return them without the pool's decisions on every
+    /// use (see [`Action::Lend`](crate::Action::Lend)). Default true.
+    pub lanes: bool,
     /// How long an acquire waits when the caller gives no deadline. Non-zero.
     pub acquire_timeout: Duration,
     /// How long a connect may take; the driver must report by then. Non-zero.
@@ -67,6 +71,7 @@ impl Default for Config {
             max_leases_per_session: 1,
             min_idle_per_key: 0,
             max_waiters_per_key: 1024,
+            lanes: true,
             acquire_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
             check_timeout: Duration::from_secs(5),

@@ -35,9 +35,15 @@ impl<K: PoolKey> Pool<K> {
     pub(crate) fn expire_idle(&mut self, now: Time) {
         while let Some((due, sid)) = self.timers.take_idle_due(now) {
             let s = self.sess_mut(sid);
-            debug_assert!(s.phase == Phase::Idle && s.due == due);
+            debug_assert!(matches!(s.phase, Phase::Idle | Phase::Lent) && s.due == due);
             s.due = Time::MAX;
-            self.idle_timer_fired(sid, now);
+            if s.phase == Phase::Lent {
+                // Its bound, idle timeout or lifetime came: the pool must
+                // see it again to decide.
+                self.recall(sid);
+            } else {
+                self.idle_timer_fired(sid, now);
+            }
         }
     }
 
@@ -230,7 +236,12 @@ impl<K: PoolKey> Pool<K> {
         }
     }
 
-    fn park(&mut self, sid: SessionId) {
+    pub(crate) fn park(&mut self, sid: SessionId) {
+        let now = self.now;
+        if self.lendable(self.sess(sid), now) {
+            self.lend(sid, now);
+            return;
+        }
         let s = self.sess_mut(sid);
         s.phase = Phase::Idle;
         let k = s.key;
@@ -322,6 +333,13 @@ impl<K: PoolKey> Pool<K> {
             Phase::Idle => self.unpark(sid),
             Phase::Leased => self.ks_mut(k).leased -= 1,
             Phase::Validating => self.ks_mut(k).validating -= 1,
+            Phase::Lent => {
+                let s = self.sess_mut(sid);
+                let due = s.due;
+                s.due = Time::MAX;
+                self.timers.disarm_idle(due, sid);
+                self.ks_mut(k).lent -= 1;
+            }
             Phase::Poisoned => {}
         }
         let s = self.sess_mut(sid);
@@ -334,12 +352,19 @@ impl<K: PoolKey> Pool<K> {
         self.held_poisoned += 1;
         self.stats.evictions[reason as usize] += 1;
         self.mark_dirty(k);
+        // A lent session must stop being taken from its lane at once.
+        self.recall(sid);
         self.maybe_close(sid);
     }
 
     pub(crate) fn maybe_close(&mut self, sid: SessionId) {
         let s = self.sess_mut(sid);
-        if s.phase == Phase::Poisoned && s.leases.is_empty() && !s.checking && !s.close_sent {
+        if s.phase == Phase::Poisoned
+            && s.leases.is_empty()
+            && !s.checking
+            && !s.lane_held
+            && !s.close_sent
+        {
             s.close_sent = true;
             let reason = s.evicted.expect("a poisoned session has a reason");
             self.held_poisoned -= 1;
@@ -358,6 +383,10 @@ impl<K: PoolKey> Pool<K> {
                 Some(Entry::Session(s)) => match s.phase {
                     Phase::Idle => self.poison(sid, reason),
                     Phase::Leased | Phase::Validating => s.retire = true,
+                    Phase::Lent => {
+                        s.retire = true;
+                        self.recall(sid);
+                    }
                     Phase::Poisoned => {}
                 },
                 None => {}
@@ -436,13 +465,26 @@ impl<K: PoolKey> Pool<K> {
             .flat_map(|ks| ks.idle.iter().copied())
             .map(|sid| (self.sess(sid).idle_since, sid))
             .min();
-        match victim {
-            Some((_, sid)) => {
-                self.poison(sid, EvictReason::Capacity);
-                true
-            }
-            None => false,
+        if let Some((_, sid)) = victim {
+            self.poison(sid, EvictReason::Capacity);
+            return true;
         }
+        // Else the least recently lent session of another key is recalled:
+        // it is closed for capacity when it comes back.
+        let lent = self
+            .slots
+            .iter()
+            .filter_map(|(sid, entry)| match entry {
+                Entry::Session(s) if s.phase == Phase::Lent && s.key != k && !s.recall_sent => {
+                    Some((s.lent_at, sid))
+                }
+                _ => None,
+            })
+            .min();
+        if let Some((_, sid)) = lent {
+            self.recall(sid);
+        }
+        false
     }
 
     // ---------------------------------------------------------------- dispatch
@@ -470,6 +512,7 @@ impl<K: PoolKey> Pool<K> {
             }
         }
         self.replenish(k, now);
+        self.update_lane(k);
         self.maybe_forget_key(k);
     }
 
@@ -503,8 +546,37 @@ impl<K: PoolKey> Pool<K> {
                     self.dispatch(k, now);
                     continue;
                 }
+            } else if !self.blocked.is_empty() {
+                // Keys wait for room in a full pool: a session lent by
+                // another key comes back to make it.
+                self.recall_for_room();
+                if !self.dirty.is_empty() {
+                    continue;
+                }
             }
             break;
+        }
+    }
+
+    /// Recalls the least recently lent session of a key that is not
+    /// blocked, unless a recall is already on its way. Scans the sessions,
+    /// and only while keys wait for room in a full pool.
+    fn recall_for_room(&mut self) {
+        let mut pending = false;
+        let mut oldest: Option<(Time, SessionId)> = None;
+        for (sid, entry) in self.slots.iter() {
+            if let Entry::Session(s) = entry {
+                pending |= s.recall_sent;
+                let candidate = s.phase == Phase::Lent && !s.recall_sent && !self.ks(s.key).blocked;
+                if candidate && oldest.is_none_or(|(t, _)| s.lent_at < t) {
+                    oldest = Some((s.lent_at, sid));
+                }
+            }
+        }
+        if !pending {
+            if let Some((_, sid)) = oldest {
+                self.recall(sid);
+            }
         }
     }
 
@@ -525,7 +597,7 @@ impl<K: PoolKey> Pool<K> {
         !self.config.check_interval.is_zero() && now >= s.verified_at + self.config.check_interval
     }
 
-    fn retirement(&self, s: &Session, now: Time) -> Option<EvictReason> {
+    pub(crate) fn retirement(&self, s: &Session, now: Time) -> Option<EvictReason> {
         if self.shutting_down {
             Some(EvictReason::Shutdown)
         } else if s.retire {

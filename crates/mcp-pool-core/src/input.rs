@@ -72,6 +72,30 @@ pub enum CheckFailure {
     TimedOut,
 }
 
+/// How a lent session comes back from its lane (see
+/// [`Action::Lend`](crate::Action::Lend)).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum LaneReturn {
+    /// It was parked in the lane (taken back by a recall, or found stale by
+    /// a caller). `last_used`: when its last use in the lane ended `Ok` or
+    /// `ApplicationError`, if it was used there.
+    Parked {
+        /// The end of its last use in the lane.
+        last_used: Option<Time>,
+    },
+    /// A caller used it, and the use ended with `outcome` at `at`: an
+    /// outcome the lane does not take back itself (`Timeout`, `Cancelled`,
+    /// `TransportError`), or any outcome while a recall was pending.
+    Released {
+        /// How the use ended.
+        outcome: Outcome,
+        /// When.
+        at: Time,
+    },
+    /// A caller found its transport closed before using it.
+    Closed,
+}
+
 /// Every input of the pool as a value, for replay, recording and model
 /// checking. [`Pool::apply`](crate::Pool::apply) feeds one to the pool.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -110,6 +134,13 @@ pub enum Input<K> {
     ReleaseUnused(LeaseId),
     /// See [`Pool::grant_closed`](crate::Pool::grant_closed).
     GrantClosed(LeaseId),
+    /// See [`Pool::lane_returned`](crate::Pool::lane_returned).
+    LaneReturned {
+        /// The lent session coming back.
+        session: SessionId,
+        /// In what state.
+        back: LaneReturn,
+    },
     /// See [`Pool::checked`](crate::Pool::checked).
     Checked {
         /// The session that was checked.

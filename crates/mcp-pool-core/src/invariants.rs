@@ -74,13 +74,18 @@ pub mod ids {
     /// same step, every caller of the key that asked before the connect
     /// began.
     pub const I17: &str = "I17 definite refusals answered at once";
+    /// I18: a key's lane queues callers only while every session of the key
+    /// is lent, none recalled, the key is at its limit and nothing else is
+    /// under way for it; callers waiting in the pool never wait behind
+    /// sessions their key's lane may still hand out.
+    pub const I18: &str = "I18 lanes queue only when the pool has nothing to add";
 }
 
 use ids::*;
 
 impl<K: PoolKey> Pool<K> {
-    /// Checks every single-state invariant (I1, I6, I7, I8, I9, I12, I13,
-    /// I14, I15, I16 of `specs/SPEC.md`) by recounting from scratch. Costs
+    /// Checks every single-state invariant (I1, I4, I6, I7, I8, I9, I12,
+    /// I13, I14, I15, I16, I18 of `specs/SPEC.md`) by recounting from scratch. Costs
     /// O(sessions + waiters + keys); meant for tests and checking modes.
     pub fn check_invariants(&self) -> Result<(), Violation> {
         let cfg = &self.config;
@@ -89,6 +94,8 @@ impl<K: PoolKey> Pool<K> {
         let mut connecting_total = 0u64;
         let mut held_poisoned = 0usize;
         let mut armed = 0usize;
+        let mut lent_total = 0usize;
+        let mut recalled_total = 0usize;
         for (sid, entry) in self.slots.iter() {
             match entry {
                 Entry::Connecting { key, .. } => {
@@ -127,7 +134,45 @@ impl<K: PoolKey> Pool<K> {
                         I1,
                         "{sid:?} holds a lease twice"
                     );
-                    if s.phase == Phase::Idle {
+                    if s.recall_sent {
+                        recalled_total += 1;
+                        ensure!(s.lane_held, I16, "{sid:?} recalled but not lent");
+                    }
+                    if s.lane_held {
+                        ensure!(
+                            matches!(s.phase, Phase::Lent | Phase::Poisoned),
+                            I16,
+                            "{sid:?} held by its lane while {:?}",
+                            s.phase
+                        );
+                        ensure!(
+                            s.recall_sent || (s.phase == Phase::Lent && !self.shutting_down),
+                            I4,
+                            "{sid:?} takeable in its lane while poisoned or shutting down"
+                        );
+                    }
+                    if s.phase == Phase::Lent {
+                        let due = if s.recall_sent {
+                            crate::Time::MAX
+                        } else {
+                            self.lent_due(s)
+                        };
+                        ensure!(
+                            s.due == due,
+                            I9,
+                            "lent {sid:?}: timer due {:?}, should be {due:?}",
+                            s.due
+                        );
+                        if s.due != crate::Time::MAX {
+                            armed += 1;
+                            ensure!(
+                                self.timers.has_idle(s.due, sid),
+                                I9,
+                                "no timer for lent {sid:?} due at {:?}",
+                                s.due
+                            );
+                        }
+                    } else if s.phase == Phase::Idle {
                         ensure!(
                             s.due == self.idle_due(s),
                             I9,
@@ -152,6 +197,15 @@ impl<K: PoolKey> Pool<K> {
                         );
                     }
                     match s.phase {
+                        Phase::Lent => {
+                            c.lent += 1;
+                            lent_total += 1;
+                            ensure!(
+                                s.leases.is_empty() && !s.checking && s.lane_held,
+                                I16,
+                                "lent {sid:?} holds leases, is checked, or is not held by its lane"
+                            );
+                        }
                         Phase::Idle => {
                             c.idle += 1;
                             ensure!(s.leases.is_empty(), I1, "idle {sid:?} holds leases");
@@ -174,7 +228,7 @@ impl<K: PoolKey> Pool<K> {
                         Phase::Poisoned => {
                             c.poisoned += 1;
                             ensure!(s.evicted.is_some(), I16, "poisoned {sid:?} has no reason");
-                            let free = s.leases.is_empty() && !s.checking;
+                            let free = s.leases.is_empty() && !s.checking && !s.lane_held;
                             ensure!(
                                 s.close_sent == free,
                                 I7,
@@ -262,7 +316,7 @@ impl<K: PoolKey> Pool<K> {
                 ks.key
             );
             let c = &per_key[k];
-            let live = c.connecting + c.idle + c.leased + c.validating;
+            let live = c.connecting + c.idle + c.leased + c.validating + c.lent;
             ensure!(
                 ks.live == live,
                 I16,
@@ -273,6 +327,7 @@ impl<K: PoolKey> Pool<K> {
             );
             ensure!(
                 ks.connecting == c.connecting
+                    && ks.lent == c.lent
                     && ks.leased == c.leased
                     && ks.validating == c.validating
                     && ks.poisoned == c.poisoned,
@@ -340,7 +395,39 @@ impl<K: PoolKey> Pool<K> {
                 );
             }
             waiting_total += ks.waiters.len();
+            if ks.lane_open {
+                let nothing_else = ks.waiters.is_empty()
+                    && ks.connecting + ks.validating + ks.leased + c.idle == 0
+                    && ks.lent == live
+                    && live >= cfg.max_sessions_per_key
+                    && !ks.breaker.is_tripped()
+                    && !self.shutting_down;
+                ensure!(
+                    nothing_else,
+                    I18,
+                    "key {:?}: lane open while the pool has work for it",
+                    ks.key
+                );
+                for &sid in &ks.sessions {
+                    ensure!(
+                        !self.sess(sid).recall_sent,
+                        I18,
+                        "key {:?}: lane open while {sid:?} is recalled",
+                        ks.key
+                    );
+                }
+            }
             if !ks.waiters.is_empty() {
+                // Callers waiting in the pool get the key's lent sessions back.
+                for &sid in &ks.sessions {
+                    let s = self.sess(sid);
+                    ensure!(
+                        s.phase != Phase::Lent || s.recall_sent,
+                        I18,
+                        "key {:?}: callers wait while its lane may still hand out {sid:?}",
+                        ks.key
+                    );
+                }
                 // I13: nothing ready is left idle, and something is under way.
                 for &sid in &ks.idle {
                     let Some(Entry::Session(s)) = self.slots.get(sid) else {
@@ -353,7 +440,7 @@ impl<K: PoolKey> Pool<K> {
                         ks.key
                     );
                 }
-                let under_way = ks.connecting + ks.validating + ks.leased > 0
+                let under_way = ks.connecting + ks.validating + ks.leased + ks.lent > 0
                     || ks.breaker.open_until().is_some()
                     || ks.blocked;
                 ensure!(
@@ -425,6 +512,11 @@ impl<K: PoolKey> Pool<K> {
                 I13,
                 "keys blocked while the pool has room"
             );
+            ensure!(
+                lent_total == 0 || recalled_total > 0,
+                I13,
+                "keys blocked while lent sessions could be recalled and none is"
+            );
         }
         if self.shutting_down {
             ensure!(idle_total == 0, I15, "idle sessions remain after shutdown");
@@ -441,4 +533,5 @@ struct Counts {
     leased: usize,
     validating: usize,
     poisoned: usize,
+    lent: usize,
 }

@@ -20,6 +20,10 @@ pub(crate) struct KeyState<K> {
     pub(crate) validating: usize,
     pub(crate) leased: usize,
     pub(crate) poisoned: usize,
+    /// Sessions lent to the key's lane.
+    pub(crate) lent: usize,
+    /// Whether the key's lane queues callers (the last `LaneOpen` said so).
+    pub(crate) lane_open: bool,
     pub(crate) breaker: Breaker,
     /// The lease limit of the key's latest connected session (at first the
     /// pool's `max_leases_per_session`): what a connect in flight is
@@ -41,6 +45,8 @@ impl<K> KeyState<K> {
             validating: 0,
             leased: 0,
             poisoned: 0,
+            lent: 0,
+            lane_open: false,
             breaker: Breaker::default(),
             lease_hint,
             dirty: false,

@@ -41,6 +41,7 @@ mod id;
 mod input;
 mod invariants;
 mod keys;
+mod lane;
 #[cfg(feature = "mutants")]
 #[doc(hidden)]
 pub mod mutants;
@@ -57,7 +58,7 @@ pub use action::{Action, EvictReason, RejectReason};
 pub use audit::Auditor;
 pub use config::{BreakerConfig, Config, ConfigError};
 pub use id::{AcquireId, LeaseId, SessionId};
-pub use input::{Applied, CheckFailure, ConnectFailure, Input, InputError, Outcome};
+pub use input::{Applied, CheckFailure, ConnectFailure, Input, InputError, LaneReturn, Outcome};
 pub use invariants::{ids, Violation};
 pub use pool::{Pool, PoolKey};
 pub use session::{SessionInfo, SessionState};

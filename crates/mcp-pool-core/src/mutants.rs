@@ -22,17 +22,20 @@ pub enum Mutation {
     RefusalAnswersHeadOnly,
     /// A grant found closed drops its caller instead of putting it back.
     ClosedGrantDropsCaller,
+    /// Callers queue in the pool while its lane keeps the key's sessions.
+    WaitersLeaveLanesAlone,
 }
 
 impl Mutation {
     /// Every mutation.
-    pub const ALL: [Mutation; 6] = [
+    pub const ALL: [Mutation; 7] = [
         Mutation::ReleaseIgnoresFailure,
         Mutation::SkipCheckAfterUse,
         Mutation::IgnoreTransportClosed,
         Mutation::GrantAcrossKeys,
         Mutation::RefusalAnswersHeadOnly,
         Mutation::ClosedGrantDropsCaller,
+        Mutation::WaitersLeaveLanesAlone,
     ];
 }
 

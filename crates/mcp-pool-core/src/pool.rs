@@ -521,6 +521,7 @@ impl<K: PoolKey> Pool<K> {
             if self.key_states[k as usize].is_some() {
                 self.reject_all_waiters(k, RejectReason::ShuttingDown);
                 self.ks_mut(k).blocked = false;
+                self.mark_dirty(k);
             }
         }
         self.blocked.clear();
@@ -543,6 +544,7 @@ impl<K: PoolKey> Pool<K> {
             Input::Release { lease, outcome } => self.release(lease, outcome, now)?,
             Input::ReleaseUnused(lease) => self.release_unused(lease, now)?,
             Input::GrantClosed(lease) => self.grant_closed(lease, now)?,
+            Input::LaneReturned { session, back } => self.lane_returned(session, back, now)?,
             Input::Checked { session, result } => self.checked(session, result, now)?,
             Input::TransportClosed(session) => self.transport_closed(session, now)?,
             Input::Closed(session) => self.closed(session, now)?,
@@ -575,13 +577,13 @@ impl<K: PoolKey> Pool<K> {
 
     /// `now`, or the latest time seen if `now` is earlier: time never runs
     /// backwards. Stored only once an input is accepted.
-    fn clamp(&self, now: Time) -> Time {
+    pub(crate) fn clamp(&self, now: Time) -> Time {
         now.max(self.now)
     }
 
     /// The start of every accepted input: time moves to `now`, late waiters
     /// are rejected and breakers whose cool-down ended are half-opened.
-    fn begin(&mut self, now: Time) {
+    pub(crate) fn begin(&mut self, now: Time) {
         self.now = now;
         self.expire(now);
     }
@@ -652,21 +654,25 @@ impl<K: PoolKey> Pool<K> {
             .expect("live key index");
         self.waiters
             .push(&mut ks.waiters, id, Waiter { key: k, deadline });
+        let mut waits = true;
         if ks.waiters.len() > self.config.max_waiters_per_key {
             // Full: the caller who asked last is refused (a grant found
             // closed keeps its place at the head).
             let last = ks.waiters.tail().expect("a full queue");
             self.waiters.remove(&mut ks.waiters, last);
             self.reject(last, RejectReason::QueueFull);
-            return last != id;
+            waits = last != id;
         }
-        true
+        // Callers wait here: the key's sessions must serve them in order,
+        // so its lane gives back what it holds.
+        self.recall_lent(k);
+        waits
     }
 
     /// Counts a failure (a failed connect `session` of `kind`, or with
     /// `None` a session that died before it proved itself) against `k`'s
     /// breaker; returns whether the breaker opened.
-    fn count_failure(
+    pub(crate) fn count_failure(
         &mut self,
         k: u32,
         session: Option<SessionId>,
@@ -690,7 +696,7 @@ impl<K: PoolKey> Pool<K> {
 
 /// What a release with `outcome` does to the session. The one place the
 /// outcome decides reuse; see [`Outcome`].
-fn decide_release(outcome: Outcome) -> ReleaseDecision {
+pub(crate) fn decide_release(outcome: Outcome) -> ReleaseDecision {
     match outcome {
         Outcome::TransportError => ReleaseDecision::Poison,
         Outcome::Timeout | Outcome::Cancelled => ReleaseDecision::Check,
@@ -699,7 +705,7 @@ fn decide_release(outcome: Outcome) -> ReleaseDecision {
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
-enum ReleaseDecision {
+pub(crate) enum ReleaseDecision {
     Reuse,
     Check,
     Poison,

@@ -12,6 +12,9 @@ pub enum SessionState {
     Leased,
     /// A health check is in flight; nobody holds it.
     Validating,
+    /// Lent to its key's lane: parked there or in use by a caller who took
+    /// it there.
+    Lent,
     /// Known or suspected broken: never granted again; closed once free.
     Poisoned,
     /// Gone: its `Close` was carried out.
@@ -55,6 +58,7 @@ pub(crate) enum Phase {
     Idle,
     Leased,
     Validating,
+    Lent,
     Poisoned,
 }
 
@@ -64,6 +68,7 @@ impl Phase {
             Phase::Idle => SessionState::Idle,
             Phase::Leased => SessionState::Leased,
             Phase::Validating => SessionState::Validating,
+            Phase::Lent => SessionState::Lent,
             Phase::Poisoned => SessionState::Poisoned,
         }
     }
@@ -106,6 +111,12 @@ pub(crate) struct Session {
     pub(crate) due: Time,
     /// Parked past its idle timeout, kept for `min_idle_per_key`.
     pub(crate) idle_kept: bool,
+    /// The lane holds it (lent, or poisoned while lent and not yet back).
+    pub(crate) lane_held: bool,
+    /// Its `Recall` was emitted (while the lane holds it).
+    pub(crate) recall_sent: bool,
+    /// When it was last lent.
+    pub(crate) lent_at: Time,
 }
 
 impl Session {
@@ -136,6 +147,9 @@ impl Session {
             unused_since_proof: true,
             due: Time::MAX,
             idle_kept: false,
+            lane_held: false,
+            recall_sent: false,
+            lent_at: now,
         }
     }
 

@@ -33,6 +33,12 @@ pub struct Stats {
     pub grants_closed: u64,
     /// Grants that came back unused (their caller had gone).
     pub returned_unused: u64,
+    /// Sessions lent to their key's lane.
+    pub lends: u64,
+    /// Recalls of lent sessions.
+    pub recalls: u64,
+    /// Lent sessions that came back from their lane.
+    pub lane_returns: u64,
     /// Acquires withdrawn by the caller before an answer.
     pub cancelled: u64,
     /// Connects started.
@@ -88,6 +94,11 @@ pub enum BreakerState {
 pub struct KeySnapshot {
     /// Sessions parked and grantable (after a check if stale).
     pub idle: usize,
+    /// Sessions lent to the key's lane (parked there or in use).
+    pub lent: usize,
+    /// Whether the key's lane queues callers (see
+    /// [`Action::LaneOpen`](crate::Action::LaneOpen)).
+    pub lane_open: bool,
     /// Sessions held by callers.
     pub leased: usize,
     /// Sessions under a health check.

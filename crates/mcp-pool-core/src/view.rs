@@ -59,6 +59,8 @@ impl<K: PoolKey> Pool<K> {
         let ks = self.ks(*self.keys.get(key)?);
         Some(KeySnapshot {
             idle: ks.idle.len(),
+            lent: ks.lent,
+            lane_open: ks.lane_open,
             leased: ks.leased,
             validating: ks.validating,
             poisoned: ks.poisoned,

@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::{Harness, Key};
 use mcp_pool_core::{
     AcquireId, Action, Applied, BreakerConfig, CheckFailure, Config, ConnectFailure, Input,
-    InputError, LeaseId, Outcome, RejectReason, SessionId, SessionState,
+    InputError, LaneReturn, LeaseId, Outcome, RejectReason, SessionId, SessionState, Time,
 };
 use proptest::prelude::*;
 
@@ -40,6 +40,20 @@ enum Op {
     /// A grant came back unused (its caller had gone).
     ReleaseUnused {
         pick: usize,
+    },
+    /// A caller takes a session parked in its lane (if one is fresh).
+    LaneTake {
+        pick: usize,
+    },
+    /// A caller gives back a session it took from a lane.
+    LaneRelease {
+        pick: usize,
+        outcome: Outcome,
+    },
+    /// A caller finds a lent session closed (or stale) in its lane.
+    LaneBroken {
+        pick: usize,
+        closed: bool,
     },
     Check {
         pick: usize,
@@ -76,6 +90,9 @@ fn op() -> impl Strategy<Value = Op> {
         10 => (any::<usize>(), prop::bool::weighted(0.8), 0u8..3).prop_map(|(pick, ok, kind)| Op::Connect { pick, ok, kind }),
         2 => any::<usize>().prop_map(|pick| Op::GrantClosed { pick }),
         2 => any::<usize>().prop_map(|pick| Op::ReleaseUnused { pick }),
+        8 => any::<usize>().prop_map(|pick| Op::LaneTake { pick }),
+        8 => (any::<usize>(), outcome()).prop_map(|(pick, outcome)| Op::LaneRelease { pick, outcome }),
+        1 => (any::<usize>(), any::<bool>()).prop_map(|(pick, closed)| Op::LaneBroken { pick, closed }),
         6 => (any::<usize>(), prop::bool::weighted(0.7)).prop_map(|(pick, ok)| Op::Check { pick, ok }),
         2 => any::<usize>().prop_map(|pick| Op::TransportClosed { pick }),
         6 => any::<usize>().prop_map(|pick| Op::Close { pick }),
@@ -95,14 +112,21 @@ fn config() -> impl Strategy<Value = Config> {
             any::<bool>(),
             any::<bool>(),
         ),
-        (1u32..=3, any::<bool>(), any::<u64>(), 1usize..=4),
+        (
+            1u32..=3,
+            any::<bool>(),
+            any::<u64>(),
+            1usize..=4,
+            any::<bool>(),
+        ),
     )
         .prop_map(
             |(
                 (per_key, total, keys, leases, min_idle),
                 (interval, idle, lifetime),
-                (threshold, fail_fast, seed, waiters),
+                (threshold, fail_fast, seed, waiters, lanes),
             )| Config {
+                lanes,
                 max_sessions_per_key: per_key,
                 max_sessions_total: total,
                 max_keys: keys,
@@ -144,6 +168,19 @@ struct Reference {
     connect_began_after: BTreeMap<SessionId, Option<AcquireId>>,
     /// The acquire each held lease answered.
     granted: BTreeMap<LeaseId, AcquireId>,
+    /// Sessions lent to their lanes, as the lanes see them.
+    lanes: BTreeMap<SessionId, RefLane>,
+}
+
+/// One lent session as its lane sees it.
+#[derive(Debug)]
+struct RefLane {
+    until: Time,
+    renew: Duration,
+    hard_end: Time,
+    taken: bool,
+    recalled: bool,
+    last_used: Option<Time>,
 }
 
 #[derive(Debug)]
@@ -178,6 +215,27 @@ impl Reference {
                     "cancel accepted for a non-waiting acquire"
                 );
                 self.answered.push(*id);
+            }
+            Input::LaneReturned { session, .. } => {
+                let l = self.lanes.remove(session).expect("returned from its lane");
+                let r = self.sessions.get_mut(session).expect("lent session known");
+                match input {
+                    Input::LaneReturned {
+                        back: LaneReturn::Closed,
+                        ..
+                    }
+                    | Input::LaneReturned {
+                        back:
+                            LaneReturn::Released {
+                                outcome: Outcome::TransportError,
+                                ..
+                            },
+                        ..
+                    } => r.state = SessionState::Poisoned,
+                    _ if r.state == SessionState::Lent => r.state = SessionState::Idle,
+                    _ => {}
+                }
+                let _ = l;
             }
             Input::ConnectedWithLeases { session, .. } => {
                 assert!(self.connecting.remove(session));
@@ -272,6 +330,41 @@ impl Reference {
         }
         for action in actions {
             match action {
+                Action::Lend {
+                    session,
+                    until,
+                    renew,
+                    hard_end,
+                } => {
+                    let r = self.sessions.get_mut(session).expect("lent session known");
+                    assert!(
+                        r.state == SessionState::Idle && r.leases.is_empty() && !r.checking,
+                        "lent a {:?} session",
+                        r.state
+                    );
+                    r.state = SessionState::Lent;
+                    let fresh = self.lanes.insert(
+                        *session,
+                        RefLane {
+                            until: *until,
+                            renew: *renew,
+                            hard_end: *hard_end,
+                            taken: false,
+                            recalled: false,
+                            last_used: None,
+                        },
+                    );
+                    assert!(fresh.is_none(), "lent twice");
+                }
+                Action::Recall { session } => {
+                    let l = self
+                        .lanes
+                        .get_mut(session)
+                        .expect("recalled a lent session");
+                    assert!(!l.recalled, "recalled twice");
+                    l.recalled = true;
+                }
+                Action::LaneOpen { .. } => {}
                 Action::Connect { session, .. } => {
                     assert!(self.connecting.insert(*session));
                     self.connect_began_after.insert(*session, self.last_acquire);
@@ -323,6 +416,7 @@ impl Reference {
                     r.checking = true;
                 }
                 Action::Close { session, .. } => {
+                    assert!(!self.lanes.contains_key(session), "closed while lent");
                     let r = self
                         .sessions
                         .get_mut(session)
@@ -367,6 +461,78 @@ impl Reference {
                 "{s:?} should be gone"
             );
         }
+    }
+
+    /// Carries out a lane operation: the lane's own work changes no state of
+    /// the pool's; what must go back to the pool comes back as an input.
+    fn lane_op(&mut self, op: &Op, now: Time) -> Option<Option<Input<Key>>> {
+        fn pick<T: Copy>(items: &[T], i: usize) -> Option<T> {
+            (!items.is_empty()).then(|| items[i % items.len()])
+        }
+        let of = |f: &dyn Fn(&RefLane) -> bool| -> Vec<SessionId> {
+            self.lanes
+                .iter()
+                .filter(|(_, l)| f(l))
+                .map(|(s, _)| *s)
+                .collect()
+        };
+        Some(match *op {
+            Op::LaneTake { pick: i } => {
+                let parked = of(&|l| !l.taken && !l.recalled && now < l.until);
+                if let Some(s) = pick(&parked, i) {
+                    self.lanes.get_mut(&s).expect("picked").taken = true;
+                }
+                None
+            }
+            Op::LaneRelease { pick: i, outcome } => {
+                let taken = of(&|l| l.taken);
+                let s = pick(&taken, i)?;
+                let l = self.lanes.get_mut(&s).expect("picked");
+                if !l.recalled && matches!(outcome, Outcome::Ok | Outcome::ApplicationError) {
+                    l.taken = false;
+                    l.last_used = Some(now);
+                    l.until = l.hard_end.min(now + l.renew);
+                    None
+                } else {
+                    Some(Input::LaneReturned {
+                        session: s,
+                        back: LaneReturn::Released { outcome, at: now },
+                    })
+                }
+            }
+            Op::LaneBroken { pick: i, closed } => {
+                let parked = of(&|l| !l.taken && !l.recalled);
+                let s = pick(&parked, i)?;
+                let l = &self.lanes[&s];
+                if !closed && now < l.until {
+                    return Some(None);
+                }
+                Some(Input::LaneReturned {
+                    session: s,
+                    back: if closed {
+                        LaneReturn::Closed
+                    } else {
+                        LaneReturn::Parked {
+                            last_used: l.last_used,
+                        }
+                    },
+                })
+            }
+            _ => return None,
+        })
+    }
+
+    /// A recalled session parked in its lane comes back at once.
+    fn recall_due(&self) -> Option<Input<Key>> {
+        self.lanes
+            .iter()
+            .find(|(_, l)| l.recalled && !l.taken)
+            .map(|(s, l)| Input::LaneReturned {
+                session: *s,
+                back: LaneReturn::Parked {
+                    last_used: l.last_used,
+                },
+            })
     }
 
     fn input_for(&self, op: &Op, h: &Harness) -> Option<Input<Key>> {
@@ -439,6 +605,8 @@ impl Reference {
             }
             Op::Close { pick: i } => Input::Closed(pick(&of_state(&|r| r.closing), i)?),
             Op::Advance { .. } | Op::ToNextTimeout => Input::HandleTimeout,
+            // A lane operation with nothing to act on.
+            Op::LaneTake { .. } | Op::LaneRelease { .. } | Op::LaneBroken { .. } => return None,
             Op::Drain => Input::Drain,
             Op::Shutdown => Input::Shutdown,
             Op::Stale { pick: i, kind } => match kind {
@@ -477,9 +645,17 @@ fn run(config: Config, ops: &[Op]) {
             }
             _ => {}
         }
-        // An op with nothing to act on becomes a timer tick: every op is a step.
-        let input = reference.input_for(op, &h);
         steps += 1;
+        let input = match reference.lane_op(op, h.now) {
+            // The lane did its own work; nothing reached the pool.
+            Some(None) => {
+                settle_lanes(&mut h, &mut reference);
+                continue;
+            }
+            Some(Some(input)) => Some(input),
+            // An op with nothing to act on becomes a timer tick: every op is a step.
+            None => reference.input_for(op, &h),
+        };
         if let (Op::Stale { .. }, Some(input)) = (op, &input) {
             let (result, _) = h.step(input.clone());
             assert!(result.is_err(), "stale {input:?} was accepted");
@@ -493,12 +669,14 @@ fn run(config: Config, ops: &[Op]) {
         );
         reference.step(&input, &result, &actions);
         reference.agrees_with(&h);
+        settle_lanes(&mut h, &mut reference);
     }
     assert!(steps >= 200, "only {steps} steps");
     // Wind down: everything answered, shut down, every session closed (I7).
     let (result, actions) = h.step(Input::Shutdown);
     reference.step(&Input::Shutdown, &result, &actions);
     reference.agrees_with(&h);
+    settle_lanes(&mut h, &mut reference);
     for _ in 0..64 {
         let mut progressed = false;
         let connecting: Vec<_> = reference.connecting.iter().copied().collect();
@@ -533,11 +711,26 @@ fn run(config: Config, ops: &[Op]) {
                 lease,
                 outcome: Outcome::Ok,
             }))
-            .chain(closing.into_iter().map(Input::Closed));
+            .chain(closing.into_iter().map(Input::Closed))
+            .chain(
+                reference
+                    .lanes
+                    .iter()
+                    .filter(|(_, l)| l.taken)
+                    .map(|(s, _)| Input::LaneReturned {
+                        session: *s,
+                        back: LaneReturn::Released {
+                            outcome: Outcome::Ok,
+                            at: h.now,
+                        },
+                    })
+                    .collect::<Vec<_>>(),
+            );
         for input in inputs.collect::<Vec<_>>() {
             let (result, actions) = h.step(input.clone());
             reference.step(&input, &result, &actions);
             reference.agrees_with(&h);
+            settle_lanes(&mut h, &mut reference);
             progressed = true;
         }
         if !progressed {
@@ -554,6 +747,17 @@ fn run(config: Config, ops: &[Op]) {
         st.connected, st.closes,
         "every connected session closed exactly once"
     );
+}
+
+/// Recalled sessions parked in their lanes come back at once, as the
+/// driver returns them while it carries out the recall.
+fn settle_lanes(h: &mut Harness, reference: &mut Reference) {
+    while let Some(input) = reference.recall_due() {
+        let (result, actions) = h.step(input.clone());
+        assert!(result.is_ok(), "lane return {input:?} refused: {result:?}");
+        reference.step(&input, &result, &actions);
+        reference.agrees_with(h);
+    }
 }
 
 proptest! {

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use common::*;
 use mcp_pool_core::{
-    Action, BreakerConfig, Config, ConnectFailure, EvictReason, Input, InputError, Outcome, Pool,
-    RejectReason, SessionState, Time,
+    Action, BreakerConfig, Config, ConnectFailure, EvictReason, Input, InputError, LaneReturn,
+    Outcome, Pool, RejectReason, SessionId, SessionState, Time,
 };
 
 #[test]
@@ -952,4 +952,249 @@ fn i1_a_session_carries_the_leases_its_connect_said() {
         max_leases: 0,
     });
     assert!(matches!(r, Err(InputError::ZeroLeases(_))), "{r:?}");
+}
+
+// ---------------------------------------------------------------- lanes
+
+fn with_lanes() -> Config {
+    Config {
+        lanes: true,
+        check_interval: Duration::from_secs(30),
+        max_lifetime: Some(Duration::from_secs(600)),
+        ..one_per_key()
+    }
+}
+
+fn lends(actions: &[Action<Key>]) -> Vec<SessionId> {
+    pick(actions, |a| match a {
+        Action::Lend { session, .. } => Some(*session),
+        _ => None,
+    })
+}
+
+fn recalls(actions: &[Action<Key>]) -> Vec<SessionId> {
+    pick(actions, |a| match a {
+        Action::Recall { session } => Some(*session),
+        _ => None,
+    })
+}
+
+fn lane_open(actions: &[Action<Key>]) -> Vec<bool> {
+    pick(actions, |a| match a {
+        Action::LaneOpen { open, .. } => Some(*open),
+        _ => None,
+    })
+}
+
+fn lane_returned(h: &mut Harness, session: SessionId, back: LaneReturn) -> Vec<Action<Key>> {
+    let (r, actions) = h.step(Input::LaneReturned { session, back });
+    r.expect("lane return accepted");
+    actions
+}
+
+#[test]
+fn i18_a_fresh_session_nobody_waits_for_is_lent_with_its_bound() {
+    let mut h = Harness::new(with_lanes());
+    let lease = h.lease_new(1);
+    let s = lease.session();
+    h.now = h.now + Duration::from_secs(1);
+    let actions = h.release(lease, Outcome::Ok);
+    let expires = h.pool.session(s).unwrap().expires_at.unwrap();
+    assert_eq!(
+        actions,
+        vec![
+            Action::Lend {
+                session: s,
+                until: h.now + Duration::from_secs(30),
+                renew: Duration::from_secs(30),
+                hard_end: expires,
+            },
+            Action::LaneOpen { key: 1, open: true },
+        ],
+        "lent, and the key's only session is in its lane: the lane queues"
+    );
+    assert_eq!(h.state(s), Some(SessionState::Lent));
+    assert_eq!(h.pool.stats().lends, 1);
+    // A check on every reuse, or shared sessions, are never lent.
+    let mut h = Harness::new(Config {
+        check_interval: Duration::ZERO,
+        ..with_lanes()
+    });
+    let lease = h.lease_new(1);
+    let actions = h.release(lease, Outcome::Ok);
+    assert!(lends(&actions).is_empty(), "{actions:?}");
+}
+
+#[test]
+fn i18_callers_waiting_in_the_pool_get_the_lent_sessions_back_in_order() {
+    let mut h = Harness::new(with_lanes());
+    let lease = h.lease_new(1);
+    let s = lease.session();
+    h.release(lease, Outcome::Ok);
+    // The lane closes and gives its callers to the pool; one asks the pool.
+    let (a, actions) = h.acquire(1);
+    assert_eq!(recalls(&actions), vec![s], "{actions:?}");
+    assert_eq!(lane_open(&actions), vec![false]);
+    let (b, _) = h.acquire(1);
+    // The session was in use in the lane; its holder gives it back Ok.
+    h.now = h.now + ms(5);
+    let at = h.now;
+    let actions = lane_returned(
+        &mut h,
+        s,
+        LaneReturn::Released {
+            outcome: Outcome::Ok,
+            at,
+        },
+    );
+    let lease = grant_of(&actions, a);
+    assert_eq!(lease.session(), s);
+    assert_eq!(h.pool.session(s).unwrap().verified_at, h.now);
+    let actions = h.release(lease, Outcome::Ok);
+    let lease = grant_of(&actions, b);
+    // Nobody waits any more: lent again.
+    let actions = h.release(lease, Outcome::Ok);
+    assert_eq!(lends(&actions), vec![s]);
+}
+
+#[test]
+fn i11_a_lent_session_comes_back_at_its_bound_and_is_checked_if_unused() {
+    let mut h = Harness::new(with_lanes());
+    let lease = h.lease_new(1);
+    let s = lease.session();
+    h.release(lease, Outcome::Ok);
+    let actions = h.advance(Duration::from_secs(30));
+    assert_eq!(recalls(&actions), vec![s]);
+    // Used in its lane meanwhile: still fresh, lent again.
+    let used = h.now.saturating_sub(Duration::from_secs(1));
+    let actions = lane_returned(
+        &mut h,
+        s,
+        LaneReturn::Parked {
+            last_used: Some(used),
+        },
+    );
+    assert_eq!(lends(&actions), vec![s]);
+    // Not used since: stale, so checked before anyone gets it.
+    let actions = h.advance(Duration::from_secs(30));
+    assert_eq!(recalls(&actions), vec![s]);
+    let actions = lane_returned(&mut h, s, LaneReturn::Parked { last_used: None });
+    assert!(lends(&actions).is_empty(), "{actions:?}");
+    assert_eq!(h.state(s), Some(SessionState::Idle));
+    assert_eq!(validate_of(&h.advance(ms(0))), s);
+}
+
+#[test]
+fn i4_a_lent_session_whose_transport_dies_is_recalled_and_closed_once_back() {
+    let mut h = Harness::new(with_lanes());
+    let lease = h.lease_new(1);
+    let s = lease.session();
+    h.release(lease, Outcome::Ok);
+    let (r, actions) = h.step(Input::TransportClosed(s));
+    r.unwrap();
+    assert_eq!(recalls(&actions), vec![s]);
+    assert!(closes(&actions).is_empty(), "its lane may still hold it");
+    assert_eq!(h.state(s), Some(SessionState::Poisoned));
+    let actions = lane_returned(&mut h, s, LaneReturn::Parked { last_used: None });
+    assert_eq!(closes(&actions), vec![s]);
+}
+
+#[test]
+fn i3_i11_uses_that_end_badly_in_a_lane_come_back_to_the_pool() {
+    for (outcome, expect) in [
+        (Outcome::TransportError, SessionState::Poisoned),
+        (Outcome::Timeout, SessionState::Validating),
+        (Outcome::Cancelled, SessionState::Validating),
+    ] {
+        let mut h = Harness::new(with_lanes());
+        let lease = h.lease_new(1);
+        let s = lease.session();
+        h.release(lease, Outcome::Ok);
+        let at = h.now;
+        let actions = lane_returned(&mut h, s, LaneReturn::Released { outcome, at });
+        assert_eq!(h.state(s), Some(expect), "{outcome:?}: {actions:?}");
+    }
+}
+
+#[test]
+fn i14_a_lent_session_found_closed_before_any_use_counts_against_the_breaker() {
+    let mut h = Harness::new(Config {
+        breaker: BreakerConfig {
+            failure_threshold: 1,
+            ..BreakerConfig::default()
+        },
+        ..with_lanes()
+    });
+    let (a, actions) = h.acquire(1);
+    let s = connect_of(&actions);
+    // Connected with nobody left waiting (the caller gave up): lent at once.
+    h.step(Input::CancelAcquire(a)).0.unwrap();
+    let actions = h.connected(s, true);
+    assert_eq!(lends(&actions), vec![s]);
+    let actions = lane_returned(&mut h, s, LaneReturn::Closed);
+    assert_eq!(closes(&actions), vec![s]);
+    assert_eq!(
+        h.pool.key_snapshot(&1).unwrap().breaker,
+        mcp_pool_core::BreakerState::Open
+    );
+}
+
+#[test]
+fn i15_drain_and_shutdown_recall_what_lanes_hold() {
+    let mut h = Harness::new(with_lanes());
+    let lease = h.lease_new(1);
+    let s = lease.session();
+    h.release(lease, Outcome::Ok);
+    let (_, actions) = h.step(Input::Drain);
+    assert_eq!(recalls(&actions), vec![s]);
+    assert_eq!(lane_open(&actions), vec![false]);
+    let actions = lane_returned(&mut h, s, LaneReturn::Parked { last_used: None });
+    assert_eq!(closes(&actions), vec![s], "retired as it comes back");
+
+    let mut h = Harness::new(with_lanes());
+    let lease = h.lease_new(1);
+    let s = lease.session();
+    h.release(lease, Outcome::Ok);
+    let (_, actions) = h.step(Input::Shutdown);
+    assert_eq!(recalls(&actions), vec![s]);
+    let at = h.now;
+    let actions = lane_returned(
+        &mut h,
+        s,
+        LaneReturn::Released {
+            outcome: Outcome::Ok,
+            at,
+        },
+    );
+    assert_eq!(closes(&actions), vec![s]);
+    h.closed(s);
+    assert!(h.pool.is_closed());
+}
+
+#[test]
+fn i13_a_key_waiting_for_room_gets_a_session_lent_by_another_key() {
+    let mut h = Harness::new(Config {
+        max_sessions_total: 1,
+        ..with_lanes()
+    });
+    let lease = h.lease_new(1);
+    let s = lease.session();
+    h.release(lease, Outcome::Ok);
+    let (b, actions) = h.acquire(2);
+    assert_eq!(recalls(&actions), vec![s], "{actions:?}");
+    let actions = lane_returned(&mut h, s, LaneReturn::Parked { last_used: None });
+    assert_eq!(closes(&actions), vec![s], "closed for capacity");
+    let other = connect_of(&actions);
+    grant_of(&h.connected(other, true), b);
+}
+
+#[test]
+fn i16_only_a_lent_session_comes_back_from_a_lane() {
+    let mut h = Harness::new(with_lanes());
+    let lease = h.lease_new(1);
+    let (r, _) = h.step(Input::LaneReturned {
+        session: lease.session(),
+        back: LaneReturn::Closed,
+    });
+    assert!(matches!(r, Err(InputError::WrongState { .. })), "{r:?}");
 }

@@ -376,7 +376,10 @@ impl<C: Connector> Builder<C> {
         if self.close_timeout.is_zero() {
             return Err(BuildError::ZeroCloseTimeout);
         }
-        let core = mcp_pool_core::Pool::new(self.config)?;
+        let core = mcp_pool_core::Pool::new(mcp_pool_core::Config {
+            lanes: false,
+            ..self.config
+        })?;
         let shared = Arc::new(Shared::new(
             self.connector,
             Core::new(core, self.checking),

@@ -362,6 +362,9 @@ impl<C: Connector> Shared<C> {
                         None => own = Some(answer),
                     }
                 }
+                Action::Lend { .. } | Action::Recall { .. } | Action::LaneOpen { .. } => {
+                    unreachable!("the driver builds its cores without lanes")
+                }
                 Action::Close { session, reason } => {
                     let live = st
                         .sessions

@@ -179,9 +179,11 @@ pub fn rejects(actions: &[Action<Key>]) -> Vec<(AcquireId, mcp_pool_core::Reject
     })
 }
 
-/// A small config: no background timers unless a test asks for them.
+/// A small config: no background timers unless a test asks for them, and
+/// no lanes (sessions stay with the pool; the lane tests turn them on).
 pub fn quiet() -> Config {
     Config {
+        lanes: false,
         max_sessions_per_key: 2,
         max_sessions_total: 4,
         max_keys: 4,
