@@ -349,6 +349,7 @@ pub(crate) fn action_text(action: &Action<Key>) -> String {
         Action::Lend { session, until, .. } => format!("Lend {session} until {}", ms(*until)),
         Action::Recall { session } => format!("Recall {session}"),
         Action::LaneOpen { key, open } => format!("LaneOpen key {key}: {open}"),
+        Action::WaitInLane { acquire, key, .. } => format!("{acquire} waits in key {key}'s lane"),
     }
 }
 
@@ -1005,6 +1006,23 @@ impl PoolSpec {
                                 last_used: l.last_used,
                             },
                         }));
+                    }
+                }
+                Action::WaitInLane { acquire, key, .. } => {
+                    match s
+                        .callers
+                        .iter_mut()
+                        .find(|c| **c == Caller::Waiting(*acquire))
+                    {
+                        Some(c) => *c = Caller::LaneWaiting(*key),
+                        None => {
+                            s.violation.get_or_insert(Violation {
+                                invariant: properties::I12,
+                                detail: format!(
+                                    "{acquire} moved to a lane, no caller waits for it"
+                                ),
+                            });
+                        }
                     }
                 }
                 Action::LaneOpen { key, open } => {

@@ -78,6 +78,18 @@ pub enum Action<K> {
         /// Whether its lane queues callers.
         open: bool,
     },
+    /// The caller of `acquire` waits in `key`'s lane from now on (emitted
+    /// just after the lane opened, in the order callers came): its answer
+    /// comes from the lane, or from the pool again if the lane closes first
+    /// (then it becomes a new acquire with the same `deadline`).
+    WaitInLane {
+        /// The acquire moved.
+        acquire: AcquireId,
+        /// Its key.
+        key: K,
+        /// Its deadline.
+        deadline: Time,
+    },
     /// Close the session, then report with
     /// [`Pool::closed`](crate::Pool::closed). Emitted once per session, only
     /// when no lease and no check holds it.

@@ -369,6 +369,19 @@ impl<K: PoolKey> Auditor<K> {
                 h.recalled = true;
             }
             Action::LaneOpen { .. } => {}
+            Action::WaitInLane { acquire, key, .. } => {
+                let a = self.pending.remove(acquire);
+                ensure!(
+                    a.as_ref().is_some_and(|a| a.key == *key),
+                    I12,
+                    "{acquire:?} moved to the lane of {key:?}, which it does not wait for"
+                );
+                ensure!(
+                    pool.key_snapshot(key).is_some_and(|s| s.lane_open),
+                    I18,
+                    "{acquire:?} moved to the closed lane of {key:?}"
+                );
+            }
             Action::Grant { acquire, lease } => {
                 let sid = lease.session();
                 let a = self.pending.remove(acquire);

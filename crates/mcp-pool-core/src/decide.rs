@@ -516,7 +516,8 @@ impl<K: PoolKey> Pool<K> {
         self.maybe_forget_key(k);
     }
 
-    /// Keeps `min_idle_per_key` sessions idle or on their way, beyond the waiters.
+    /// Keeps `min_idle_per_key` sessions idle, lent or on their way, beyond
+    /// the waiters.
     pub(crate) fn replenish(&mut self, k: u32, now: Time) {
         let min_idle = self.config.min_idle_per_key;
         if min_idle == 0 {
@@ -524,7 +525,8 @@ impl<K: PoolKey> Pool<K> {
         }
         loop {
             let ks = self.ks(k);
-            let spare = ks.idle.len() + ks.connecting + ks.validating;
+            // Lent sessions count as spare: the lane serves from them.
+            let spare = ks.idle.len() + ks.lent + ks.connecting + ks.validating;
             if spare >= min_idle + ks.waiters.len() || !self.try_connect(k, now, false) {
                 break;
             }

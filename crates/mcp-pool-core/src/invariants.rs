@@ -277,7 +277,8 @@ impl<K: PoolKey> Pool<K> {
             connecting_total
         );
         // I12: a grant found closed took its answer back.
-        let answered = st.grants - st.grants_closed + st.rejects() + st.cancelled;
+        let answered =
+            st.grants - st.grants_closed + st.rejects() + st.cancelled + st.moved_to_lane;
         ensure!(
             st.acquires == answered + self.waiters.len() as u64,
             I12,
@@ -396,26 +397,12 @@ impl<K: PoolKey> Pool<K> {
             }
             waiting_total += ks.waiters.len();
             if ks.lane_open {
-                let nothing_else = ks.waiters.is_empty()
-                    && ks.connecting + ks.validating + ks.leased + c.idle == 0
-                    && ks.lent == live
-                    && live >= cfg.max_sessions_per_key
-                    && !ks.breaker.is_tripped()
-                    && !self.shutting_down;
                 ensure!(
-                    nothing_else,
+                    ks.waiters.is_empty() && self.lane_may_open(k as u32),
                     I18,
                     "key {:?}: lane open while the pool has work for it",
                     ks.key
                 );
-                for &sid in &ks.sessions {
-                    ensure!(
-                        !self.sess(sid).recall_sent,
-                        I18,
-                        "key {:?}: lane open while {sid:?} is recalled",
-                        ks.key
-                    );
-                }
             }
             if !ks.waiters.is_empty() {
                 // Callers waiting in the pool get the key's lent sessions back.

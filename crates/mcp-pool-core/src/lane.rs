@@ -244,35 +244,52 @@ impl<K: PoolKey> Pool<K> {
         }
     }
 
-    /// Whether a session `k` lent was recalled and is not back yet.
-    fn any_recalled(&self, k: u32) -> bool {
-        self.ks(k)
-            .sessions
-            .iter()
-            .any(|&sid| self.sess(sid).recall_sent)
-    }
-
     /// Opens or closes `k`'s lane as its state says: open exactly while
     /// every session of the key is lent, the key is at its limit, and
     /// nothing else is under way for it (I18).
     pub(crate) fn update_lane(&mut self, k: u32) {
+        let open = self.lane_may_open(k);
         let ks = self.ks(k);
-        let open = self.config.lanes
-            && !self.shutting_down
-            && !ks.breaker.is_tripped()
-            && ks.waiters.is_empty()
-            && ks.connecting == 0
-            && ks.validating == 0
-            && ks.leased == 0
-            && ks.idle.is_empty()
-            && ks.lent > 0
-            && ks.lent == ks.live
-            && ks.live >= self.config.max_sessions_per_key
-            && !self.any_recalled(k);
         if open != ks.lane_open {
             let key = ks.key.clone();
             self.ks_mut(k).lane_open = open;
-            self.actions.push_back(Action::LaneOpen { key, open });
+            self.actions.push_back(Action::LaneOpen {
+                key: key.clone(),
+                open,
+            });
+            if open {
+                // The key's callers wait in its lane now, in their order.
+                while let Some(id) = self.ks(k).waiters.head() {
+                    let deadline = self.take_waiter(k, id);
+                    self.stats.moved_to_lane += 1;
+                    self.actions.push_back(Action::WaitInLane {
+                        acquire: id,
+                        key: key.clone(),
+                        deadline,
+                    });
+                }
+            }
         }
+    }
+
+    /// Whether `k`'s lane may queue callers (I18): the key is at its limit,
+    /// every session of it is lent or leased and will be lent when given
+    /// back (exclusive), none is recalled, and nothing else (a connect, a
+    /// check, a parked session, an open breaker, a shutdown) is under way.
+    pub(crate) fn lane_may_open(&self, k: u32) -> bool {
+        let ks = self.ks(k);
+        self.config.lanes
+            && !self.config.check_interval.is_zero()
+            && !self.shutting_down
+            && !ks.breaker.is_tripped()
+            && ks.connecting == 0
+            && ks.validating == 0
+            && ks.idle.is_empty()
+            && ks.lent + ks.leased == ks.live
+            && ks.live >= self.config.max_sessions_per_key
+            && ks.sessions.iter().all(|&sid| {
+                let s = self.sess(sid);
+                !s.recall_sent && (s.phase != Phase::Leased || s.max_leases == 1)
+            })
     }
 }

@@ -310,7 +310,8 @@ impl<K: PoolKey> Pool<K> {
             s.idle_since = now;
             self.return_to_service(sid, now, false);
         }
-        if !self.ks(k).waiters.is_empty() {
+        let ks = self.ks(k);
+        if !ks.waiters.is_empty() || ks.lane_open {
             self.mark_dirty(k);
         }
         self.settle(now);
@@ -336,7 +337,8 @@ impl<K: PoolKey> Pool<K> {
             let handed_fresh = s.unused_since_proof;
             self.return_to_service(sid, now, handed_fresh);
         }
-        if !self.ks(k).waiters.is_empty() {
+        let ks = self.ks(k);
+        if !ks.waiters.is_empty() || ks.lane_open {
             self.mark_dirty(k);
         }
         self.settle(now);
@@ -622,6 +624,18 @@ impl<K: PoolKey> Pool<K> {
                 }
                 return;
             }
+        }
+        if self.ks(k).lane_open {
+            // Its lane queues callers: it waits there, behind those who came
+            // before it.
+            self.stats.moved_to_lane += 1;
+            let key = self.ks(k).key.clone();
+            self.actions.push_back(Action::WaitInLane {
+                acquire: id,
+                key,
+                deadline,
+            });
+            return;
         }
         if self.admit_waiting(id, k, deadline, now) {
             self.stats.misses += 1;

@@ -35,6 +35,9 @@ pub struct Stats {
     pub returned_unused: u64,
     /// Sessions lent to their key's lane.
     pub lends: u64,
+    /// Waiting acquires moved to their key's lane when it opened (answered
+    /// there, not here).
+    pub moved_to_lane: u64,
     /// Recalls of lent sessions.
     pub recalls: u64,
     /// Lent sessions that came back from their lane.

@@ -170,11 +170,18 @@ struct Reference {
     granted: BTreeMap<LeaseId, AcquireId>,
     /// Sessions lent to their lanes, as the lanes see them.
     lanes: BTreeMap<SessionId, RefLane>,
+    /// Callers waiting in each key's lane (their deadlines), in order.
+    lane_waiters: BTreeMap<Key, Vec<Time>>,
+    /// Acquires the lanes must hand back to the pool (their lane closed).
+    adopt: Vec<(Key, Time)>,
+    /// The key of every session connected.
+    session_keys: BTreeMap<SessionId, Key>,
 }
 
 /// One lent session as its lane sees it.
 #[derive(Debug)]
 struct RefLane {
+    key: Key,
     until: Time,
     renew: Duration,
     hard_end: Time,
@@ -330,12 +337,22 @@ impl Reference {
         }
         for action in actions {
             match action {
+                Action::WaitInLane {
+                    acquire,
+                    key,
+                    deadline,
+                } => {
+                    assert!(self.waiting.remove(acquire), "moved a non-waiting acquire");
+                    self.answered.push(*acquire);
+                    self.lane_waiters.entry(*key).or_default().push(*deadline);
+                }
                 Action::Lend {
                     session,
                     until,
                     renew,
                     hard_end,
                 } => {
+                    let key = self.session_keys[session];
                     let r = self.sessions.get_mut(session).expect("lent session known");
                     assert!(
                         r.state == SessionState::Idle && r.leases.is_empty() && !r.checking,
@@ -343,13 +360,17 @@ impl Reference {
                         r.state
                     );
                     r.state = SessionState::Lent;
+                    // Straight to the first caller waiting in the lane.
+                    let waiter = self.lane_waiters.get_mut(&key).filter(|w| !w.is_empty());
+                    let taken = waiter.map(|w| w.remove(0)).is_some();
                     let fresh = self.lanes.insert(
                         *session,
                         RefLane {
+                            key,
                             until: *until,
                             renew: *renew,
                             hard_end: *hard_end,
-                            taken: false,
+                            taken,
                             recalled: false,
                             last_used: None,
                         },
@@ -364,8 +385,14 @@ impl Reference {
                     assert!(!l.recalled, "recalled twice");
                     l.recalled = true;
                 }
+                Action::LaneOpen { key, open: false } => {
+                    for deadline in self.lane_waiters.remove(key).unwrap_or_default() {
+                        self.adopt.push((*key, deadline));
+                    }
+                }
                 Action::LaneOpen { .. } => {}
-                Action::Connect { session, .. } => {
+                Action::Connect { session, key, .. } => {
+                    self.session_keys.insert(*session, *key);
                     assert!(self.connecting.insert(*session));
                     self.connect_began_after.insert(*session, self.last_acquire);
                 }
@@ -489,9 +516,11 @@ impl Reference {
                 let s = pick(&taken, i)?;
                 let l = self.lanes.get_mut(&s).expect("picked");
                 if !l.recalled && matches!(outcome, Outcome::Ok | Outcome::ApplicationError) {
-                    l.taken = false;
                     l.last_used = Some(now);
                     l.until = l.hard_end.min(now + l.renew);
+                    // Straight to the first caller waiting in the lane, or parked.
+                    let waiters = self.lane_waiters.get_mut(&l.key).filter(|w| !w.is_empty());
+                    l.taken = waiters.map(|w| w.remove(0)).is_some();
                     None
                 } else {
                     Some(Input::LaneReturned {
@@ -522,8 +551,16 @@ impl Reference {
         })
     }
 
-    /// A recalled session parked in its lane comes back at once.
-    fn recall_due(&self) -> Option<Input<Key>> {
+    /// A recalled session parked in its lane comes back at once; callers of
+    /// a lane that closed ask the pool, in order.
+    fn recall_due(&mut self, now: Time) -> Option<Input<Key>> {
+        if !self.adopt.is_empty() {
+            let (key, deadline) = self.adopt.remove(0);
+            return Some(Input::Acquire {
+                key,
+                deadline: Some(deadline.max(now + Duration::from_nanos(1))),
+            });
+        }
         self.lanes
             .iter()
             .find(|(_, l)| l.recalled && !l.taken)
@@ -752,7 +789,7 @@ fn run(config: Config, ops: &[Op]) {
 /// Recalled sessions parked in their lanes come back at once, as the
 /// driver returns them while it carries out the recall.
 fn settle_lanes(h: &mut Harness, reference: &mut Reference) {
-    while let Some(input) = reference.recall_due() {
+    while let Some(input) = reference.recall_due(h.now) {
         let (result, actions) = h.step(input.clone());
         assert!(result.is_ok(), "lane return {input:?} refused: {result:?}");
         reference.step(&input, &result, &actions);

@@ -995,23 +995,27 @@ fn lane_returned(h: &mut Harness, session: SessionId, back: LaneReturn) -> Vec<A
 #[test]
 fn i18_a_fresh_session_nobody_waits_for_is_lent_with_its_bound() {
     let mut h = Harness::new(with_lanes());
-    let lease = h.lease_new(1);
+    let (a, actions) = h.acquire(1);
+    let actions = h.connected(connect_of(&actions), true);
+    let lease = grant_of(&actions, a);
+    assert_eq!(
+        lane_open(&actions),
+        vec![true],
+        "the key is at its limit and its session will be lent: its lane queues"
+    );
     let s = lease.session();
     h.now = h.now + Duration::from_secs(1);
     let actions = h.release(lease, Outcome::Ok);
     let expires = h.pool.session(s).unwrap().expires_at.unwrap();
     assert_eq!(
         actions,
-        vec![
-            Action::Lend {
-                session: s,
-                until: h.now + Duration::from_secs(30),
-                renew: Duration::from_secs(30),
-                hard_end: expires,
-            },
-            Action::LaneOpen { key: 1, open: true },
-        ],
-        "lent, and the key's only session is in its lane: the lane queues"
+        vec![Action::Lend {
+            session: s,
+            until: h.now + Duration::from_secs(30),
+            renew: Duration::from_secs(30),
+            hard_end: expires,
+        }],
+        "lent with its freshness bound and renewal rule"
     );
     assert_eq!(h.state(s), Some(SessionState::Lent));
     assert_eq!(h.pool.stats().lends, 1);
@@ -1027,16 +1031,26 @@ fn i18_a_fresh_session_nobody_waits_for_is_lent_with_its_bound() {
 
 #[test]
 fn i18_callers_waiting_in_the_pool_get_the_lent_sessions_back_in_order() {
-    let mut h = Harness::new(with_lanes());
+    // Below its limit, the key's lane does not queue callers: one who finds
+    // nothing parked asks the pool, which connects and takes back what the
+    // lane holds.
+    let mut h = Harness::new(Config {
+        max_sessions_per_key: 2,
+        ..with_lanes()
+    });
     let lease = h.lease_new(1);
     let s = lease.session();
-    h.release(lease, Outcome::Ok);
-    // The lane closes and gives its callers to the pool; one asks the pool.
+    let actions = h.release(lease, Outcome::Ok);
+    assert_eq!(lends(&actions), vec![s]);
+    assert!(
+        lane_open(&actions).is_empty(),
+        "below the limit: {actions:?}"
+    );
     let (a, actions) = h.acquire(1);
     assert_eq!(recalls(&actions), vec![s], "{actions:?}");
-    assert_eq!(lane_open(&actions), vec![false]);
+    let fresh = connect_of(&actions);
     let (b, _) = h.acquire(1);
-    // The session was in use in the lane; its holder gives it back Ok.
+    // The lent session was in use; its holder gives it back Ok.
     h.now = h.now + ms(5);
     let at = h.now;
     let actions = lane_returned(
@@ -1049,12 +1063,46 @@ fn i18_callers_waiting_in_the_pool_get_the_lent_sessions_back_in_order() {
     );
     let lease = grant_of(&actions, a);
     assert_eq!(lease.session(), s);
-    assert_eq!(h.pool.session(s).unwrap().verified_at, h.now);
-    let actions = h.release(lease, Outcome::Ok);
-    let lease = grant_of(&actions, b);
-    // Nobody waits any more: lent again.
+    assert_eq!(h.pool.session(s).unwrap().verified_at, at);
+    let actions = h.connected(fresh, true);
+    grant_of(&actions, b);
+    // Nobody waits any more: lent again as it comes back.
     let actions = h.release(lease, Outcome::Ok);
     assert_eq!(lends(&actions), vec![s]);
+}
+
+#[test]
+fn i18_a_key_at_its_limit_moves_its_callers_to_its_lane_in_order() {
+    let mut h = Harness::new(with_lanes());
+    let lease = h.lease_new(1);
+    let s = lease.session();
+    // At its limit, with the only session leased: callers wait in the lane.
+    let (a, actions) = h.acquire(1);
+    assert!(
+        matches!(actions.as_slice(), [Action::WaitInLane { acquire, .. }] if *acquire == a),
+        "{actions:?}"
+    );
+    let (b, actions) = h.acquire(1);
+    assert!(
+        matches!(actions.as_slice(), [Action::WaitInLane { acquire, .. }] if *acquire == b),
+        "{actions:?}"
+    );
+    assert_eq!(h.pool.waiting(), 0, "they wait in the lane, not here");
+    assert_eq!(h.pool.stats().moved_to_lane, 2);
+    // Given back, the session is lent, and the lane hands it to a.
+    let actions = h.release(lease, Outcome::Ok);
+    assert_eq!(lends(&actions), vec![s]);
+    // A use that ends badly in the lane closes it: its callers come back.
+    let actions = lane_returned(
+        &mut h,
+        s,
+        LaneReturn::Released {
+            outcome: Outcome::Timeout,
+            at: Time::ZERO,
+        },
+    );
+    assert_eq!(lane_open(&actions), vec![false], "{actions:?}");
+    assert_eq!(validate_of(&actions), s);
 }
 
 #[test]

@@ -1,27 +1,94 @@
 //! Acquire + release throughput of mcp-pool, deadpool and bb8 in the same
-//! run: no-op connectors, one key, pool size 16, 1 / 16 / 64 concurrent tasks
-//! on a 2-worker tokio runtime. Each operation acquires a session, yields
-//! once while holding it (a use that awaits), and gives it back.
+//! run, with no-op connectors and pool size 16.
 //!
-//! Criterion measures each pool and concurrency in turn; then the three
-//! pools take turns in short batches and the table at the end (ops/s and the
-//! ratios mcp-pool/deadpool and mcp-pool/bb8) is computed from those, so that
-//! load from elsewhere on the machine cannot favour one pool. Last, the parts
-//! of an operation the driver cannot avoid are timed alone (the core's input
-//! and a clock read).
+//! Every combination of
+//! - workload: `bare` (get, touch the session, give it back) and `yield`
+//!   (get, yield to the runtime once while holding it, give it back);
+//! - tasks: 1, 16 and 64 running operations concurrently;
+//! - keys: one key, or 1,000 keys chosen at random per operation (mcp-pool
+//!   holds them all in one pool; each peer gets one pool per key);
+//! - runtime: tokio multi-thread with 2 workers, and current-thread.
 //!
-//! `cargo bench -p mcp-pool` (release).
+//! Criterion measures each combination in turn. Then, for the table, the
+//! three pools take turns (order rotated each round) for `ROUNDS` rounds of
+//! `OPS` operations per combination, so load from elsewhere on the machine
+//! falls on all three alike; the table shows the median ops/s of each pool
+//! and the ratios mcp-pool / peer of those medians, in markdown. Last, the
+//! core's own cycle (its inputs alone, no driver) is timed.
+//!
+//! `cargo bench -p mcp-pool` (release). `MCP_POOL_BENCH_ROUNDS` (default 7)
+//! and `MCP_POOL_BENCH_OPS` (default 200000) size the table's rounds;
+//! `MCP_POOL_BENCH_TABLE_ONLY=1` skips criterion's part.
 
-use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
 
 const POOL_SIZE: usize = 16;
-const CONCURRENCY: [usize; 3] = [1, 16, 64];
+const KEYS: u32 = 1_000;
+const TASKS: [usize; 3] = [1, 16, 64];
 const POOLS: [&str; 3] = ["mcp-pool", "deadpool", "bb8"];
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Workload {
+    Bare,
+    Yield,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Keys {
+    One,
+    Many,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Runtime {
+    MultiThread,
+    CurrentThread,
+}
+
+impl Workload {
+    fn name(self) -> &'static str {
+        match self {
+            Workload::Bare => "bare",
+            Workload::Yield => "yield",
+        }
+    }
+}
+
+impl Keys {
+    fn name(self) -> &'static str {
+        match self {
+            Keys::One => "1 key",
+            Keys::Many => "1,000 keys",
+        }
+    }
+}
+
+impl Runtime {
+    fn name(self) -> &'static str {
+        match self {
+            Runtime::MultiThread => "2 workers",
+            Runtime::CurrentThread => "current thread",
+        }
+    }
+
+    fn build(self) -> tokio::runtime::Runtime {
+        match self {
+            Runtime::MultiThread => tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap(),
+            Runtime::CurrentThread => tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap(),
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 #[error("never happens")]
@@ -31,11 +98,11 @@ struct Never;
 struct Noop;
 
 impl mcp_pool::Connector for Noop {
-    type Key = &'static str;
+    type Key = u32;
     type Session = u64;
     type Error = Never;
 
-    async fn connect(&self, _key: &&'static str) -> Result<u64, Never> {
+    async fn connect(&self, _key: &u32) -> Result<u64, Never> {
         Ok(0)
     }
     async fn check(&self, _session: &u64) -> Result<(), Never> {
@@ -87,33 +154,112 @@ impl bb8::ManageConnection for Bb8Noop {
     }
 }
 
-/// (pool, tasks) -> (operations, time) over every measured batch.
-type Tally = Arc<Mutex<BTreeMap<(&'static str, usize), (u64, Duration)>>>;
+/// A task's key sequence: the same for every pool (xorshift, seeded by the
+/// task's index).
+#[derive(Clone, Copy)]
+struct KeyPicker {
+    keys: Keys,
+    state: u64,
+}
 
-/// Runs `iters` operations (rounded up to a multiple of `tasks`) spread over
-/// `tasks` tasks and returns the time `iters` of them took.
-fn batch<F, Fut>(
-    rt: &tokio::runtime::Runtime,
-    tally: &Tally,
-    pool: &'static str,
+impl KeyPicker {
+    fn new(keys: Keys, task: usize) -> KeyPicker {
+        KeyPicker {
+            keys,
+            state: 0x9E37_79B9_7F4A_7C15 ^ (task as u64 + 1).wrapping_mul(0xBF58_476D_1CE4_E5B9),
+        }
+    }
+
+    fn next(&mut self) -> u32 {
+        match self.keys {
+            Keys::One => 0,
+            Keys::Many => {
+                let mut x = self.state;
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                self.state = x;
+                (x % KEYS as u64) as u32
+            }
+        }
+    }
+}
+
+/// The three pools under test for one runtime and key count.
+struct Pools {
+    ours: mcp_pool::Pool<Noop>,
+    deadpool: Arc<Vec<deadpool::managed::Pool<DeadpoolNoop>>>,
+    bb8: Arc<Vec<bb8::Pool<Bb8Noop>>>,
+}
+
+impl Pools {
+    fn new(rt: &tokio::runtime::Runtime, keys: Keys) -> Pools {
+        let n = match keys {
+            Keys::One => 1,
+            Keys::Many => KEYS as usize,
+        };
+        rt.block_on(async {
+            let mut bb8 = Vec::with_capacity(n);
+            for _ in 0..n {
+                bb8.push(
+                    bb8::Pool::builder()
+                        .max_size(POOL_SIZE as u32)
+                        .build(Bb8Noop)
+                        .await
+                        .unwrap(),
+                );
+            }
+            Pools {
+                ours: mcp_pool::Pool::builder(Noop)
+                    .max_sessions_per_key(POOL_SIZE)
+                    .max_sessions_total(POOL_SIZE * n)
+                    .max_keys(n)
+                    // A crate's tests turn the `checking` feature on for its
+                    // benchmarks too: measure the product path.
+                    .checking(false)
+                    .build()
+                    .unwrap(),
+                deadpool: Arc::new(
+                    (0..n)
+                        .map(|_| {
+                            deadpool::managed::Pool::<DeadpoolNoop>::builder(DeadpoolNoop)
+                                .max_size(POOL_SIZE)
+                                .build()
+                                .unwrap()
+                        })
+                        .collect(),
+                ),
+                bb8: Arc::new(bb8),
+            }
+        })
+    }
+}
+
+/// One measured combination.
+#[derive(Clone, Copy, Debug)]
+struct Case {
+    workload: Workload,
     tasks: usize,
-    iters: u64,
-    op: F,
-) -> Duration
+    keys: Keys,
+}
+
+/// Runs `ops` operations (rounded up to a multiple of `tasks`) spread over
+/// `tasks` tasks; returns the operations run and the time they took.
+fn batch<F, Fut>(rt: &tokio::runtime::Runtime, case: Case, ops: u64, op: F) -> (u64, Duration)
 where
-    F: Fn() -> Fut + Clone + Send + 'static,
+    F: Fn(u32) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = ()> + Send,
 {
-    let per_task = iters.div_ceil(tasks as u64).max(1);
-    let ops = per_task * tasks as u64;
+    let per_task = ops.div_ceil(case.tasks as u64).max(1);
     let elapsed = rt.block_on(async {
         let start = Instant::now();
-        let handles: Vec<_> = (0..tasks)
-            .map(|_| {
+        let handles: Vec<_> = (0..case.tasks)
+            .map(|task| {
                 let op = op.clone();
+                let mut picker = KeyPicker::new(case.keys, task);
                 tokio::spawn(async move {
                     for _ in 0..per_task {
-                        op().await;
+                        op(picker.next()).await;
                     }
                 })
             })
@@ -123,84 +269,58 @@ where
         }
         start.elapsed()
     });
-    let mut t = tally.lock().unwrap();
-    let entry = t.entry((pool, tasks)).or_default();
-    entry.0 += ops;
-    entry.1 += elapsed;
-    elapsed.mul_f64(iters as f64 / ops as f64)
-}
-
-/// The three pools under test, built on `rt`.
-struct Pools {
-    ours: mcp_pool::Pool<Noop>,
-    deadpool: deadpool::managed::Pool<DeadpoolNoop>,
-    bb8: bb8::Pool<Bb8Noop>,
+    (per_task * case.tasks as u64, elapsed)
 }
 
 impl Pools {
-    fn new(rt: &tokio::runtime::Runtime) -> Pools {
-        rt.block_on(async {
-            Pools {
-                ours: mcp_pool::Pool::builder(Noop)
-                    .max_sessions_per_key(POOL_SIZE)
-                    .max_sessions_total(POOL_SIZE)
-                    // A crate's tests turn the `checking` feature on for its
-                    // benchmarks too: measure the product path.
-                    .checking(false)
-                    .build()
-                    .unwrap(),
-                deadpool: deadpool::managed::Pool::<DeadpoolNoop>::builder(DeadpoolNoop)
-                    .max_size(POOL_SIZE)
-                    .build()
-                    .unwrap(),
-                bb8: bb8::Pool::builder()
-                    .max_size(POOL_SIZE as u32)
-                    .build(Bb8Noop)
-                    .await
-                    .unwrap(),
-            }
-        })
-    }
-
-    /// Runs `iters` operations on pool `name` with `tasks` tasks.
+    /// Runs `ops` operations of `case` on pool `name`.
     fn run(
         &self,
         rt: &tokio::runtime::Runtime,
-        tally: &Tally,
-        name: &'static str,
-        tasks: usize,
-        iters: u64,
-    ) -> Duration {
+        name: &str,
+        case: Case,
+        ops: u64,
+    ) -> (u64, Duration) {
+        let yielding = case.workload == Workload::Yield;
         match name {
             "mcp-pool" => {
                 let pool = self.ours.clone();
-                batch(rt, tally, name, tasks, iters, move || {
+                batch(rt, case, ops, move |key| {
                     let pool = pool.clone();
                     async move {
-                        let lease = pool.acquire(&"server").await.unwrap();
-                        tokio::task::yield_now().await;
+                        let lease = pool.acquire(&key).await.unwrap();
+                        std::hint::black_box(*lease);
+                        if yielding {
+                            tokio::task::yield_now().await;
+                        }
                         lease.release(mcp_pool::Outcome::Ok);
                     }
                 })
             }
             "deadpool" => {
-                let pool = self.deadpool.clone();
-                batch(rt, tally, name, tasks, iters, move || {
-                    let pool = pool.clone();
+                let pools = self.deadpool.clone();
+                batch(rt, case, ops, move |key| {
+                    let pools = pools.clone();
                     async move {
-                        let conn = pool.get().await.unwrap();
-                        tokio::task::yield_now().await;
+                        let conn = pools[key as usize].get().await.unwrap();
+                        std::hint::black_box(*conn);
+                        if yielding {
+                            tokio::task::yield_now().await;
+                        }
                         drop(conn);
                     }
                 })
             }
             "bb8" => {
-                let pool = self.bb8.clone();
-                batch(rt, tally, name, tasks, iters, move || {
-                    let pool = pool.clone();
+                let pools = self.bb8.clone();
+                batch(rt, case, ops, move |key| {
+                    let pools = pools.clone();
                     async move {
-                        let conn = pool.get().await.unwrap();
-                        tokio::task::yield_now().await;
+                        let conn = pools[key as usize].get().await.unwrap();
+                        std::hint::black_box(*conn);
+                        if yielding {
+                            tokio::task::yield_now().await;
+                        }
                         drop(conn);
                     }
                 })
@@ -210,93 +330,136 @@ impl Pools {
     }
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&v| v > 0)
+        .unwrap_or(default)
 }
 
-/// Criterion's measurement: one benchmark per pool and concurrency.
-fn throughput(c: &mut Criterion, rt: &tokio::runtime::Runtime, pools: &Pools) {
-    let tally = Tally::default();
-    for tasks in CONCURRENCY {
-        let mut group = c.benchmark_group(format!("acquire_release/tasks={tasks}"));
-        group.throughput(Throughput::Elements(1));
-        for name in POOLS {
-            group.bench_function(name, |b| {
-                b.iter_custom(|iters| pools.run(rt, &tally, name, tasks, iters))
-            });
-        }
-        group.finish();
+fn cases(keys: Keys) -> impl Iterator<Item = Case> {
+    [Workload::Bare, Workload::Yield]
+        .into_iter()
+        .flat_map(move |workload| {
+            TASKS.into_iter().map(move |tasks| Case {
+                workload,
+                tasks,
+                keys,
+            })
+        })
+}
+
+/// One row of the table: a combination and each pool's median ops/s.
+struct Row {
+    runtime: Runtime,
+    case: Case,
+    median: [f64; 3],
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let mid = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[mid]
+    } else {
+        (v[mid - 1] + v[mid]) / 2.0
     }
 }
 
-/// The table's measurement: the three pools take turns in short batches
-/// (order rotated each round), so load from elsewhere on the machine falls
-/// on all three alike and the ratios stay meaningful.
-fn interleaved(rt: &tokio::runtime::Runtime, pools: &Pools) -> Tally {
-    const ROUNDS: usize = 15;
-    const OPS_PER_BATCH: u64 = 40_000;
-    let tally = Tally::default();
-    for tasks in CONCURRENCY {
-        for round in 0..ROUNDS {
-            for i in 0..POOLS.len() {
-                let name = POOLS[(round + i) % POOLS.len()];
-                pools.run(rt, &tally, name, tasks, OPS_PER_BATCH);
+/// Criterion's part, then the interleaved rounds of every combination on
+/// this runtime.
+fn measure(
+    c: &mut Criterion,
+    runtime: Runtime,
+    criterion: bool,
+    rounds: u64,
+    ops: u64,
+) -> Vec<Row> {
+    let rt = runtime.build();
+    let mut rows = Vec::new();
+    for keys in [Keys::One, Keys::Many] {
+        let pools = Pools::new(&rt, keys);
+        // Warm every key of every pool once, so no round pays for connects.
+        for name in POOLS {
+            let case = Case {
+                workload: Workload::Bare,
+                tasks: 16,
+                keys,
+            };
+            pools.run(&rt, name, case, 20_000);
+        }
+        if criterion {
+            for case in cases(keys) {
+                let mut group = c.benchmark_group(format!(
+                    "{}/{}/tasks={}/{}",
+                    runtime.name().replace(' ', "-"),
+                    case.workload.name(),
+                    case.tasks,
+                    keys.name().replace([' ', ','], "")
+                ));
+                group.throughput(Throughput::Elements(1));
+                for name in POOLS {
+                    group.bench_function(name, |b| {
+                        b.iter_custom(|iters| {
+                            let (ran, time) = pools.run(&rt, name, case, iters);
+                            time.mul_f64(iters as f64 / ran as f64)
+                        })
+                    });
+                }
+                group.finish();
             }
         }
-    }
-    tally
-}
-
-fn summary(tally: &Tally) {
-    let t = tally.lock().unwrap();
-    let rate = |pool: &'static str, tasks: usize| {
-        t.get(&(pool, tasks))
-            .map(|(ops, time)| *ops as f64 / time.as_secs_f64())
-            .unwrap_or(f64::NAN)
-    };
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    println!();
-    println!(
-        "acquire+release throughput, pool size {POOL_SIZE}, no-op connectors, \
-         tokio multi-thread (2 workers), {cores} cores; pools interleaved in \
-         batches of 40,000 operations, 15 rounds"
-    );
-    println!(
-        "{:>6} {:>14} {:>14} {:>14} {:>10} {:>10}",
-        "tasks", "mcp-pool/s", "deadpool/s", "bb8/s", "/deadpool", "/bb8"
-    );
-    for tasks in CONCURRENCY {
-        let [ours, dp, b8] = POOLS.map(|p| rate(p, tasks));
-        println!(
-            "{tasks:>6} {ours:>14.0} {dp:>14.0} {b8:>14.0} {:>10.2} {:>10.2}",
-            ours / dp,
-            ours / b8
+        for case in cases(keys) {
+            let mut rates: [Vec<f64>; 3] = Default::default();
+            for round in 0..rounds as usize {
+                for i in 0..POOLS.len() {
+                    let at = (round + i) % POOLS.len();
+                    let (ran, time) = pools.run(&rt, POOLS[at], case, ops);
+                    rates[at].push(ran as f64 / time.as_secs_f64());
+                }
+            }
+            rows.push(Row {
+                runtime,
+                case,
+                median: rates.map(median),
+            });
+        }
+        let m = pools.ours.metrics();
+        eprintln!(
+            "mcp-pool on {}, {}: {} acquires, {} granted at once, {} after waiting, {} connects",
+            runtime.name(),
+            keys.name(),
+            m.stats.acquires,
+            m.stats.hits,
+            m.stats.misses,
+            m.stats.connects
         );
+        rt.block_on(pools.ours.shutdown());
     }
+    rows
 }
 
-/// What one operation costs in the parts the driver cannot avoid, measured
-/// alone, single-threaded: the core's input for a warm hit (acquire, grant, release), the
-/// core's input with 48 callers queued behind 16 leased sessions (release
-/// grants the head waiter, acquire queues one more), and one read of tokio's
-/// clock (the driver reads it once per input).
-fn limits(rt: &tokio::runtime::Runtime) {
+/// The core's own cycle, single-threaded, no driver: a warm hit (acquire,
+/// grant, release) and a release that grants the head of 48 queued callers
+/// followed by one more acquire; in ns per cycle.
+fn core_cycle() -> (f64, f64) {
     use mcp_pool_core::{Action, Config, Outcome, Pool, Time};
     const N: u64 = 300_000;
     let config = Config {
         max_sessions_per_key: POOL_SIZE,
         max_sessions_total: POOL_SIZE,
+        lanes: false,
         ..Config::default()
     };
     let per_op = |start: Instant| start.elapsed().as_nanos() as f64 / N as f64;
 
-    let mut pool: Pool<&'static str> = Pool::new(config.clone()).unwrap();
+    let mut pool: Pool<u32> = Pool::new(config.clone()).unwrap();
     let mut now = Time::ZERO;
-    pool.acquire(&"server", None, now).unwrap();
+    pool.acquire(&0, None, now).unwrap();
     let Some(Action::Connect { session, .. }) = pool.poll_action() else {
         panic!("a connect")
     };
@@ -308,7 +471,7 @@ fn limits(rt: &tokio::runtime::Runtime) {
     let start = Instant::now();
     for _ in 0..N {
         now = now + Duration::from_nanos(500);
-        pool.acquire(&"server", None, now).unwrap();
+        pool.acquire(&0, None, now).unwrap();
         let Some(Action::Grant { lease, .. }) = pool.poll_action() else {
             panic!("a grant")
         };
@@ -317,10 +480,10 @@ fn limits(rt: &tokio::runtime::Runtime) {
     }
     let hit = per_op(start);
 
-    let mut pool: Pool<&'static str> = Pool::new(config).unwrap();
+    let mut pool: Pool<u32> = Pool::new(config).unwrap();
     let mut leases = std::collections::VecDeque::new();
     for _ in 0..POOL_SIZE {
-        pool.acquire(&"server", None, now).unwrap();
+        pool.acquire(&0, None, now).unwrap();
     }
     while let Some(action) = pool.poll_action() {
         if let Action::Connect { session, .. } = action {
@@ -331,7 +494,7 @@ fn limits(rt: &tokio::runtime::Runtime) {
         }
     }
     for _ in 0..48 {
-        pool.acquire(&"server", None, now).unwrap();
+        pool.acquire(&0, None, now).unwrap();
     }
     let start = Instant::now();
     for _ in 0..N {
@@ -342,49 +505,85 @@ fn limits(rt: &tokio::runtime::Runtime) {
             panic!("the head waiter is granted")
         };
         leases.push_back(lease);
-        pool.acquire(&"server", None, now).unwrap();
+        pool.acquire(&0, None, now).unwrap();
     }
-    let queued = per_op(start);
+    (hit, per_op(start))
+}
 
-    let clock = rt.block_on(async {
-        let start = Instant::now();
-        let mut sink = tokio::time::Instant::now();
-        for _ in 0..N {
-            sink = std::hint::black_box(tokio::time::Instant::now());
-        }
-        std::hint::black_box(sink);
-        per_op(start)
-    });
-    let start = Instant::now();
-    let mut sink = Instant::now();
-    for _ in 0..N {
-        sink = std::hint::black_box(Instant::now());
-    }
-    std::hint::black_box(sink);
-    let std_clock = per_op(start);
+fn table(rows: &[Row], rounds: u64, ops: u64) {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!();
     println!(
-        "limits, per operation: core hit cycle {hit:.0} ns; core cycle with 48 queued \
-         callers {queued:.0} ns; one clock read {clock:.0} ns on tokio's clock \
-         ({std_clock:.0} ns on std's); the driver reads the clock once per input, \
-         twice per acquire+release"
+        "acquire + release, no-op connectors, pool size {POOL_SIZE} per key, {cores} cores; \
+         median of {rounds} interleaved rounds of {ops} operations per pool"
+    );
+    println!();
+    println!(
+        "| runtime | workload | keys | tasks | mcp-pool ops/s | deadpool ops/s | bb8 ops/s | vs deadpool | vs bb8 |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for row in rows {
+        let [ours, dp, b8] = row.median;
+        println!(
+            "| {} | {} | {} | {} | {:.0} | {:.0} | {:.0} | {:.2} | {:.2} |",
+            row.runtime.name(),
+            row.case.workload.name(),
+            row.case.keys.name(),
+            row.case.tasks,
+            ours,
+            dp,
+            b8,
+            ours / dp,
+            ours / b8
+        );
+    }
+    println!();
+    println!("mcp-pool with 1,000 keys / with one key (same runtime, workload, tasks):");
+    println!();
+    println!("| runtime | workload | tasks | ratio |");
+    println!("|---|---|---|---|");
+    for many in rows.iter().filter(|r| r.case.keys == Keys::Many) {
+        if let Some(one) = rows.iter().find(|r| {
+            r.case.keys == Keys::One
+                && r.runtime == many.runtime
+                && r.case.workload == many.case.workload
+                && r.case.tasks == many.case.tasks
+        }) {
+            println!(
+                "| {} | {} | {} | {:.2} |",
+                many.runtime.name(),
+                many.case.workload.name(),
+                many.case.tasks,
+                many.median[0] / one.median[0]
+            );
+        }
+    }
+    let (hit, queued) = core_cycle();
+    println!();
+    println!(
+        "core cycle (inputs alone, no driver): {hit:.0} ns per warm acquire + release; \
+         {queued:.0} ns per release granting the head of 48 queued callers + one acquire"
     );
 }
 
 fn main() {
-    let rt = runtime();
-    let pools = Pools::new(&rt);
+    let rounds = env_u64("MCP_POOL_BENCH_ROUNDS", 7);
+    let ops = env_u64("MCP_POOL_BENCH_OPS", 200_000);
+    let criterion = std::env::var_os("MCP_POOL_BENCH_TABLE_ONLY").is_none();
     let mut c = Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(1))
         .configure_from_args();
-    throughput(&mut c, &rt, &pools);
-    c.final_summary();
-    let tally = interleaved(&rt, &pools);
-    summary(&tally);
-    let m = pools.ours.metrics();
-    println!(
-        "mcp-pool over the run: {} grants ({} at once, {} after waiting), {} connects, {} checks",
-        m.stats.grants, m.stats.hits, m.stats.misses, m.stats.connects, m.stats.checks
-    );
-    limits(&rt);
+    let mut rows = measure(&mut c, Runtime::MultiThread, criterion, rounds, ops);
+    rows.extend(measure(
+        &mut c,
+        Runtime::CurrentThread,
+        criterion,
+        rounds,
+        ops,
+    ));
+    if criterion {
+        c.final_summary();
+    }
+    table(&rows, rounds, ops);
 }

@@ -11,10 +11,13 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use mcp_pool_core::{AcquireId, InputError, LeaseId, Outcome, RejectReason, Time};
-use tokio::sync::oneshot;
+use std::sync::atomic::Ordering;
+
+use crate::reply;
+use mcp_pool_core::{AcquireId, InputError, LaneReturn, LeaseId, Outcome, RejectReason, Time};
 use tokio::time::Instant;
 
+use crate::lane::{Cell, GiveBack, Take, Wait};
 use crate::shared::{report, Answer, Jobs, Mine, Shared, Waiter};
 use crate::{guard, AcquireError, Connector, KeyHash, Lease};
 
@@ -22,6 +25,10 @@ use crate::{guard, AcquireError, Connector, KeyHash, Lease};
 /// before it gives up on its own (a bound, never reached while the core
 /// answers at the deadline as it promises).
 pub(crate) const DEADLINE_GRACE: Duration = Duration::from_millis(100);
+
+/// Marks the tokens of callers who queued in a lane by themselves (the
+/// others are acquire ids, far below).
+const LANE_TOKEN: u64 = 1 << 63;
 
 /// How an acquire went on its first try.
 enum Started<C: Connector> {
@@ -42,39 +49,53 @@ impl<C: Connector> Shared<C> {
             Some(at) => self.time(at),
             None => started + self.config.acquire_timeout,
         };
-        let mut state = match self.start_acquire(key, deadline, started) {
-            Ok(state) => state,
-            Err(InputError::DeadlineNotInFuture) => {
-                return Err(AcquireError::TimedOut {
-                    waited: self.now().saturating_duration_since(started),
-                    last_failure: None,
-                })
-            }
-            Err(e) => unreachable!("acquire refused: {e}"),
-        };
+        if deadline <= started {
+            return Err(AcquireError::TimedOut {
+                waited: Duration::ZERO,
+                last_failure: None,
+            });
+        }
+        let mut state = self.begin_acquire(key, deadline, started);
         loop {
             let answer = match state {
-                (_, Started::Answered(answer)) => answer,
-                (id, Started::Waiting(waiting)) => {
-                    state = (id, Started::Answered(waiting.until(deadline).await));
-                    continue;
-                }
+                Started::Answered(answer) => answer,
+                Started::Waiting(waiting) => waiting.until(deadline).await,
             };
-            let id = state.0;
             match answer {
+                Answer::GrantedLane { cell } => {
+                    if guard::is_closed(&*self.connector, &cell.session) {
+                        cell.leave_lane();
+                        self.lane_return(cell, LaneReturn::Closed);
+                        let now = self.now();
+                        if deadline <= now {
+                            return Err(AcquireError::TimedOut {
+                                waited: now.saturating_duration_since(started),
+                                last_failure: None,
+                            });
+                        }
+                        state = self.begin_acquire(key, deadline, now);
+                        continue;
+                    }
+                    // Its use starts no earlier than the acquire (one clock
+                    // read per acquire; an earlier start only makes the
+                    // renewed bound earlier).
+                    return Ok(Lease::lane(cell, started));
+                }
                 Answer::Granted {
+                    acquire,
                     lease,
                     session,
                     key: hash,
                 } => {
-                    if guard::is_closed(&self.connector, &session) {
+                    if guard::is_closed(&*self.connector, &session) {
                         tracing::info!(pool = %self.name, key = %hash, session = %lease.session(), "granted session is closed; back in line");
                         drop(session);
-                        state = (id, self.grant_closed(id, key, lease));
+                        state = self.grant_closed(acquire, key, lease);
                         continue;
                     }
                     return Ok(Lease::new(self.clone(), lease, session));
                 }
+                Answer::InLane { .. } => unreachable!("turned into a wait by its step"),
                 Answer::Rejected { reason, cause } => {
                     let waited = self.now().saturating_duration_since(started);
                     return Err(match reason {
@@ -103,13 +124,119 @@ impl<C: Connector> Shared<C> {
         }
     }
 
+    /// The first try of an acquire at `now`: the key's lane, then the pool.
+    fn begin_acquire(self: &Arc<Self>, key: &C::Key, deadline: Time, now: Time) -> Started<C> {
+        if self.lanes_on {
+            if let Some(started) = self.from_lane(key, deadline, now) {
+                return started;
+            }
+        }
+        match self.start_acquire(key, deadline, now) {
+            Ok(started) => started,
+            Err(e) => unreachable!("acquire refused: {e}"),
+        }
+    }
+
+    /// A session from `key`'s lane, or a place in its queue; `None` if the
+    /// lane has neither (ask the pool). Takes no lock of the pool's unless
+    /// a session it finds must go back.
+    fn from_lane(self: &Arc<Self>, key: &C::Key, deadline: Time, now: Time) -> Option<Started<C>> {
+        let lanes = self.lanes.load();
+        let lane = lanes.get(key)?;
+        loop {
+            match lane.take(now) {
+                Take::Hit(cell) => return Some(Started::Answered(Answer::GrantedLane { cell })),
+                Take::Stale(cell) => {
+                    let last_used = cell.last_used();
+                    self.lane_return(cell, LaneReturn::Parked { last_used });
+                }
+                Take::Miss => break,
+            }
+        }
+        if !lane.is_open() {
+            return None;
+        }
+        let lane = lane.clone();
+        drop(lanes);
+        loop {
+            // Tokens of callers queued in a lane by themselves; those the
+            // pool moves to a lane keep their acquire's number.
+            let token = LANE_TOKEN | self.next_token.fetch_add(1, Ordering::Relaxed);
+            match lane.wait(now, deadline, token, self.config.max_waiters_per_key) {
+                Wait::Take(Take::Hit(cell)) => {
+                    return Some(Started::Answered(Answer::GrantedLane { cell }))
+                }
+                Wait::Take(Take::Stale(cell)) => {
+                    let last_used = cell.last_used();
+                    self.lane_return(cell, LaneReturn::Parked { last_used });
+                }
+                Wait::Take(Take::Miss) | Wait::Closed => return None,
+                Wait::Full => {
+                    return Some(Started::Answered(Answer::Rejected {
+                        reason: RejectReason::QueueFull,
+                        cause: None,
+                    }))
+                }
+                Wait::Queued(token, rx) => {
+                    lane.ensure_reaper();
+                    return Some(Started::Waiting(Waiting {
+                        shared: self.clone(),
+                        id: None,
+                        token,
+                        key: key.clone(),
+                        rx,
+                        own_timer: false,
+                        done: false,
+                    }));
+                }
+            }
+        }
+    }
+
+    /// A session leaves its lane for the pool, in the state `back` says (its
+    /// cell already marked as gone from the lane).
+    pub(crate) fn lane_return(self: &Arc<Self>, cell: Arc<Cell<C>>, back: LaneReturn) {
+        let session = cell.id;
+        // The close this may lead to needs the only reference.
+        drop(cell);
+        self.step(|st, now| {
+            st.lent.remove(&session);
+            report(st.core.lane_returned(session, back, now));
+        });
+    }
+
+    /// A session handed to a caller who had gone: back to its lane as it
+    /// was, or to the pool if recalled meanwhile.
+    pub(crate) fn lane_unused(self: &Arc<Self>, cell: Arc<Cell<C>>) {
+        cell.lane
+            .unused
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut cell = cell;
+        loop {
+            let lane = cell.lane.clone();
+            match lane.give_back_as_is(cell, self.now()) {
+                GiveBack::Done => return,
+                GiveBack::Handoff(tx, next) => match tx.send(Answer::GrantedLane { cell: next }) {
+                    Ok(()) => return,
+                    Err(reply::Gone(Answer::GrantedLane { cell: back })) => cell = back,
+                    Err(_) => unreachable!("sent a lane grant"),
+                },
+                GiveBack::ToPool(next) => {
+                    next.leave_lane();
+                    let last_used = next.last_used();
+                    return self.lane_return(next, LaneReturn::Parked { last_used });
+                }
+            }
+        }
+    }
+
     /// Makes the acquire input at `now` (read by the caller, once).
     fn start_acquire(
         self: &Arc<Self>,
         key: &C::Key,
         deadline: Time,
         now: Time,
-    ) -> Result<(AcquireId, Started<C>), InputError> {
+    ) -> Result<Started<C>, InputError> {
         let mut jobs = Jobs::new();
         let started = {
             let Some(mut st) = self.lock() else {
@@ -118,7 +245,7 @@ impl<C: Connector> Shared<C> {
             let id = st.core.acquire(key, deadline, now)?;
             let started = self.answer_or_wait(&mut st, now, &mut jobs, id, key);
             self.settle(&mut st);
-            (id, started)
+            started
         };
         self.start(jobs);
         Ok(started)
@@ -154,20 +281,33 @@ impl<C: Connector> Shared<C> {
         key: &C::Key,
     ) -> Started<C> {
         match self.execute(st, now, jobs, Some(Mine { id, key })) {
+            Some(Answer::InLane { rx }) => Started::Waiting(Waiting {
+                shared: self.clone(),
+                id: None,
+                token: id.as_u64(),
+                key: key.clone(),
+                rx,
+                own_timer: true,
+                done: false,
+            }),
             Some(answer) => Started::Answered(answer),
             None => {
-                let (tx, rx) = oneshot::channel();
+                let (tx, rx) = reply::channel();
                 st.waiters.insert(
                     id,
                     Waiter {
                         tx,
                         key: KeyHash::of(key),
+                        token: None,
                     },
                 );
                 Started::Waiting(Waiting {
                     shared: self.clone(),
-                    id,
+                    id: Some(id),
+                    token: id.as_u64(),
+                    key: key.clone(),
                     rx,
+                    own_timer: true,
                     done: false,
                 })
             }
@@ -197,48 +337,102 @@ impl<C: Connector> Shared<C> {
         });
     }
 
-    /// The acquire `id` was dropped before its answer was taken.
-    fn abandon(self: &Arc<Self>, id: AcquireId, rx: &mut oneshot::Receiver<Answer<C>>) {
+    /// A waiting caller was dropped before its answer was taken (and is no
+    /// longer in a lane's queue): withdraws its acquire, wherever the pool
+    /// has it, or gives back what it was handed.
+    fn abandon(
+        self: &Arc<Self>,
+        id: Option<AcquireId>,
+        token: u64,
+        rx: &mut reply::Receiver<Answer<C>>,
+    ) {
         // From here on a delivery fails and gives its grant back itself; one
         // that came before is in the channel.
         rx.close();
-        self.step(|st, now| {
-            if st.waiters.remove(&id).is_some() {
-                report(st.core.cancel_acquire(id, now));
-            } else if let Ok(Answer::Granted { lease, session, .. }) = rx.try_recv() {
-                drop(session);
-                report(st.core.release_unused(lease, now));
-            }
-        });
+        let unused = self
+            .step(|st, now| {
+                let adopted = st.adopted.remove(&token);
+                for id in id.into_iter().chain(adopted) {
+                    if st.waiters.remove(&id).is_some() {
+                        report(st.core.cancel_acquire(id, now));
+                        return None;
+                    }
+                }
+                match rx.try_recv() {
+                    Some(Answer::Granted { lease, session, .. }) => {
+                        drop(session);
+                        report(st.core.release_unused(lease, now));
+                        None
+                    }
+                    Some(Answer::GrantedLane { cell }) => Some(cell),
+                    _ => None,
+                }
+            })
+            .flatten();
+        if let Some(cell) = unused {
+            self.lane_unused(cell);
+        }
+    }
+
+    /// Takes caller `token` out of `key`'s lane queue; false if it is not
+    /// there.
+    fn leave_lane(&self, key: &C::Key, token: u64, timed_out: bool) -> bool {
+        self.lanes_on
+            && self
+                .lanes
+                .load()
+                .get(key)
+                .is_some_and(|lane| lane.leave(token, timed_out))
     }
 }
 
-/// An acquire waiting for its answer. Dropping it withdraws the acquire, or
-/// gives back the session it was granted meanwhile.
+/// A caller waiting for its answer: in the pool (`id`), or in its key's
+/// lane (moved there by the pool, or queued there itself), where `token`
+/// names it. Dropping it withdraws it wherever it waits, or gives back the
+/// session it was handed meanwhile.
 struct Waiting<C: Connector> {
     shared: Arc<Shared<C>>,
-    id: AcquireId,
-    rx: oneshot::Receiver<Answer<C>>,
+    /// Its acquire, if it asked the pool.
+    id: Option<AcquireId>,
+    /// Its name in a lane (its acquire's number, once moved there).
+    token: u64,
+    key: C::Key,
+    rx: reply::Receiver<Answer<C>>,
+    /// Whether it keeps its own deadline (else its lane's reaper does).
+    own_timer: bool,
     done: bool,
 }
 
 impl<C: Connector> Waiting<C> {
     /// The answer, waiting at most until `deadline` (then the caller drives
-    /// the core's timer itself) plus [`DEADLINE_GRACE`].
+    /// the pool's timer itself, or leaves the lane it waits in) plus
+    /// [`DEADLINE_GRACE`].
     async fn until(mut self, deadline: Time) -> Answer<C> {
+        if !self.own_timer {
+            return (&mut self).await;
+        }
         let at = self.shared.instant(deadline);
         tokio::select! {
             biased;
             answer = &mut self => return answer,
             () = tokio::time::sleep_until(at) => {}
         }
-        // The deadline has come: the core rejects this acquire on any input
-        // from now on; make one in case the upkeep task cannot.
+        // In a lane, it leaves the queue and is refused like any waiter at
+        // its deadline.
+        if self.shared.leave_lane(&self.key, self.token, true) {
+            self.done = true;
+            return Answer::Rejected {
+                reason: RejectReason::TimedOut,
+                cause: None,
+            };
+        }
+        // In the pool, the core rejects it on any input from now on; make
+        // one in case the upkeep task cannot.
         self.shared.step(|st, now| st.core.handle_timeout(now));
         if let Ok(answer) = tokio::time::timeout(DEADLINE_GRACE, &mut self).await {
             return answer;
         }
-        tracing::error!(pool = %self.shared.name, acquire = %self.id, "no answer from the pool at the deadline; giving up");
+        tracing::error!(pool = %self.shared.name, "no answer from the pool at the deadline; giving up");
         // Dropping `self` withdraws the acquire.
         Answer::Rejected {
             reason: RejectReason::TimedOut,
@@ -246,6 +440,9 @@ impl<C: Connector> Waiting<C> {
         }
     }
 }
+
+// It polls only its receiver (which is `Unpin`); nothing is pinned in place.
+impl<C: Connector> Unpin for Waiting<C> {}
 
 impl<C: Connector> Future for Waiting<C> {
     type Output = Answer<C>;
@@ -267,8 +464,9 @@ impl<C: Connector> Future for Waiting<C> {
 
 impl<C: Connector> Drop for Waiting<C> {
     fn drop(&mut self) {
-        if !self.done {
-            self.shared.abandon(self.id, &mut self.rx);
+        if self.done || self.shared.leave_lane(&self.key, self.token, false) {
+            return;
         }
+        self.shared.abandon(self.id, self.token, &mut self.rx);
     }
 }

@@ -5,8 +5,8 @@ use std::collections::VecDeque;
 use std::fmt::Write;
 
 use mcp_pool_core::{
-    AcquireId, Action, Applied, Auditor, CheckFailure, ConnectFailure, Input, InputError, LeaseId,
-    Outcome, Pool, PoolKey, SessionId, Time,
+    AcquireId, Action, Applied, Auditor, CheckFailure, ConnectFailure, Input, InputError,
+    LaneReturn, LeaseId, Outcome, Pool, PoolKey, SessionId, Time,
 };
 
 /// The core pool and, in checking mode, its auditor.
@@ -90,6 +90,18 @@ impl<K: PoolKey> Core<K> {
                 },
                 now,
             ),
+        }
+    }
+
+    pub(crate) fn lane_returned(
+        &mut self,
+        session: SessionId,
+        back: LaneReturn,
+        now: Time,
+    ) -> Result<(), InputError> {
+        match &mut self.check {
+            None => self.pool.lane_returned(session, back, now),
+            Some(c) => c.input(&mut self.pool, Input::LaneReturned { session, back }, now),
         }
     }
 

@@ -4,10 +4,11 @@ use std::fmt;
 use std::ops::Deref;
 use std::sync::Arc;
 
-use mcp_pool_core::{LeaseId, Outcome, SessionId};
+use mcp_pool_core::{LaneReturn, LeaseId, Outcome, SessionId, Time};
 
-use crate::shared::Shared;
-use crate::Connector;
+use crate::lane::{Cell, GiveBack};
+use crate::shared::{Answer, Shared};
+use crate::{guard, Connector};
 
 /// One session, held by one caller until released.
 ///
@@ -19,18 +20,38 @@ use crate::Connector;
 /// synchronous and cheap: any close or check it leads to runs on the pool's
 /// own tasks.
 pub struct Lease<C: Connector> {
-    shared: Arc<Shared<C>>,
-    /// `None` once released.
-    session: Option<Arc<C::Session>>,
-    lease: LeaseId,
+    held: Held<C>,
+}
+
+enum Held<C: Connector> {
+    /// Granted by the pool.
+    Pool {
+        shared: Arc<Shared<C>>,
+        session: Arc<C::Session>,
+        lease: LeaseId,
+    },
+    /// Taken from its key's lane at `at`.
+    Lane {
+        cell: Arc<Cell<C>>,
+        at: Time,
+    },
+    Released,
 }
 
 impl<C: Connector> Lease<C> {
     pub(crate) fn new(shared: Arc<Shared<C>>, lease: LeaseId, session: Arc<C::Session>) -> Self {
         Lease {
-            shared,
-            session: Some(session),
-            lease,
+            held: Held::Pool {
+                shared,
+                session,
+                lease,
+            },
+        }
+    }
+
+    pub(crate) fn lane(cell: Arc<Cell<C>>, at: Time) -> Self {
+        Lease {
+            held: Held::Lane { cell, at },
         }
     }
 
@@ -41,24 +62,84 @@ impl<C: Connector> Lease<C> {
         self.finish(outcome);
     }
 
-    /// This lease's id (for logs; stable for the pool's life).
-    pub fn id(&self) -> LeaseId {
-        self.lease
+    /// This lease's id (for logs; stable for the pool's life), or `None`
+    /// for a session taken from its key's lane, which the pool lent out
+    /// without a lease of its own.
+    pub fn id(&self) -> Option<LeaseId> {
+        match &self.held {
+            Held::Pool { lease, .. } => Some(*lease),
+            _ => None,
+        }
     }
 
     /// The id of the session held (for logs; stable for the pool's life).
     pub fn session_id(&self) -> SessionId {
-        self.lease.session()
+        match &self.held {
+            Held::Pool { lease, .. } => lease.session(),
+            Held::Lane { cell, .. } => cell.id,
+            Held::Released => unreachable!("a lease holds its session until released"),
+        }
     }
 
     fn finish(&mut self, outcome: Outcome) {
-        let Some(session) = self.session.take() else {
-            return;
+        match std::mem::replace(&mut self.held, Held::Released) {
+            Held::Released => {}
+            Held::Pool {
+                shared,
+                session,
+                lease,
+            } => {
+                let dead = guard::is_closed(&*shared.connector, &session);
+                // The close this release may lead to needs the only reference.
+                drop(session);
+                shared.release(lease, outcome, dead);
+            }
+            Held::Lane { cell, at } => give_back(cell, at, outcome),
+        }
+    }
+}
+
+/// Gives a session taken at `at` from its lane back after a use that ended
+/// with `outcome`: to the lane if it ended well, else to the pool.
+fn give_back<C: Connector>(cell: Arc<Cell<C>>, at: Time, outcome: Outcome) {
+    let dead = guard::is_closed(&*cell.lane.connector, &cell.session);
+    let well = matches!(outcome, Outcome::Ok | Outcome::ApplicationError) && !dead;
+    let pool = |cell: &Arc<Cell<C>>| {
+        let shared = cell.lane.shared.upgrade();
+        if shared.is_none() {
+            // The pool is gone; so is the session.
+            cell.leave_lane();
+        }
+        shared
+    };
+    if !well {
+        let Some(shared) = pool(&cell) else { return };
+        let outcome = if dead {
+            Outcome::TransportError
+        } else {
+            outcome
         };
-        let dead = crate::guard::is_closed(&self.shared.connector, &session);
-        // The close this release may lead to needs the only reference.
-        drop(session);
-        self.shared.release(self.lease, outcome, dead);
+        cell.leave_lane();
+        let now = shared.now();
+        return shared.lane_return(cell, LaneReturn::Released { outcome, at: now });
+    }
+    let lane = cell.lane.clone();
+    match lane.give_back(cell, at) {
+        GiveBack::Done => {}
+        GiveBack::Handoff(tx, cell) => {
+            if let Err(crate::reply::Gone(Answer::GrantedLane { cell })) =
+                tx.send(Answer::GrantedLane { cell })
+            {
+                if let Some(shared) = pool(&cell) {
+                    shared.lane_unused(cell);
+                }
+            }
+        }
+        GiveBack::ToPool(cell) => {
+            let Some(shared) = pool(&cell) else { return };
+            cell.leave_lane();
+            shared.lane_return(cell, LaneReturn::Released { outcome, at });
+        }
     }
 }
 
@@ -66,9 +147,11 @@ impl<C: Connector> Deref for Lease<C> {
     type Target = C::Session;
 
     fn deref(&self) -> &C::Session {
-        self.session
-            .as_deref()
-            .expect("a lease holds its session until released")
+        match &self.held {
+            Held::Pool { session, .. } => session,
+            Held::Lane { cell, .. } => &cell.session,
+            Held::Released => unreachable!("a lease holds its session until released"),
+        }
     }
 }
 
@@ -80,8 +163,17 @@ impl<C: Connector> Drop for Lease<C> {
 
 impl<C: Connector> fmt::Debug for Lease<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Lease")
-            .field("lease", &self.lease)
-            .finish_non_exhaustive()
+        match &self.held {
+            Held::Pool { lease, .. } => f
+                .debug_struct("Lease")
+                .field("lease", lease)
+                .finish_non_exhaustive(),
+            Held::Lane { cell, .. } => f
+                .debug_struct("Lease")
+                .field("session", &cell.id)
+                .field("from", &"lane")
+                .finish_non_exhaustive(),
+            Held::Released => f.write_str("Lease(released)"),
+        }
     }
 }

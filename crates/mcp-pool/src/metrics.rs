@@ -2,6 +2,7 @@
 
 use mcp_pool_core::{KeySnapshot, Pool, PoolKey, Stats};
 
+use crate::lane::LaneCounts;
 use crate::KeyHash;
 
 /// The pool's counters and gauges at one moment, from
@@ -41,20 +42,46 @@ impl KeyMetrics {
 }
 
 impl Metrics {
+    /// The core's counters and gauges with what the lanes served on their
+    /// own folded in: a take from a lane counts as an acquire granted at
+    /// once, a caller that waited in a lane as an acquire that waited, and
+    /// its end as a grant, a time-out or a cancel; a caller moved between
+    /// the pool and a lane counts once. So
+    /// `acquires = grants - grants_closed + rejects + cancelled + waiting`
+    /// holds as it does for the core.
+    ///
+    /// Per key, sessions parked in its lane count as idle and the other
+    /// lent ones as leased.
     pub(crate) fn of<K: PoolKey>(
         pool: &Pool<K>,
+        lanes: LaneCounts,
+        parked: impl Fn(&K) -> usize,
         labels: impl Fn(&K) -> Vec<(&'static str, String)>,
     ) -> Metrics {
+        let mut stats = pool.stats().clone();
+        // A caller the pool takes back from a lane that closed asks it
+        // again: count it once.
+        stats.acquires = (stats.acquires + lanes.takes + lanes.waits).saturating_sub(lanes.adopted);
+        stats.hits += lanes.takes;
+        stats.misses = (stats.misses + lanes.waits).saturating_sub(lanes.adopted);
+        stats.grants += lanes.takes + lanes.handoffs;
+        stats.rejected_timed_out += lanes.timeouts;
+        stats.cancelled += lanes.cancels;
+        stats.returned_unused += lanes.unused;
         Metrics {
-            stats: pool.stats().clone(),
+            stats,
             live: pool.live(),
-            waiting: pool.waiting(),
+            waiting: pool.waiting() + lanes.waiting,
             keys: pool
                 .keys()
                 .filter_map(|key| {
+                    let mut gauges = pool.key_snapshot(key)?;
+                    let parked = parked(key).min(gauges.lent);
+                    gauges.idle += parked;
+                    gauges.leased += gauges.lent - parked;
                     Some(KeyMetrics {
                         key: KeyHash::of(key),
-                        gauges: pool.key_snapshot(key)?,
+                        gauges,
                         labels: labels(key),
                     })
                 })

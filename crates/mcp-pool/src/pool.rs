@@ -8,6 +8,7 @@ use mcp_pool_core::{Config, Outcome, SessionId, SessionState};
 use tokio::time::Instant;
 
 use crate::core::Core;
+use crate::lane::LaneCounts;
 use crate::shared::Shared;
 use crate::{AcquireError, BuildError, Connector, KeyHash, Lease, Metrics, RunError};
 
@@ -113,7 +114,7 @@ impl<C: Connector> Pool<C> {
                 Ok(value)
             }
             Ok(Err(error)) => {
-                lease.release(crate::guard::classify(&self.shared().connector, &error));
+                lease.release(crate::guard::classify(&*self.shared().connector, &error));
                 Err(RunError::Call(error))
             }
             Err(panic) => {
@@ -160,11 +161,13 @@ impl<C: Connector> Pool<C> {
         let core = st.core.pool();
         let mut force_closed = Vec::new();
         for (session, info) in core.sessions() {
-            if matches!(info.state, SessionState::Leased | SessionState::Validating)
-                || (info.state == SessionState::Poisoned && !info.close_issued)
+            if matches!(
+                info.state,
+                SessionState::Leased | SessionState::Validating | SessionState::Lent
+            ) || (info.state == SessionState::Poisoned && !info.close_issued)
             {
                 let live = st.sessions.get(&session).expect("a held session is live");
-                crate::guard::abort(&shared.connector, &live.session);
+                crate::guard::abort(&*shared.connector, &live.session);
                 tracing::warn!(pool = %shared.name, key = %live.key, %session, state = ?info.state, "still held at shutdown; aborted");
                 force_closed.push(ForceClosed {
                     session,
@@ -190,10 +193,20 @@ impl<C: Connector> Pool<C> {
         let Some(st) = self.shared().lock() else {
             return Metrics::default();
         };
-        let connector = &self.shared().connector;
-        Metrics::of(st.core.pool(), |key| {
-            crate::guard::key_labels(connector, key)
-        })
+        let shared = self.shared();
+        let lanes = shared
+            .lanes
+            .load()
+            .values()
+            .map(|lane| lane.counts())
+            .fold(LaneCounts::default(), LaneCounts::add);
+        let map = shared.lanes.load();
+        Metrics::of(
+            st.core.pool(),
+            lanes,
+            |key| map.get(key).map_or(0, |lane| lane.parked()),
+            |key| crate::guard::key_labels(&*shared.connector, key),
+        )
     }
 
     /// Records [`Pool::metrics`] through the `metrics` crate, labelled with
@@ -330,6 +343,10 @@ impl<C: Connector> Builder<C> {
         breaker_fail_fast: bool => breaker.fail_fast;
         /// Seed of the lifetime jitter: same seed and inputs, same run.
         seed: u64 => seed;
+        /// Whether fresh exclusive sessions are lent to their key's lane,
+        /// where callers take and give them back without the pool's lock
+        /// (default true; see [`Config::lanes`]).
+        lanes: bool => lanes;
     }
 
     /// Replaces every core policy at once.
@@ -376,10 +393,7 @@ impl<C: Connector> Builder<C> {
         if self.close_timeout.is_zero() {
             return Err(BuildError::ZeroCloseTimeout);
         }
-        let core = mcp_pool_core::Pool::new(mcp_pool_core::Config {
-            lanes: false,
-            ..self.config
-        })?;
+        let core = mcp_pool_core::Pool::new(self.config)?;
         let shared = Arc::new(Shared::new(
             self.connector,
             Core::new(core, self.checking),

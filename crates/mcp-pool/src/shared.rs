@@ -8,18 +8,25 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use futures_util::future::AbortHandle;
-use mcp_pool_core::{AcquireId, Action, Config, LeaseId, RejectReason, SessionId, Time};
-use tokio::sync::{oneshot, Notify};
+use mcp_pool_core::{
+    AcquireId, Action, Config, LaneReturn, LeaseId, RejectReason, SessionId, Time,
+};
+use tokio::sync::Notify;
+
+use crate::reply;
 use tokio::time::Instant;
 
 use crate::core::Core;
 use crate::guard::Watch;
+use crate::lane::{Cell, GiveBack, Lane, LaneWaiter};
 use crate::{ConnectError, Connector, KeyHash};
 
 /// What one pool shares between its handles, leases and tasks.
 pub(crate) struct Shared<C: Connector> {
-    pub(crate) connector: C,
+    /// Shared with the lanes, so the hot path reaches it without the pool.
+    pub(crate) connector: Arc<C>,
     state: Mutex<State<C>>,
     /// Where the core's `Time` starts, on tokio's clock.
     origin: Instant,
@@ -41,7 +48,18 @@ pub(crate) struct Shared<C: Connector> {
     pub(crate) stopped: AtomicBool,
     /// Closed-notifications not yet taken by the upkeep task.
     pub(crate) new_watches: Mutex<Vec<Watch>>,
+    /// Each key's lane, read without any lock; replaced (under the pool's
+    /// lock) when a key gets its first lane.
+    pub(crate) lanes: ArcSwap<LaneMap<C>>,
+    /// Whether the pool lends sessions to lanes at all.
+    pub(crate) lanes_on: bool,
+    /// Names callers waiting in lanes, across the pool.
+    pub(crate) next_token: std::sync::atomic::AtomicU64,
 }
+
+/// Every key's lane, hashed with a per-process random key (as a key may be
+/// chosen by whoever the pool serves) by a hash cheaper than std's.
+pub(crate) type LaneMap<C> = HashMap<<C as Connector>::Key, Arc<Lane<C>>, ahash::RandomState>;
 
 pub(crate) struct State<C: Connector> {
     pub(crate) core: Core<C::Key>,
@@ -55,6 +73,11 @@ pub(crate) struct State<C: Connector> {
     pub(crate) failures: Failures<C::Error>,
     /// The deadline the upkeep task sleeps until.
     pub(crate) timer: Option<Time>,
+    /// Every session lent to a lane and not back yet.
+    pub(crate) lent: IdMap<SessionId, Arc<Cell<C>>>,
+    /// Callers who waited in a lane that closed: their token and the
+    /// pool's acquire they became.
+    pub(crate) adopted: IdMap<u64, AcquireId>,
 }
 
 /// One live session as the driver holds it.
@@ -62,21 +85,31 @@ pub(crate) struct Live<C: Connector> {
     pub(crate) session: Arc<C::Session>,
     pub(crate) key: KeyHash,
     pub(crate) watch: Option<AbortHandle>,
+    /// Its key's lane, if the pool lends sessions.
+    pub(crate) lane: Option<Arc<Lane<C>>>,
 }
 
 /// A caller waiting for the answer to its acquire.
 pub(crate) struct Waiter<C: Connector> {
-    pub(crate) tx: oneshot::Sender<Answer<C>>,
+    pub(crate) tx: reply::Sender<Answer<C>>,
     pub(crate) key: KeyHash,
+    /// Its token, if it first waited in a lane.
+    pub(crate) token: Option<u64>,
 }
 
 /// The core's answer to one acquire.
 pub(crate) enum Answer<C: Connector> {
     Granted {
+        acquire: AcquireId,
         lease: LeaseId,
         session: Arc<C::Session>,
         key: KeyHash,
     },
+    /// A session from the key's lane.
+    GrantedLane { cell: Arc<Cell<C>> },
+    /// (For the caller of the step only.) The pool moved the acquire to its
+    /// key's lane: its answer comes on `rx`.
+    InLane { rx: reply::Receiver<Answer<C>> },
     Rejected {
         reason: RejectReason,
         cause: Option<Arc<ConnectError<C::Error>>>,
@@ -94,7 +127,7 @@ pub(crate) struct Mine<'a, K> {
 pub(crate) enum Job<C: Connector> {
     /// Hand an answer to its waiter (waking it outside the lock).
     Deliver {
-        tx: oneshot::Sender<Answer<C>>,
+        tx: reply::Sender<Answer<C>>,
         answer: Answer<C>,
     },
     Connect {
@@ -194,8 +227,9 @@ impl<C: Connector> Shared<C> {
         shutdown_timeout: Duration,
     ) -> Shared<C> {
         let config = core.pool().config().clone();
+        let lanes_on = config.lanes && !config.check_interval.is_zero();
         Shared {
-            connector,
+            connector: Arc::new(connector),
             state: Mutex::new(State {
                 core,
                 sessions: IdMap::default(),
@@ -203,6 +237,8 @@ impl<C: Connector> Shared<C> {
                 cause: None,
                 failures: Failures::new(config.max_keys),
                 timer: None,
+                lent: IdMap::default(),
+                adopted: IdMap::default(),
             }),
             origin: Instant::now(),
             runtime,
@@ -215,7 +251,31 @@ impl<C: Connector> Shared<C> {
             upkeep_alive: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
             new_watches: Mutex::new(Vec::new()),
+            lanes: ArcSwap::from_pointee(LaneMap::<C>::default()),
+            lanes_on,
+            next_token: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// The lane of `key`, made if it has none (under the pool's lock, so
+    /// only one is ever made per key). Lanes of keys the core forgot are
+    /// dropped when the map grows past twice `max_keys`.
+    pub(crate) fn lane_for(self: &Arc<Self>, st: &State<C>, key: &C::Key) -> Arc<Lane<C>> {
+        if let Some(lane) = self.lanes.load().get(key) {
+            return lane.clone();
+        }
+        let mut map = LaneMap::<C>::clone(&self.lanes.load());
+        if map.len() >= self.config.max_keys.saturating_mul(2) {
+            map.retain(|k, lane| st.core.pool().key_snapshot(k).is_some() || !lane.is_idle());
+        }
+        let lane = Arc::new(Lane::new(
+            Arc::downgrade(self),
+            self.connector.clone(),
+            self.config.max_sessions_per_key,
+        ));
+        map.insert(key.clone(), lane.clone());
+        self.lanes.store(Arc::new(map));
+        lane
     }
 
     /// The core's clock: nanoseconds since the pool was built, on tokio's clock.
@@ -307,6 +367,7 @@ impl<C: Connector> Shared<C> {
                         .expect("a granted session is live");
                     tracing::trace!(pool = %self.name, key = %live.key, session = %lease.session(), %acquire, "granted");
                     let answer = Answer::Granted {
+                        acquire,
                         lease,
                         session: live.session.clone(),
                         key: live.key,
@@ -316,10 +377,15 @@ impl<C: Connector> Shared<C> {
                         continue;
                     }
                     match st.waiters.remove(&acquire) {
-                        Some(waiter) => jobs.push(Job::Deliver {
-                            tx: waiter.tx,
-                            answer,
-                        }),
+                        Some(waiter) => {
+                            if let Some(token) = waiter.token {
+                                st.adopted.remove(&token);
+                            }
+                            jobs.push(Job::Deliver {
+                                tx: waiter.tx,
+                                answer,
+                            })
+                        }
                         None => {
                             // Nobody to take it: it comes straight back unused.
                             drop(answer);
@@ -355,15 +421,112 @@ impl<C: Connector> Shared<C> {
                     tracing::debug!(pool = %self.name, %acquire, %reason, "rejected");
                     let answer = Answer::Rejected { reason, cause };
                     match waiter {
-                        Some(waiter) => jobs.push(Job::Deliver {
-                            tx: waiter.tx,
-                            answer,
-                        }),
+                        Some(waiter) => {
+                            if let Some(token) = waiter.token {
+                                st.adopted.remove(&token);
+                            }
+                            jobs.push(Job::Deliver {
+                                tx: waiter.tx,
+                                answer,
+                            })
+                        }
                         None => own = Some(answer),
                     }
                 }
-                Action::Lend { .. } | Action::Recall { .. } | Action::LaneOpen { .. } => {
-                    unreachable!("the driver builds its cores without lanes")
+                Action::Lend {
+                    session,
+                    until,
+                    renew,
+                    hard_end,
+                } => {
+                    let live = st.sessions.get(&session).expect("a lent session is live");
+                    let lane = live.lane.clone().expect("lanes are on");
+                    let cell = Arc::new(Cell::new(
+                        session,
+                        live.session.clone(),
+                        lane.clone(),
+                        until,
+                        renew,
+                        hard_end,
+                    ));
+                    st.lent.insert(session, cell.clone());
+                    match lane.lend(cell, now) {
+                        GiveBack::Done => {}
+                        GiveBack::Handoff(tx, cell) => jobs.push(Job::Deliver {
+                            tx,
+                            answer: Answer::GrantedLane { cell },
+                        }),
+                        GiveBack::ToPool(_) => unreachable!("a session just lent is not recalled"),
+                    }
+                }
+                Action::Recall { session } => {
+                    let cell = st
+                        .lent
+                        .get(&session)
+                        .cloned()
+                        .expect("a recalled session is lent");
+                    if cell.lane.recall(&cell) {
+                        // It was parked: back at once.
+                        st.lent.remove(&session);
+                        let last_used = cell.last_used();
+                        drop(cell);
+                        report(st.core.lane_returned(
+                            session,
+                            LaneReturn::Parked { last_used },
+                            now,
+                        ));
+                    }
+                }
+                Action::WaitInLane {
+                    acquire,
+                    key,
+                    deadline,
+                } => {
+                    let lane = self.lanes.load().get(&key).cloned();
+                    let lane = lane.expect("a lane that opened exists");
+                    let tx = if mine.as_ref().is_some_and(|m| m.id == acquire) {
+                        let (tx, rx) = reply::channel();
+                        own = Some(Answer::InLane { rx });
+                        tx
+                    } else {
+                        match st.waiters.remove(&acquire) {
+                            Some(waiter) => waiter.tx,
+                            None => continue,
+                        }
+                    };
+                    lane.enqueue(LaneWaiter {
+                        token: acquire.as_u64(),
+                        deadline,
+                        tx,
+                    });
+                    lane.ensure_reaper();
+                }
+                Action::LaneOpen { key, open } => {
+                    let lane = self.lanes.load().get(&key).cloned();
+                    let Some(lane) = lane else { continue };
+                    if open {
+                        lane.open();
+                        continue;
+                    }
+                    // Its callers become the pool's acquires, in order.
+                    let hash = KeyHash::of(&key);
+                    for w in lane.close() {
+                        let deadline = w.deadline.max(now + Duration::from_nanos(1));
+                        match st.core.acquire(&key, deadline, now) {
+                            Ok(id) => {
+                                st.adopted.insert(w.token, id);
+                                st.waiters.insert(
+                                    id,
+                                    Waiter {
+                                        tx: w.tx,
+                                        key: hash,
+                                        token: Some(w.token),
+                                    },
+                                );
+                            }
+                            Err(e) => unreachable!("an adopted acquire refused: {e}"),
+                        }
+                    }
                 }
                 Action::Close { session, reason } => {
                     let live = st
@@ -404,14 +567,16 @@ impl<C: Connector> Shared<C> {
     pub(crate) fn start(self: &Arc<Self>, jobs: Jobs<C>) {
         for job in jobs.first.into_iter().chain(jobs.rest) {
             match job {
-                Job::Deliver { tx, answer } => {
-                    if let Err(Answer::Granted { lease, session, .. }) = tx.send(answer) {
-                        // The waiter was dropped meanwhile (it closed its
-                        // channel first, so this send is the only way back).
+                Job::Deliver { tx, answer } => match tx.send(answer) {
+                    // The waiter was dropped meanwhile (it closed its channel
+                    // first, so this send is the only way back).
+                    Err(reply::Gone(Answer::Granted { lease, session, .. })) => {
                         drop(session);
                         self.step(|st, now| report(st.core.release_unused(lease, now)));
                     }
-                }
+                    Err(reply::Gone(Answer::GrantedLane { cell })) => self.lane_unused(cell),
+                    _ => {}
+                },
                 job => self.spawn_job(job),
             }
         }
@@ -470,6 +635,15 @@ impl Hasher for IdHasher {
 
     fn write_u64(&mut self, n: u64) {
         self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+impl<C: Connector> Drop for Shared<C> {
+    /// Cells keep their lane alive; the pool's end breaks the cycle.
+    fn drop(&mut self) {
+        for lane in self.lanes.load().values() {
+            lane.clear();
+        }
     }
 }
 

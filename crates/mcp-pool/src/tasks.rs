@@ -131,8 +131,8 @@ async fn connect<C: Connector>(
     match result {
         Ok(connected) => {
             let connected = Arc::new(connected);
-            let leases = guard::max_leases(&this.connector, &connected);
-            let watch = guard::watch(&this.connector, &connected, session);
+            let leases = guard::max_leases(&*this.connector, &connected);
+            let watch = guard::watch(&*this.connector, &connected, session);
             let (handle, watch) = match watch {
                 Some((handle, watch)) => (Some(handle), Some(watch)),
                 None => (None, None),
@@ -141,12 +141,14 @@ async fn connect<C: Connector>(
             let this = guard.done();
             this.step(|st, now| {
                 st.failures.clear(hash);
+                let lane = this.lanes_on.then(|| this.lane_for(st, &key));
                 st.sessions.insert(
                     session,
                     Live {
                         session: connected,
                         key: hash,
                         watch: handle,
+                        lane,
                     },
                 );
                 report(match leases {
@@ -162,7 +164,7 @@ async fn connect<C: Connector>(
             tracing::warn!(error = %cause, elapsed = ?started.elapsed(), "connect failed");
             let failure = match &cause {
                 ConnectError::TimedOut(_) => ConnectFailure::TimedOut,
-                ConnectError::Failed(e) => guard::classify_connect(&this.connector, e),
+                ConnectError::Failed(e) => guard::classify_connect(&*this.connector, e),
                 ConnectError::Panicked | ConnectError::Abandoned => ConnectFailure::Failed,
             };
             let cause = Arc::new(cause);
@@ -185,7 +187,7 @@ async fn check<C: Connector>(
     let this = &guard.shared;
     let attempt = AssertUnwindSafe(this.connector.check(&handle)).catch_unwind();
     let result = match tokio::time::timeout_at(this.instant(deadline), attempt).await {
-        Ok(Ok(Ok(()))) if !guard::is_closed(&this.connector, &handle) => Ok(()),
+        Ok(Ok(Ok(()))) if !guard::is_closed(&*this.connector, &handle) => Ok(()),
         Ok(Ok(Ok(()))) => Err(CheckFailure::Failed),
         Ok(Ok(Err(e))) => {
             tracing::info!(error = %e, "check failed");
@@ -212,6 +214,18 @@ async fn close<C: Connector>(
 ) {
     let this = &guard.shared;
     tracing::debug!("closing");
+    // A caller that took the session from its lane may still be letting go
+    // of its last reference (it gave the session back a moment ago).
+    for attempt in 0..50u32 {
+        if Arc::strong_count(&handle) == 1 {
+            break;
+        }
+        if attempt < 10 {
+            tokio::task::yield_now().await;
+        } else {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    }
     match Arc::try_unwrap(handle) {
         Ok(owned) => {
             let closing = AssertUnwindSafe(this.connector.close(owned)).catch_unwind();

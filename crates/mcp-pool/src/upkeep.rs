@@ -38,7 +38,8 @@ impl<C: Connector> Shared<C> {
                 if let Some(old) = live.watch.take() {
                     old.abort();
                 }
-                if let Some((handle, watch)) = guard::watch(&self.connector, &live.session, session)
+                if let Some((handle, watch)) =
+                    guard::watch(&*self.connector, &live.session, session)
                 {
                     live.watch = Some(handle);
                     watches.push(watch);

@@ -1,0 +1,632 @@
+//! Lanes: the per-key hot path the core decides and the driver carries out.
+//!
+//! The core lends a fresh exclusive session to its key's lane with a
+//! freshness bound and the rule that renews it (`Action::Lend`). Here a lane
+//! keeps its lent sessions ([`Cell`]s) parked in a few stacks ([`Shard`]s,
+//! one per group of threads, so two threads rarely touch the same memory),
+//! and callers take and give them back without the pool's lock:
+//!
+//! - take: pop a parked cell (own stack first), claim it with one
+//!   compare-and-swap of its state, and check its bound against the clock;
+//! - give back after `Ok` or `ApplicationError`: renew its bound by the
+//!   published rule, then hand it to the first caller waiting in the lane,
+//!   or park it again;
+//! - anything else (another outcome, a stale or closed session, a recall
+//!   racing the caller) goes to the core as `lane_returned`.
+//!
+//! A recall (`Action::Recall`, carried out under the pool's lock) sets the
+//! cell's recall flag in the same atomic word a take claims: if the cell was
+//! parked, the recall wins and the session goes back at once; if a caller
+//! holds it, the caller finds the flag when it gives it back. Nothing else
+//! is decided here: which sessions are lent, until when, when they come
+//! back, and whether callers may wait in a lane are the core's decisions.
+//!
+//! Callers who find nothing parked wait in the lane only while the core
+//! keeps it open (every session of the key lent and the key at its limit);
+//! when the core closes it, they become the pool's acquires, in order.
+
+use std::cell::Cell as ThreadCell;
+use std::collections::VecDeque;
+use std::sync::atomic::fence;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+
+use crossbeam_queue::ArrayQueue;
+use std::time::Duration;
+
+use crate::reply;
+use mcp_pool_core::{SessionId, Time};
+
+use crate::shared::{Answer, Shared};
+use crate::Connector;
+
+/// The cell is parked in a shard and may be taken.
+const PARKED: u8 = 0;
+/// A caller holds it.
+const TAKEN: u8 = 1;
+/// The pool recalled it (a flag, with `PARKED` or `TAKEN`).
+const RECALLED: u8 = 2;
+/// It went back to the pool.
+const GONE: u8 = 4;
+
+/// `last_used` of a cell never used in its lane.
+const NEVER: u64 = u64::MAX;
+
+/// One lent session, as its lane holds it.
+pub(crate) struct Cell<C: Connector> {
+    pub(crate) id: SessionId,
+    pub(crate) session: Arc<C::Session>,
+    pub(crate) lane: Arc<Lane<C>>,
+    state: AtomicU8,
+    /// Callers may take it while the time is before this (nanoseconds).
+    until: AtomicU64,
+    /// The end of its last use in the lane, or [`NEVER`].
+    last_used: AtomicU64,
+    renew: u64,
+    hard_end: u64,
+    /// The shard it is parked in.
+    shard: AtomicUsize,
+}
+
+impl<C: Connector> Cell<C> {
+    pub(crate) fn new(
+        id: SessionId,
+        session: Arc<C::Session>,
+        lane: Arc<Lane<C>>,
+        until: Time,
+        renew: Duration,
+        hard_end: Time,
+    ) -> Cell<C> {
+        Cell {
+            id,
+            session,
+            lane,
+            state: AtomicU8::new(TAKEN),
+            until: AtomicU64::new(until.as_nanos()),
+            last_used: AtomicU64::new(NEVER),
+            renew: u64::try_from(renew.as_nanos()).unwrap_or(u64::MAX),
+            hard_end: hard_end.as_nanos(),
+            shard: AtomicUsize::new(0),
+        }
+    }
+
+    /// When its last use in the lane ended well, if it was used there.
+    pub(crate) fn last_used(&self) -> Option<Time> {
+        match self.last_used.load(Ordering::Acquire) {
+            NEVER => None,
+            t => Some(Time::from_nanos(t)),
+        }
+    }
+
+    /// The caller holding it gives it up to the pool: no one takes it from
+    /// the lane again.
+    pub(crate) fn leave_lane(&self) {
+        self.state.store(GONE, Ordering::Release);
+    }
+
+    /// A use ending well at `t` renews its bound by the published rule.
+    fn renew_at(&self, t: Time) {
+        let t = t.as_nanos();
+        self.last_used.store(t, Ordering::Release);
+        let until = t.saturating_add(self.renew).min(self.hard_end);
+        self.until.store(until, Ordering::Release);
+    }
+
+    /// Claims a cell its holder is handing to a waiting caller: fails if
+    /// the pool recalled it meanwhile.
+    fn still_held(&self) -> bool {
+        self.state
+            .compare_exchange(TAKEN, TAKEN, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+}
+
+/// One queue of parked cells (lock-free), alone on its cache lines.
+#[repr(align(128))]
+struct Shard<C: Connector> {
+    cells: ArrayQueue<Arc<Cell<C>>>,
+    /// Sessions taken from this queue (for metrics).
+    takes: AtomicU64,
+}
+
+/// A caller waiting in a lane.
+pub(crate) struct LaneWaiter<C: Connector> {
+    pub(crate) token: u64,
+    pub(crate) deadline: Time,
+    pub(crate) tx: reply::Sender<Answer<C>>,
+}
+
+struct Queue<C: Connector> {
+    open: bool,
+    waiters: VecDeque<LaneWaiter<C>>,
+}
+
+/// The callers a lane served or refused, for [`Metrics`](crate::Metrics).
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct LaneCounts {
+    pub(crate) takes: u64,
+    pub(crate) waits: u64,
+    pub(crate) handoffs: u64,
+    pub(crate) timeouts: u64,
+    pub(crate) cancels: u64,
+    pub(crate) adopted: u64,
+    pub(crate) unused: u64,
+    pub(crate) waiting: usize,
+}
+
+impl LaneCounts {
+    pub(crate) fn add(self, o: LaneCounts) -> LaneCounts {
+        LaneCounts {
+            takes: self.takes + o.takes,
+            waits: self.waits + o.waits,
+            handoffs: self.handoffs + o.handoffs,
+            timeouts: self.timeouts + o.timeouts,
+            cancels: self.cancels + o.cancels,
+            adopted: self.adopted + o.adopted,
+            unused: self.unused + o.unused,
+            waiting: self.waiting + o.waiting,
+        }
+    }
+}
+
+/// One key's lane.
+pub(crate) struct Lane<C: Connector> {
+    shards: Box<[Shard<C>]>,
+    /// Callers in `queue` (read without the lock).
+    waiting: AtomicUsize,
+    /// Mirrors `queue.open` (read without the lock).
+    open: AtomicBool,
+    queue: Mutex<Queue<C>>,
+    pub(crate) shared: Weak<Shared<C>>,
+    pub(crate) connector: Arc<C>,
+    waits: AtomicU64,
+    handoffs: AtomicU64,
+    timeouts: AtomicU64,
+    cancels: AtomicU64,
+    adopted: AtomicU64,
+    moved: AtomicU64,
+    pub(crate) unused: AtomicU64,
+    /// Whether a reaper task watches the queue's deadlines.
+    reaping: AtomicBool,
+}
+
+/// What a take found.
+pub(crate) enum Take<C: Connector> {
+    /// A fresh session, now held by the caller.
+    Hit(Arc<Cell<C>>),
+    /// A session whose bound passed, now owned by the caller, who gives it
+    /// back to the pool.
+    Stale(Arc<Cell<C>>),
+    /// Nothing parked is fresh.
+    Miss,
+}
+
+/// What giving a session back to its lane led to.
+pub(crate) enum GiveBack<C: Connector> {
+    /// Parked (or nothing to do).
+    Done,
+    /// Hand it to this waiting caller (outside any lock).
+    Handoff(reply::Sender<Answer<C>>, Arc<Cell<C>>),
+    /// The pool recalled it: give it back to the pool.
+    ToPool(Arc<Cell<C>>),
+}
+
+/// What asking to wait in a lane found.
+pub(crate) enum Wait<C: Connector> {
+    Take(Take<C>),
+    Queued(u64, reply::Receiver<Answer<C>>),
+    /// The lane does not queue callers: ask the pool.
+    Closed,
+    /// `max_waiters_per_key` callers already wait here.
+    Full,
+}
+
+/// Clears a lane's `reaping` flag when its reaper task ends however (its
+/// runtime shut down), so the next waiting caller starts another.
+struct Reaping<C: Connector> {
+    lane: Weak<Lane<C>>,
+    armed: bool,
+}
+
+impl<C: Connector> Drop for Reaping<C> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        if let Some(lane) = self.lane.upgrade() {
+            lane.reaping.store(false, Ordering::Release);
+        }
+    }
+}
+
+fn lane_shared<C: Connector>(lane: &Weak<Lane<C>>) -> Option<Arc<Shared<C>>> {
+    lane.upgrade()?.shared.upgrade()
+}
+
+thread_local! {
+    static HOME: ThreadCell<usize> = const { ThreadCell::new(usize::MAX) };
+}
+
+/// The shard index of this thread (threads are spread over the shards
+/// round-robin, once).
+fn home(shards: usize) -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let n = HOME.with(|h| {
+        let v = h.get();
+        if v != usize::MAX {
+            return v;
+        }
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        h.set(n);
+        n
+    });
+    n % shards
+}
+
+impl<C: Connector> Lane<C> {
+    /// A lane for a key with at most `max_sessions` sessions.
+    pub(crate) fn new(shared: Weak<Shared<C>>, connector: Arc<C>, max_sessions: usize) -> Lane<C> {
+        let shards = std::thread::available_parallelism().map_or(4, |n| n.get().clamp(2, 16));
+        Lane {
+            shards: (0..shards)
+                .map(|_| Shard {
+                    // Every lent session of the key fits in any one queue.
+                    cells: ArrayQueue::new(max_sessions.max(1)),
+                    takes: AtomicU64::new(0),
+                })
+                .collect(),
+            waiting: AtomicUsize::new(0),
+            open: AtomicBool::new(false),
+            queue: Mutex::new(Queue {
+                open: false,
+                waiters: VecDeque::new(),
+            }),
+            shared,
+            connector,
+            waits: AtomicU64::new(0),
+            handoffs: AtomicU64::new(0),
+            timeouts: AtomicU64::new(0),
+            cancels: AtomicU64::new(0),
+            adopted: AtomicU64::new(0),
+            moved: AtomicU64::new(0),
+            unused: AtomicU64::new(0),
+            reaping: AtomicBool::new(false),
+        }
+    }
+
+    fn queue(&self) -> MutexGuard<'_, Queue<C>> {
+        // Only plain queue operations happen under it: never inconsistent.
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether callers who find nothing parked may wait here.
+    pub(crate) fn is_open(&self) -> bool {
+        self.open.load(Ordering::Acquire)
+    }
+
+    /// Takes a parked session fresh at `now`, this thread's stack first.
+    pub(crate) fn take(&self, now: Time) -> Take<C> {
+        let n = self.shards.len();
+        let me = home(n);
+        for i in 0..n {
+            let shard = &self.shards[(me + i) % n];
+            while let Some(cell) = shard.cells.pop() {
+                // A recalled cell belongs to the pool now: skip it.
+                if cell
+                    .state
+                    .compare_exchange(PARKED, TAKEN, Ordering::AcqRel, Ordering::Acquire)
+                    .is_err()
+                {
+                    continue;
+                }
+                if now.as_nanos() >= cell.until.load(Ordering::Acquire) {
+                    cell.leave_lane();
+                    return Take::Stale(cell);
+                }
+                shard.takes.fetch_add(1, Ordering::Relaxed);
+                return Take::Hit(cell);
+            }
+        }
+        Take::Miss
+    }
+
+    /// Parks `cell` (held by the caller) in this thread's stack, then makes
+    /// sure no caller waits in the lane while a session fresh at `now` is
+    /// parked.
+    fn park(&self, cell: Arc<Cell<C>>, now: Time) -> GiveBack<C> {
+        let n = self.shards.len();
+        let me = home(n);
+        cell.shard.store(me, Ordering::Relaxed);
+        // Parked only if the pool did not recall it meanwhile.
+        if cell
+            .state
+            .compare_exchange(TAKEN, PARKED, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return GiveBack::ToPool(cell);
+        }
+        if let Err(cell) = self.shards[me].cells.push(cell) {
+            // Cannot happen (every lent session fits in one queue); the
+            // pool takes it back rather than lose it.
+            cell.leave_lane();
+            return GiveBack::ToPool(cell);
+        }
+        // A caller who registered to wait after looking at the queues, and
+        // before this push, is served now: this fence and the one a waiter
+        // makes between counting itself and looking make sure one of the
+        // two sees the other.
+        fence(Ordering::SeqCst);
+        if self.waiting.load(Ordering::SeqCst) == 0 {
+            return GiveBack::Done;
+        }
+        let mut q = self.queue();
+        if q.waiters.is_empty() {
+            return GiveBack::Done;
+        }
+        match self.take(now) {
+            Take::Hit(cell) => {
+                let w = q.waiters.pop_front().expect("checked");
+                self.waiting.fetch_sub(1, Ordering::SeqCst);
+                self.handoffs.fetch_add(1, Ordering::Relaxed);
+                GiveBack::Handoff(w.tx, cell)
+            }
+            Take::Stale(cell) => GiveBack::ToPool(cell),
+            Take::Miss => GiveBack::Done,
+        }
+    }
+
+    /// Gives back a session whose use ended well at `at`: renews its bound
+    /// and hands it to the first waiting caller, or parks it.
+    pub(crate) fn give_back(&self, cell: Arc<Cell<C>>, at: Time) -> GiveBack<C> {
+        cell.renew_at(at);
+        self.give_back_as_is(cell, at)
+    }
+
+    /// Gives back a session nobody used (its caller had gone): nothing
+    /// happened to it, so its bound stays. Handed to a waiting caller only
+    /// while fresh at `now`.
+    pub(crate) fn give_back_as_is(&self, cell: Arc<Cell<C>>, now: Time) -> GiveBack<C> {
+        let fresh = now.as_nanos() < cell.until.load(Ordering::Acquire);
+        if fresh && self.waiting.load(Ordering::SeqCst) > 0 {
+            let mut q = self.queue();
+            if !q.waiters.is_empty() {
+                if !cell.still_held() {
+                    return GiveBack::ToPool(cell);
+                }
+                let w = q.waiters.pop_front().expect("checked");
+                self.waiting.fetch_sub(1, Ordering::SeqCst);
+                self.handoffs.fetch_add(1, Ordering::Relaxed);
+                return GiveBack::Handoff(w.tx, cell);
+            }
+        }
+        self.park(cell, now)
+    }
+
+    /// A session the pool just lent at `now`: to the first waiting caller,
+    /// or parked.
+    pub(crate) fn lend(&self, cell: Arc<Cell<C>>, now: Time) -> GiveBack<C> {
+        self.give_back_as_is(cell, now)
+    }
+
+    /// The pool recalls `cell`: returns true if it was parked (it is taken
+    /// out of its stack and goes back to the pool at once), false if a
+    /// caller holds it (the caller gives it back to the pool).
+    pub(crate) fn recall(&self, cell: &Arc<Cell<C>>) -> bool {
+        let before = cell.state.fetch_or(RECALLED, Ordering::AcqRel);
+        if before != PARKED {
+            return false;
+        }
+        // Out of its queue, so no reference outlives its close: the others
+        // go back (takers skip recalled cells they pop meanwhile).
+        let shard = &self.shards[cell.shard.load(Ordering::Relaxed) % self.shards.len()];
+        let mut others = Vec::new();
+        for _ in 0..shard.cells.len() {
+            match shard.cells.pop() {
+                Some(c) if Arc::ptr_eq(&c, cell) => break,
+                Some(c) => others.push(c),
+                None => break,
+            }
+        }
+        for c in others {
+            if let Err(c) = shard.cells.push(c) {
+                // Only if the queue filled meanwhile (it cannot): any
+                // queue will do.
+                let _ = self.shards[0].cells.force_push(c);
+            }
+        }
+        true
+    }
+
+    /// Asks to wait for a session: queued if the lane is open and still
+    /// nothing is parked, else what a take finds, or `Closed`.
+    pub(crate) fn wait(&self, now: Time, deadline: Time, token: u64, limit: usize) -> Wait<C> {
+        let mut q = self.queue();
+        if !q.open {
+            return Wait::Closed;
+        }
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        match self.take(now) {
+            Take::Miss => {}
+            found => {
+                self.waiting.fetch_sub(1, Ordering::SeqCst);
+                return Wait::Take(found);
+            }
+        }
+        if q.waiters.len() >= limit {
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            return Wait::Full;
+        }
+        let (tx, rx) = reply::channel();
+        q.waiters.push_back(LaneWaiter {
+            token,
+            deadline,
+            tx,
+        });
+        self.waits.fetch_add(1, Ordering::Relaxed);
+        Wait::Queued(token, rx)
+    }
+
+    /// Queues a caller the pool moved here (the lane is open), behind those
+    /// already waiting.
+    pub(crate) fn enqueue(&self, waiter: LaneWaiter<C>) {
+        let mut q = self.queue();
+        debug_assert!(q.open, "the pool moves callers to open lanes only");
+        q.waiters.push_back(waiter);
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        self.moved.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The caller `token` stops waiting (`timed_out`: at its deadline);
+    /// false if it was no longer in the lane (handed a session, or handed
+    /// to the pool).
+    pub(crate) fn leave(&self, token: u64, timed_out: bool) -> bool {
+        let mut q = self.queue();
+        let Some(pos) = q.waiters.iter().position(|w| w.token == token) else {
+            return false;
+        };
+        q.waiters.remove(pos);
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        let counter = if timed_out {
+            &self.timeouts
+        } else {
+            &self.cancels
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
+    /// Refuses, at their deadline, the callers waiting here whose deadline
+    /// is at or before `now` (as the pool refuses its waiters); returns the
+    /// earliest deadline still waiting.
+    fn expire(&self, now: Time) -> Option<Time> {
+        let mut expired = Vec::new();
+        let next = {
+            let mut q = self.queue();
+            let mut i = 0;
+            while i < q.waiters.len() {
+                if q.waiters[i].deadline <= now {
+                    expired.extend(q.waiters.remove(i));
+                } else {
+                    i += 1;
+                }
+            }
+            self.waiting.fetch_sub(expired.len(), Ordering::SeqCst);
+            q.waiters.iter().map(|w| w.deadline).min()
+        };
+        self.timeouts
+            .fetch_add(expired.len() as u64, Ordering::Relaxed);
+        for w in expired {
+            // A caller that went meanwhile is not there to hear it.
+            let _ = w.tx.send(Answer::Rejected {
+                reason: mcp_pool_core::RejectReason::TimedOut,
+                cause: None,
+            });
+        }
+        next
+    }
+
+    /// Makes sure a task refuses the lane's waiters at their deadlines: one
+    /// timer per lane, re-armed only when it fires, instead of one per
+    /// waiting caller. Started on the caller's runtime when a caller queues;
+    /// it ends when nobody waits, and the next caller to queue starts it
+    /// again (also if its runtime went away).
+    pub(crate) fn ensure_reaper(self: &Arc<Self>) {
+        if self.reaping.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let Some(shared) = self.shared.upgrade() else {
+            self.reaping.store(false, Ordering::Release);
+            return;
+        };
+        let lane = Arc::downgrade(self);
+        let guard = Reaping {
+            lane: lane.clone(),
+            armed: true,
+        };
+        shared.spawn(async move {
+            // The whole guard lives in the task, and ends with it.
+            let mut guard = guard;
+            loop {
+                let (Some(lane), Some(shared)) = (lane.upgrade(), lane_shared(&lane)) else {
+                    return;
+                };
+                match lane.expire(shared.now()) {
+                    Some(next) => {
+                        let at = shared.instant(next);
+                        drop((lane, shared));
+                        tokio::time::sleep_until(at).await;
+                    }
+                    None => {
+                        lane.reaping.store(false, Ordering::Release);
+                        // A caller who queued as this one stopped starts
+                        // its own.
+                        if lane.waiting.load(Ordering::SeqCst) == 0
+                            || lane.reaping.swap(true, Ordering::AcqRel)
+                        {
+                            guard.armed = false;
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+    }
+
+    /// Opens the lane (the core says callers may wait here).
+    pub(crate) fn open(&self) {
+        let mut q = self.queue();
+        q.open = true;
+        self.open.store(true, Ordering::Release);
+    }
+
+    /// Closes the lane: returns its waiting callers, in order, for the pool.
+    pub(crate) fn close(&self) -> Vec<LaneWaiter<C>> {
+        let mut q = self.queue();
+        q.open = false;
+        self.open.store(false, Ordering::Release);
+        let waiters: Vec<_> = q.waiters.drain(..).collect();
+        self.waiting.fetch_sub(waiters.len(), Ordering::SeqCst);
+        self.adopted
+            .fetch_add(waiters.len() as u64, Ordering::Relaxed);
+        waiters
+    }
+
+    /// Drops everything parked and queued (the pool is gone), so no cell
+    /// keeps its lane alive.
+    pub(crate) fn clear(&self) {
+        for shard in self.shards.iter() {
+            while shard.cells.pop().is_some() {}
+        }
+        self.queue().waiters.clear();
+        self.waiting.store(0, Ordering::SeqCst);
+    }
+
+    /// What the lane served and refused.
+    pub(crate) fn counts(&self) -> LaneCounts {
+        LaneCounts {
+            takes: self
+                .shards
+                .iter()
+                .map(|s| s.takes.load(Ordering::Relaxed))
+                .sum(),
+            waits: self.waits.load(Ordering::Relaxed),
+            handoffs: self.handoffs.load(Ordering::Relaxed),
+            timeouts: self.timeouts.load(Ordering::Relaxed),
+            cancels: self.cancels.load(Ordering::Relaxed),
+            adopted: self.adopted.load(Ordering::Relaxed),
+            unused: self.unused.load(Ordering::Relaxed),
+            waiting: self.waiting.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Sessions parked in the lane now.
+    pub(crate) fn parked(&self) -> usize {
+        self.shards.iter().map(|s| s.cells.len()).sum()
+    }
+
+    /// Whether nothing is lent to or waiting in this lane.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.waiting.load(Ordering::Relaxed) == 0 && self.shards.iter().all(|s| s.cells.is_empty())
+    }
+}
