@@ -31,7 +31,8 @@ struct Cli {
 enum Command {
     /// Runs the same load through mcp-pool, a naive pool and no pool, kills
     /// the embedded echo backend in the middle of each, and compares how
-    /// they fail and recover.
+    /// they fail and recover. Exits 1 when mcp-pool failed calls once the
+    /// backend was up, or when some mode had no successful call.
     Loadtest(Box<loadtest::args::LoadtestArgs>),
     /// Serves the echo MCP server (tools `echo`, `fail`, `whoami`) at
     /// http://HOST:PORT/mcp until interrupted.
@@ -111,10 +112,17 @@ fn main() -> ExitCode {
                     Err(e) => return failure(e),
                 };
                 println!("\n{}", loadtest::table::render(&report));
-                match loadtest::write_outputs(&plan, &report) {
-                    Ok(()) => ExitCode::SUCCESS,
-                    Err(e) => failure(e),
+                let written = loadtest::write_outputs(&plan, &report);
+                // The table and the report are out first; then why the run
+                // failed, in one line.
+                let mut code = ExitCode::SUCCESS;
+                if let Err(e) = written {
+                    code = failure(e);
                 }
+                if let Some(reason) = report.verdict.reason() {
+                    code = failure(reason);
+                }
+                code
             })
         }
         Command::ServeEcho(args) => {

@@ -108,6 +108,10 @@ fn a_short_loadtest_shows_the_three_modes_apart() {
         pool["p50_ms"]
     );
 
+    // The run passed, and the report says why it exits 0.
+    assert_eq!(report["verdict"]["passed"], true, "{stdout}");
+    assert_eq!(report["ceiling_basis"]["kind"], "delay", "{stdout}");
+
     // The table says the same.
     assert!(stdout.contains("errors after the backend was back"));
     assert!(stdout.contains("pool : no errors after the backend was back"));

@@ -136,8 +136,20 @@ Each mode runs the same load for --duration against the same backend, one
 after another, and the backend goes down in the middle of each. The table
 at the end shows, per mode: calls, successes, errors by cause, errors that
 started after the backend was back, throughput (over the whole run and
-outside the outage) beside the ceiling users / (delay + think time),
-latency percentiles, and the pool's counters.
+outside the outage) beside the ceiling, latency percentiles (— when no call
+succeeded), and the pool's counters.
+
+The ceiling is users / (delay + think time) when the server waits the
+delay_ms each call asks for: the embedded echo server does; for --url, the
+tool's input schema (tools/list) must take delay_ms. Otherwise it is
+users / (p50 + think time), with the lowest median latency measured in
+modes pool and none, and the table says so.
+
+Exit code 0 when the run passed, 1 when it failed: mode pool had failed
+calls once the backend was up (after the outage, or over the whole run
+without one), not counting the tool's own error answers; or some mode had
+no successful call. The reason is printed on stderr in one line after the
+table (the table and --json are written all the same). 2 for a usage error.
 
 Durations are written like 500ms, 20s, 1m30s.
 
@@ -192,8 +204,6 @@ pub struct Plan {
     pub outage: Option<OutagePlan>,
     /// Sessions per identity for the pools.
     pub pool_size: usize,
-    /// users / (delay + think time), when the delay is known.
-    pub ceiling: Option<f64>,
     /// Where to write the JSON report.
     pub json: Option<PathBuf>,
     /// Where to draw the SVG plot.
@@ -255,9 +265,6 @@ impl LoadtestArgs {
             (None, "echo") => None,
             (None, _) => Some(JsonObject::new()),
         };
-        let cycle = self.delay + self.think_time;
-        let ceiling =
-            (args.is_none() && !cycle.is_zero()).then(|| users as f64 / cycle.as_secs_f64());
         Ok(Plan {
             load: Load {
                 users,
@@ -278,7 +285,6 @@ impl LoadtestArgs {
             target,
             outage,
             pool_size,
-            ceiling,
             json: self.json,
             plot: self.plot,
         })
@@ -362,7 +368,7 @@ mod tests {
         assert_eq!(outage.down_for, Duration::from_secs(5));
         assert_eq!(outage.restart, Restart::Delayed);
         assert_eq!(plan.pool_size, 10);
-        assert_eq!(plan.ceiling, Some(20.0));
+        assert_eq!(plan.call.asked_delay(), Some(Duration::from_millis(500)));
     }
 
     #[test]
@@ -371,7 +377,6 @@ mod tests {
         let outage = plan.outage.unwrap();
         assert_eq!(outage.at, Duration::from_millis(2500));
         assert_eq!(outage.down_for, Duration::from_millis(1250));
-        assert_eq!(plan.ceiling, Some(40.0));
     }
 
     #[test]
@@ -392,7 +397,7 @@ mod tests {
         assert_eq!(plan.outage.unwrap().down_for, Duration::ZERO);
         assert_eq!(plan.modes, vec![ModeName::None, ModeName::Pool]);
         assert_eq!(plan.pool_size, 4);
-        assert_eq!(plan.ceiling, Some(5.0));
+        assert_eq!(plan.load.think_time, Duration::from_millis(1500));
         assert!(parse(&["--no-outage"]).unwrap().outage.is_none());
     }
 
@@ -401,13 +406,15 @@ mod tests {
         let url = "http://127.0.0.1:9/mcp";
         let plan = parse(&["--url", url, "--tool", "search"]).unwrap();
         assert!(plan.outage.is_none());
-        assert_eq!(plan.ceiling, None);
+        assert_eq!(plan.call.asked_delay(), None);
         assert_eq!(plan.call.args, Some(JsonObject::new()));
         let plan = parse(&["--url", url, "--outage-at", "10s", "--down-for", "3s"]).unwrap();
         let outage = plan.outage.unwrap();
         assert_eq!(outage.declared().back_at_s, 13.0);
         let plan = parse(&["--url", url, "--args", r#"{"message":"x"}"#]).unwrap();
-        assert_eq!(plan.ceiling, None);
+        assert_eq!(plan.call.asked_delay(), None);
+        let plan = parse(&["--url", url, "--args", r#"{"delay_ms":250}"#]).unwrap();
+        assert_eq!(plan.call.asked_delay(), Some(Duration::from_millis(250)));
     }
 
     #[test]

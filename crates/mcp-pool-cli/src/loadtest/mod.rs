@@ -2,12 +2,14 @@
 
 pub mod args;
 pub mod backend;
+pub mod ceiling;
 pub mod modes;
 pub mod plot;
 pub mod progress;
 pub mod record;
 pub mod run;
 pub mod table;
+pub mod verdict;
 
 use std::io;
 use std::path::PathBuf;
@@ -19,10 +21,12 @@ use tokio::time::Instant;
 
 use self::args::{Plan, Target};
 use self::backend::{Backend, OutagePlan};
+use self::ceiling::{CeilingBasis, DelaySupport};
 use self::modes::{keys, ClientSettings, ModeName, NaiveMode, NoneMode, PoolMode};
 use self::progress::Progress;
 use self::record::{ModeReport, ModeRun};
 use self::run::{run_mode, Mode};
+use self::verdict::Verdict;
 
 /// Why a loadtest could not run to the end.
 #[derive(Debug, thiserror::Error)]
@@ -76,8 +80,9 @@ pub struct Settings {
     pub think_time_ms: f64,
     /// Pause after a failed call (if longer than the think time), ms.
     pub error_backoff_ms: f64,
-    /// The tool's delay, ms.
-    pub delay_ms: f64,
+    /// The delay each call asks the tool for (its `delay_ms`), ms; `None`
+    /// when the calls carry no `delay_ms`.
+    pub delay_ms: Option<f64>,
     /// Spread of the delay, ms.
     pub jitter_ms: f64,
     /// How long each mode ran, s.
@@ -107,11 +112,16 @@ pub struct LoadtestReport {
     /// The outage planned for each mode; each mode's report holds when the
     /// backend actually went down and came back.
     pub outage: Option<OutagePlan>,
-    /// users / (delay + think time), calls per second, when the delay is
-    /// known.
+    /// The most calls per second any mode can make, when known (see
+    /// `ceiling_basis`).
     pub ceiling: Option<f64>,
+    /// How the ceiling was derived: from a delay the server honours, from
+    /// the measured latency, or not at all.
+    pub ceiling_basis: CeilingBasis,
     /// One report per mode, in the order they ran.
     pub modes: Vec<ModeReport>,
+    /// Whether the run passed, which decides the exit code.
+    pub verdict: Verdict,
 }
 
 /// The modes' implementations, kept to read their counters and shut them
@@ -176,6 +186,24 @@ pub async fn run(plan: &Plan) -> Result<LoadtestReport, LoadtestError> {
     if Progress::visible() {
         println!("{}", table::headline(plan, &url));
     }
+    let delay_support = match (&plan.target, plan.call.tool.as_str()) {
+        (Target::Embedded { .. }, "echo") => {
+            DelaySupport::Honoured("the embedded echo server honours delay_ms".into())
+        }
+        _ if plan.call.asked_delay().is_none() => {
+            DelaySupport::Unknown("the calls send no delay_ms".into())
+        }
+        _ => {
+            let connector = settings.connector()?;
+            ceiling::probe(
+                &connector,
+                &keys[0],
+                &plan.call.tool,
+                plan.load.call_timeout,
+            )
+            .await
+        }
+    };
     let mut reports = Vec::new();
     let mut restart_error = None;
     for &name in &plan.modes {
@@ -231,7 +259,6 @@ pub async fn run(plan: &Plan) -> Result<LoadtestReport, LoadtestError> {
             mode: name.as_str().to_string(),
             records: calls.records,
             duration: plan.load.duration,
-            ceiling: plan.ceiling,
             outage,
             counters,
             error_samples: calls.error_samples,
@@ -247,6 +274,19 @@ pub async fn run(plan: &Plan) -> Result<LoadtestReport, LoadtestError> {
     if let Some(e) = restart_error {
         return Err(LoadtestError::Restart(e));
     }
+    let ceiling_basis = CeilingBasis::derive(
+        plan.load.users,
+        plan.load.think_time,
+        plan.call.asked_delay(),
+        &delay_support,
+        &reports,
+    );
+    let ceiling = ceiling_basis.ceiling();
+    let reports: Vec<ModeReport> = reports
+        .into_iter()
+        .map(|m| m.with_ceiling(ceiling))
+        .collect();
+    let verdict = Verdict::of(&reports, plan.outage.is_some());
     let report = LoadtestReport {
         url,
         embedded: matches!(plan.target, Target::Embedded { .. }),
@@ -255,7 +295,7 @@ pub async fn run(plan: &Plan) -> Result<LoadtestReport, LoadtestError> {
             spawn_rate: plan.load.spawn_rate,
             think_time_ms: ms(plan.load.think_time),
             error_backoff_ms: ms(plan.load.error_backoff),
-            delay_ms: ms(plan.call.delay),
+            delay_ms: plan.call.asked_delay().map(ms),
             jitter_ms: ms(plan.call.jitter),
             duration_s: plan.load.duration.as_secs_f64(),
             identities: plan.load.identities,
@@ -265,8 +305,10 @@ pub async fn run(plan: &Plan) -> Result<LoadtestReport, LoadtestError> {
             modes: plan.modes.clone(),
         },
         outage: plan.outage,
-        ceiling: plan.ceiling,
+        ceiling,
+        ceiling_basis,
         modes: reports,
+        verdict,
     };
     Ok(report)
 }
@@ -315,20 +357,20 @@ pub(crate) fn sample_report() -> LoadtestReport {
         mode: "pool".into(),
         records: vec![call(0, Ok(())), call(2500, Ok(()))],
         duration: Duration::from_secs(3),
-        ceiling: Some(1.0),
         outage: Some(outage),
         counters: BTreeMap::from([("hits".into(), 1), ("misses".into(), 1)]),
         ..ModeRun::default()
-    });
+    })
+    .with_ceiling(Some(1.0));
     let naive = ModeReport::new(ModeRun {
         mode: "naive".into(),
         records: vec![call(0, Ok(())), call(2500, Err(Cause::Transport))],
         duration: Duration::from_secs(3),
-        ceiling: Some(1.0),
         outage: Some(outage),
         error_samples: BTreeMap::from([("transport", "the transport is dead".to_string())]),
         ..ModeRun::default()
-    });
+    })
+    .with_ceiling(Some(1.0));
     LoadtestReport {
         url: "http://127.0.0.1:1/mcp".into(),
         embedded: true,
@@ -337,7 +379,7 @@ pub(crate) fn sample_report() -> LoadtestReport {
             spawn_rate: 100.0,
             think_time_ms: 0.0,
             error_backoff_ms: 100.0,
-            delay_ms: 1000.0,
+            delay_ms: Some(1000.0),
             jitter_ms: 0.0,
             duration_s: 3.0,
             identities: 1,
@@ -352,6 +394,13 @@ pub(crate) fn sample_report() -> LoadtestReport {
             restart: Restart::Delayed,
         }),
         ceiling: Some(1.0),
+        ceiling_basis: CeilingBasis::Delay {
+            users: 1,
+            delay_ms: 1000.0,
+            think_time_ms: 0.0,
+            why: "the embedded echo server honours delay_ms".into(),
+        },
+        verdict: Verdict::of(&[pool.clone(), naive.clone()], true),
         modes: vec![pool, naive],
     }
 }

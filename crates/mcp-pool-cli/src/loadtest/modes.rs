@@ -14,6 +14,7 @@ use rmcp::model::{CallToolRequestParams, JsonObject};
 use serde::Serialize;
 use serde_json::Value;
 
+use super::ceiling::DELAY_ARGUMENT;
 use super::record::{Cause, Failure};
 use super::run::{CallFuture, Mode};
 
@@ -72,6 +73,20 @@ impl ToolCall {
         Duration::from_micros(micros)
     }
 
+    /// The delay the calls ask the tool for, in their `delay_ms` argument
+    /// (its mean, with a jitter); `None` when the fixed arguments carry no
+    /// `delay_ms` a number of milliseconds. Whether the server waits it is
+    /// another matter (see [`super::ceiling`]).
+    pub fn asked_delay(&self) -> Option<Duration> {
+        match &self.args {
+            None => Some(self.delay),
+            Some(args) => args
+                .get(DELAY_ARGUMENT)
+                .and_then(Value::as_u64)
+                .map(Duration::from_millis),
+        }
+    }
+
     /// The request of call `seq` of `user`.
     pub fn params(&self, user: usize, seq: u64) -> CallToolRequestParams {
         let args = match &self.args {
@@ -80,7 +95,7 @@ impl ToolCall {
                 let mut args = JsonObject::new();
                 args.insert("message".into(), Value::from(format!("u{user}-{seq}")));
                 let delay_ms = self.delay_of(user, seq).as_millis() as u64;
-                args.insert("delay_ms".into(), Value::from(delay_ms));
+                args.insert(DELAY_ARGUMENT.into(), Value::from(delay_ms));
                 args
             }
         };
@@ -164,6 +179,7 @@ pub fn cause_of(error: &mcp_pool_rmcp::Error) -> Cause {
             Cause::Connect
         }
         E::TimedOut { .. } => Cause::Timeout,
+        E::SessionLost { .. } => Cause::SessionLost,
         other => match other.outcome() {
             Outcome::ApplicationError => Cause::Application,
             Outcome::TransportError => Cause::Transport,
@@ -173,13 +189,16 @@ pub fn cause_of(error: &mcp_pool_rmcp::Error) -> Cause {
     }
 }
 
-/// What a failed [`Pool::run`] says about the call.
+/// What a failed [`Pool::run`] says about the call. A refused acquire
+/// keeps its own cause (the connect failure it carries, if any, is in the
+/// message: see [`AcquireError::connect_failure`]).
 pub fn pool_failure(error: RunError<mcp_pool_rmcp::Error>) -> Failure {
     let cause = match &error {
         RunError::Acquire(AcquireError::TimedOut { .. }) => Cause::AcquireTimeout,
         RunError::Acquire(AcquireError::CircuitOpen { .. }) => Cause::CircuitOpen,
         RunError::Acquire(AcquireError::ConnectFailed { .. }) => Cause::Connect,
-        RunError::Acquire(_) => Cause::Other,
+        RunError::Acquire(AcquireError::QueueFull) => Cause::QueueFull,
+        RunError::Acquire(AcquireError::TooManyKeys | AcquireError::ShuttingDown) => Cause::Other,
         RunError::Call(e) => cause_of(e),
     };
     Failure::new(cause, error)
@@ -435,6 +454,15 @@ mod tests {
             ..echo(0)
         };
         assert_eq!(call.params(0, 0).arguments, Some(args));
+        assert_eq!(call.asked_delay(), None, "no delay_ms in the arguments");
+        let mut args = JsonObject::new();
+        args.insert("delay_ms".into(), Value::from(300));
+        let call = ToolCall {
+            args: Some(args),
+            ..call
+        };
+        assert_eq!(call.asked_delay(), Some(Duration::from_millis(300)));
+        assert_eq!(echo(50).asked_delay(), Some(Duration::from_millis(100)));
     }
 
     #[test]
@@ -468,5 +496,29 @@ mod tests {
         let failure = pool_failure(RunError::Call(dead));
         assert_eq!(failure.cause, Cause::Transport);
         assert!(failure.message.contains("connection refused"));
+        let lost = mcp_pool_rmcp::Error::SessionLost {
+            method: "tools/call",
+            said: "HTTP 400: error -32000: Bad Request: No valid session ID provided".into(),
+        };
+        assert_eq!(cause_of(&lost), Cause::SessionLost);
+        let failure = pool_failure(RunError::Call(lost));
+        assert_eq!(failure.cause, Cause::SessionLost);
+        assert!(
+            failure.message.contains("No valid session ID"),
+            "{}",
+            failure.message
+        );
+        let failure = pool_failure(RunError::Acquire(AcquireError::ConnectFailed {
+            cause: std::sync::Arc::new(mcp_pool::ConnectError::TimedOut(Duration::from_secs(4))),
+        }));
+        assert_eq!(failure.cause, Cause::Connect);
+        assert!(
+            failure.message.contains("connect_timeout"),
+            "{}",
+            failure.message
+        );
+        let failure = pool_failure(RunError::Acquire(AcquireError::QueueFull));
+        assert_eq!(failure.cause, Cause::QueueFull);
+        assert!(failure.message.contains("max_waiters_per_key"));
     }
 }

@@ -12,6 +12,10 @@ use serde::Serialize;
 pub enum Cause {
     /// Sending or receiving on the session failed.
     Transport,
+    /// The server answered that it does not know the session (it forgot or
+    /// expired it, or restarted), and no other session was left to run the
+    /// call on.
+    SessionLost,
     /// The call did not finish within its timeout.
     Timeout,
     /// No session could be opened.
@@ -20,6 +24,9 @@ pub enum Cause {
     CircuitOpen,
     /// No session was free before the acquire deadline.
     AcquireTimeout,
+    /// Too many callers already waited for a session of this key: the pool
+    /// refused one more.
+    QueueFull,
     /// The server answered with an error.
     Application,
     /// Anything else.
@@ -28,12 +35,14 @@ pub enum Cause {
 
 impl Cause {
     /// Every cause, in table order.
-    pub const ALL: [Cause; 7] = [
+    pub const ALL: [Cause; 9] = [
         Cause::Transport,
+        Cause::SessionLost,
         Cause::Connect,
         Cause::Timeout,
         Cause::CircuitOpen,
         Cause::AcquireTimeout,
+        Cause::QueueFull,
         Cause::Application,
         Cause::Other,
     ];
@@ -42,13 +51,22 @@ impl Cause {
     pub fn as_str(self) -> &'static str {
         match self {
             Cause::Transport => "transport",
+            Cause::SessionLost => "session_lost",
             Cause::Timeout => "timeout",
             Cause::Connect => "connect",
             Cause::CircuitOpen => "circuit_open",
             Cause::AcquireTimeout => "acquire_timeout",
+            Cause::QueueFull => "queue_full",
             Cause::Application => "application",
             Cause::Other => "other",
         }
+    }
+
+    /// Whether a call failing so says something about the sessions the
+    /// mode handed out: every cause but [`Cause::Application`], the server's
+    /// own error answer to the call, made on a working session.
+    pub fn is_session_failure(self) -> bool {
+        self != Cause::Application
     }
 }
 
@@ -135,8 +153,6 @@ pub struct ModeRun {
     pub records: Vec<CallRecord>,
     /// How long users kept starting calls.
     pub duration: Duration,
-    /// users / (delay + think time), when the delay is known.
-    pub ceiling: Option<f64>,
     /// The outage, if one was injected or declared.
     pub outage: Option<Outage>,
     /// The pool's own counters, for the modes that have them.
@@ -166,23 +182,32 @@ pub struct ModeReport {
     pub errors: BTreeMap<&'static str, u64>,
     /// The first error message seen for each cause.
     pub error_samples: BTreeMap<&'static str, String>,
-    /// Failed calls that started once the backend was back (0 without an
-    /// outage).
+    /// Failed calls that started once the backend was back, other than the
+    /// server's own error answers (cause `application`). Without an outage
+    /// the backend was up for the whole run, so every such failed call
+    /// counts.
     pub errors_after_recovery: u64,
     /// Successful calls per second over the whole run.
     pub throughput: f64,
     /// Successful calls that finished outside the outage window (before the
     /// backend went down or after it was back), per second outside it.
     pub throughput_outside_outage: f64,
-    /// users / (delay + think time): the most any mode can do, when the
-    /// delay is known.
+    /// The most any mode can do, calls per second, when it is known (see
+    /// [`CeilingBasis`](super::ceiling::CeilingBasis) for how it was
+    /// derived).
     pub ceiling: Option<f64>,
-    /// Latency percentiles of successful calls, in milliseconds.
-    pub p50_ms: f64,
+    /// Latency percentiles of successful calls, in milliseconds; `None`
+    /// (JSON `null`) when no call succeeded.
+    pub p50_ms: Option<f64>,
     /// 95th percentile, ms.
-    pub p95_ms: f64,
+    pub p95_ms: Option<f64>,
     /// 99th percentile, ms.
-    pub p99_ms: f64,
+    pub p99_ms: Option<f64>,
+    /// The slowest successful call, ms; `None` when no call succeeded.
+    pub max_ms: Option<f64>,
+    /// The slowest failed call, ms (a call that waited for its timeout
+    /// shows here); `None` when no call failed.
+    pub max_failed_ms: Option<f64>,
     /// The outage, if one was injected or declared.
     pub outage: Option<Outage>,
     /// The pool's own counters, for the modes that have them.
@@ -193,13 +218,14 @@ pub struct ModeReport {
 }
 
 impl ModeReport {
-    /// Summarises a mode's run.
+    /// Summarises a mode's run. Its ceiling is unknown until
+    /// [`ModeReport::with_ceiling`] sets it (a measured ceiling needs every
+    /// mode's latencies).
     pub fn new(run: ModeRun) -> ModeReport {
         let ModeRun {
             mode,
             records,
             duration,
-            ceiling,
             outage,
             counters,
             error_samples,
@@ -220,6 +246,7 @@ impl ModeReport {
             .collect();
         let mut errors = BTreeMap::new();
         let mut ok_latencies = Vec::new();
+        let mut max_failed: Option<Duration> = None;
         let mut errors_after_recovery = 0;
         let mut ok_outside = 0u64;
         for r in &records {
@@ -238,19 +265,21 @@ impl ModeReport {
                 Err(cause) => {
                     *slot.errors.entry(cause.as_str()).or_insert(0) += 1;
                     *errors.entry(cause.as_str()).or_insert(0) += 1;
-                    if outage.is_some_and(|o| r.start.as_secs_f64() >= o.back_at_s) {
+                    max_failed = max_failed.max(Some(r.latency));
+                    let backend_up = outage.is_none_or(|o| r.start.as_secs_f64() >= o.back_at_s);
+                    if backend_up && cause.is_session_failure() {
                         errors_after_recovery += 1;
                     }
                 }
             }
         }
         ok_latencies.sort_unstable();
-        let pct = |p: f64| -> f64 {
+        let pct = |p: f64| -> Option<f64> {
             if ok_latencies.is_empty() {
-                return 0.0;
+                return None;
             }
             let rank = (ok_latencies.len() as f64 * p).ceil() as usize;
-            ok_latencies[rank.clamp(1, ok_latencies.len()) - 1].as_secs_f64() * 1000.0
+            Some(ms(ok_latencies[rank.clamp(1, ok_latencies.len()) - 1]))
         };
         let outside_secs = match outage {
             Some(o) => (secs - o.length_s()).max(f64::EPSILON),
@@ -268,14 +297,21 @@ impl ModeReport {
             errors_after_recovery,
             throughput: ok as f64 / secs,
             throughput_outside_outage: ok_outside as f64 / outside_secs,
-            ceiling,
+            ceiling: None,
             p50_ms: pct(0.50),
             p95_ms: pct(0.95),
             p99_ms: pct(0.99),
+            max_ms: ok_latencies.last().copied().map(ms),
+            max_failed_ms: max_failed.map(ms),
             outage,
             counters,
             timeline,
         }
+    }
+
+    /// The same report with `ceiling` as its ceiling.
+    pub fn with_ceiling(self, ceiling: Option<f64>) -> ModeReport {
+        ModeReport { ceiling, ..self }
     }
 
     /// All failed calls.
@@ -290,6 +326,10 @@ impl ModeReport {
             .filter(|c| *c > 0.0)
             .map(|c| self.throughput_outside_outage / c)
     }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
 }
 
 #[cfg(test)]
@@ -324,10 +364,10 @@ mod tests {
             mode: "pool".into(),
             records,
             duration: Duration::from_secs(4),
-            ceiling: Some(10.0),
             outage: Some(outage),
             ..ModeRun::default()
-        });
+        })
+        .with_ceiling(Some(10.0));
         assert_eq!(r.calls, 8);
         assert_eq!(r.ok, 5);
         assert_eq!(r.failed(), 3);
@@ -339,8 +379,10 @@ mod tests {
             "4 ok finished in the 3 s outside"
         );
         assert!((r.share_of_ceiling().unwrap() - 4.0 / 30.0).abs() < 1e-9);
-        assert_eq!(r.p50_ms, 200.0);
-        assert_eq!(r.p99_ms, 300.0);
+        assert_eq!(r.p50_ms, Some(200.0));
+        assert_eq!(r.p99_ms, Some(300.0));
+        assert_eq!(r.max_ms, Some(300.0));
+        assert_eq!(r.max_failed_ms, Some(100.0));
         assert_eq!(r.timeline.len(), 4);
         assert_eq!(r.timeline[2].errors.get("connect"), Some(&1));
         assert_eq!(r.timeline[2].failed(), 2);
@@ -359,5 +401,68 @@ mod tests {
         assert_eq!(r.errors_after_recovery, 0);
         assert_eq!(r.share_of_ceiling(), None);
         assert!((r.throughput_outside_outage - 0.5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_mode_without_a_success_has_no_latency() {
+        let r = ModeReport::new(ModeRun {
+            mode: "pool".into(),
+            records: vec![
+                call(0, 30, Err(Cause::Connect)),
+                call(100, 10_000, Err(Cause::Timeout)),
+            ],
+            duration: Duration::from_secs(11),
+            ..ModeRun::default()
+        });
+        assert_eq!(
+            (r.p50_ms, r.p95_ms, r.p99_ms, r.max_ms),
+            (None, None, None, None)
+        );
+        assert_eq!(r.max_failed_ms, Some(10_000.0));
+        let json = serde_json::to_value(&r).unwrap();
+        assert!(
+            json["p50_ms"].is_null() && json["max_ms"].is_null(),
+            "{json}"
+        );
+        assert_eq!(json["max_failed_ms"], 10_000.0);
+        let clean = ModeReport::new(ModeRun {
+            records: vec![call(0, 30, Ok(()))],
+            duration: Duration::from_secs(1),
+            ..ModeRun::default()
+        });
+        assert_eq!(clean.max_failed_ms, None);
+    }
+
+    #[test]
+    fn without_an_outage_every_failure_but_the_tools_own_counts_after_recovery() {
+        let r = ModeReport::new(ModeRun {
+            mode: "pool".into(),
+            records: vec![
+                call(0, 10, Err(Cause::SessionLost)),
+                call(100, 10, Err(Cause::Application)),
+                call(200, 10, Err(Cause::QueueFull)),
+                call(300, 10, Ok(())),
+            ],
+            duration: Duration::from_secs(1),
+            ..ModeRun::default()
+        });
+        assert_eq!(r.failed(), 3);
+        assert_eq!(
+            r.errors_after_recovery, 2,
+            "the tool's own error is not the pool's"
+        );
+        assert_eq!(r.errors.get("session_lost"), Some(&1));
+        assert_eq!(r.errors.get("queue_full"), Some(&1));
+    }
+
+    #[test]
+    fn every_cause_has_its_own_name() {
+        let names: std::collections::BTreeSet<&str> =
+            Cause::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(names.len(), Cause::ALL.len());
+        for cause in Cause::ALL {
+            let json = serde_json::to_value(cause).unwrap();
+            assert_eq!(json, cause.as_str());
+        }
     }
 }

@@ -5,11 +5,18 @@ use std::fmt::Write;
 
 use super::args::{show, Plan};
 use super::backend::Restart;
+use super::ceiling::CeilingBasis;
 use super::record::{Cause, ModeReport};
 use super::LoadtestReport;
 
 const LABEL: usize = 34;
 const COLUMN: usize = 14;
+
+/// The longest error text printed, in characters (the JSON has it whole).
+const ERROR_TEXT: usize = 150;
+
+/// What a latency cell shows when the mode had no successful call.
+const NO_LATENCY: &str = "—";
 
 /// The line printed before the modes run.
 pub fn headline(plan: &Plan, url: &str) -> String {
@@ -25,19 +32,20 @@ pub fn headline(plan: &Plan, url: &str) -> String {
 pub fn render(report: &LoadtestReport) -> String {
     let mut out = String::new();
     let s = &report.settings;
+    let delay = match s.delay_ms {
+        Some(delay) if s.jitter_ms > 0.0 => {
+            format!("delay {} ± {}", ms_text(delay), ms_text(s.jitter_ms))
+        }
+        Some(delay) => format!("delay {}", ms_text(delay)),
+        None => "no delay_ms".into(),
+    };
     let _ = writeln!(
         out,
-        "load: {} users ({} identit{}), tool `{}`, delay {}{}, think time {}, {} per mode",
+        "load: {} users ({} identit{}), tool `{}`, {delay}, think time {}, {} per mode",
         s.users,
         s.identities,
         if s.identities == 1 { "y" } else { "ies" },
         s.tool,
-        ms_text(s.delay_ms),
-        if s.jitter_ms > 0.0 {
-            format!(" ± {}", ms_text(s.jitter_ms))
-        } else {
-            String::new()
-        },
         ms_text(s.think_time_ms),
         secs_text(s.duration_s),
     );
@@ -74,15 +82,7 @@ pub fn render(report: &LoadtestReport) -> String {
             let _ = writeln!(out, "outage: none");
         }
     }
-    if let Some(ceiling) = report.ceiling {
-        let _ = writeln!(
-            out,
-            "ceiling: {ceiling:.1} calls/s = {} users / ({} delay + {} think time)",
-            s.users,
-            ms_text(s.delay_ms),
-            ms_text(s.think_time_ms)
-        );
-    }
+    let _ = writeln!(out, "{}", ceiling_line(report));
     out.push('\n');
     out.push_str(&columns(report));
     out.push('\n');
@@ -97,7 +97,12 @@ pub fn render(report: &LoadtestReport) -> String {
     if !samples.is_empty() {
         let _ = writeln!(out, "\nfirst error of each cause:");
         for (m, cause, message) in samples {
-            let _ = writeln!(out, "  {:<5} {cause}: {}", m.mode, shorten(message, 150));
+            let _ = writeln!(
+                out,
+                "  {:<5} {cause}: {}",
+                m.mode,
+                shorten(message, ERROR_TEXT)
+            );
         }
     }
     out
@@ -156,9 +161,16 @@ fn columns(report: &LoadtestReport) -> String {
             }),
         );
     }
-    row("latency p50, ms", each(&|m| format!("{:.1}", m.p50_ms)));
-    row("latency p95, ms", each(&|m| format!("{:.1}", m.p95_ms)));
-    row("latency p99, ms", each(&|m| format!("{:.1}", m.p99_ms)));
+    row("latency p50, ms", each(&|m| latency(m.p50_ms)));
+    row("latency p95, ms", each(&|m| latency(m.p95_ms)));
+    row("latency p99, ms", each(&|m| latency(m.p99_ms)));
+    row("latency max, ms", each(&|m| latency(m.max_ms)));
+    if modes.iter().any(|m| m.failed() > 0) {
+        row(
+            "  of failed calls, max, ms",
+            each(&|m| latency(m.max_failed_ms)),
+        );
+    }
     let counter = |name: &'static str| {
         move |m: &ModeReport| {
             m.counters
@@ -203,16 +215,94 @@ fn reading(report: &LoadtestReport, m: &ModeReport) -> String {
         };
         parts.push(format!("{:.0}% of the ceiling{place}", share * 100.0));
     }
-    parts.push(format!("p50 {:.1} ms", m.p50_ms));
+    parts.push(match m.p50_ms {
+        Some(p50) => format!("p50 {p50:.1} ms"),
+        None => "no call succeeded".into(),
+    });
     format!("{:<5}: {}", m.mode, parts.join("; "))
 }
 
-fn shorten(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        return text.to_string();
+/// How the ceiling was derived, in one line.
+fn ceiling_line(report: &LoadtestReport) -> String {
+    let ceiling = report.ceiling.unwrap_or_default();
+    match &report.ceiling_basis {
+        CeilingBasis::Delay {
+            users,
+            delay_ms,
+            think_time_ms,
+            ..
+        } => format!(
+            "ceiling: {ceiling:.1} calls/s = {users} users / ({} delay + {} think time)",
+            ms_text(*delay_ms),
+            ms_text(*think_time_ms)
+        ),
+        CeilingBasis::Measured {
+            users,
+            p50_ms,
+            mode,
+            think_time_ms,
+            why,
+        } => format!(
+            "ceiling: {ceiling:.1} calls/s from the measured p50 {p50_ms:.1} ms of {mode} = {users} users / ({p50_ms:.1} ms + {} think time) ({})",
+            ms_text(*think_time_ms),
+            shorten(why, ERROR_TEXT)
+        ),
+        CeilingBasis::Unknown { why } => format!(
+            "ceiling: unknown, no call of pool or none succeeded to measure it; {}",
+            shorten(why, ERROR_TEXT)
+        ),
     }
-    let cut: String = text.chars().take(max).collect();
-    format!("{cut}...")
+}
+
+fn latency(ms: Option<f64>) -> String {
+    ms.map_or(NO_LATENCY.into(), |ms| format!("{ms:.1}"))
+}
+
+/// `text` on one line in at most `max` characters, never cut inside a word
+/// (unless it is a single word): when it is longer, words are dropped from the middle and replaced by `…`. An error
+/// names what failed first and what the server said last (each layer puts
+/// its cause after a colon), so both ends are kept, the end with the larger
+/// share.
+pub fn shorten(text: &str, max: usize) -> String {
+    // One line, whatever the error's own layout.
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let text = words.join(" ");
+    if text.chars().count() <= max {
+        return text;
+    }
+    let width = |w: &[&str]| w.iter().map(|w| w.chars().count() + 1).sum::<usize>();
+    // The tail: as many whole words from the end as fit in two thirds.
+    let budget = max.saturating_sub(2);
+    let mut tail = words.len();
+    while tail > 0 && width(&words[tail - 1..]) <= budget * 2 / 3 {
+        tail -= 1;
+    }
+    // The head: as many whole words from the start as fit in the rest.
+    let room = budget.saturating_sub(width(&words[tail..]));
+    let mut head = 0;
+    while head < tail && width(&words[..=head]) <= room {
+        head += 1;
+    }
+    if head == 0 && tail == words.len() {
+        // A single word longer than everything: cut it at a character that
+        // separates its parts (a URL's `/`, `:` or `.`), or anywhere.
+        let cut: String = text.chars().take(budget).collect();
+        let at = cut
+            .rfind(|c: char| !c.is_alphanumeric())
+            .filter(|i| *i > 0)
+            .unwrap_or(cut.len());
+        return format!("{}…", &cut[..at]);
+    }
+    let mut out = words[..head].join(" ");
+    if !out.is_empty() {
+        out.push(' ');
+    }
+    out.push('…');
+    if tail < words.len() {
+        out.push(' ');
+        out.push_str(&words[tail..].join(" "));
+    }
+    out
 }
 
 fn ms_text(ms: f64) -> String {
@@ -255,5 +345,112 @@ mod tests {
         ));
         assert!(text.contains("naive: 1 errors after the backend was back"));
         assert!(text.contains("naive transport: the transport is dead"));
+    }
+
+    const CIRCUIT_OPEN: &str = "circuit open after recent connects to this server failed (waited 69.905µs); the last connect failed: could not open an MCP session with http://127.0.0.1:33289/mcp: HTTP 500 (while trying to send initialize request)";
+
+    #[test]
+    fn a_long_error_loses_words_from_its_middle_only() {
+        let short = shorten(CIRCUIT_OPEN, 150);
+        assert!(short.chars().count() <= 150, "{short}");
+        assert!(short.starts_with("circuit open"), "{short}");
+        assert!(
+            short.ends_with("HTTP 500 (while trying to send initialize request)"),
+            "what the server said is kept: {short}"
+        );
+        let (head, tail) = short.split_once(" … ").expect("words left out");
+        let words: Vec<&str> = CIRCUIT_OPEN.split(' ').collect();
+        let kept: Vec<&str> = head.split(' ').chain(tail.split(' ')).collect();
+        assert!(
+            kept.iter().all(|w| words.contains(w)),
+            "a word was cut: {short}"
+        );
+        assert_eq!(shorten("HTTP 500", 150), "HTTP 500");
+        assert_eq!(shorten("two\nlines", 150), "two lines");
+        for max in [10, 20, 40, 80] {
+            let s = shorten(CIRCUIT_OPEN, max);
+            assert!(s.chars().count() <= max, "{max}: {s}");
+            assert!(s.contains('…'), "{max}: {s}");
+        }
+        let url = shorten(
+            "http://127.0.0.1:33289/a-very-long-path/without/any/spaces",
+            30,
+        );
+        assert!(url.chars().count() <= 30 && url.ends_with('…'), "{url}");
+        assert!(url.starts_with("http://127.0.0.1:33289/"), "{url}");
+    }
+
+    #[test]
+    fn a_mode_without_a_success_shows_no_latency() {
+        use crate::loadtest::record::{CallRecord, ModeRun};
+        use std::time::Duration;
+
+        let mut report = report();
+        let dead = ModeReport::new(ModeRun {
+            mode: "none".into(),
+            records: vec![CallRecord {
+                start: Duration::ZERO,
+                latency: Duration::from_millis(3),
+                result: Err(Cause::Connect),
+            }],
+            duration: Duration::from_secs(3),
+            error_samples: [("connect", CIRCUIT_OPEN.to_string())].into(),
+            ..ModeRun::default()
+        });
+        report.modes.push(dead);
+        let text = render(&report);
+        let row = |label: &str| {
+            text.lines()
+                .find(|l| l.starts_with(label))
+                .unwrap_or_else(|| panic!("no {label} in\n{text}"))
+                .to_string()
+        };
+        for label in ["latency p50", "latency p95", "latency p99", "latency max"] {
+            let cells: Vec<String> = row(label).split_whitespace().map(str::to_string).collect();
+            assert_eq!(
+                cells.last().map(String::as_str),
+                Some("—"),
+                "{label}: {cells:?}"
+            );
+            assert_eq!(cells[cells.len() - 3], "100.0", "{label}: {cells:?}");
+        }
+        let failed = row("  of failed calls, max");
+        assert!(failed.ends_with("3.0"), "{failed}");
+        assert!(text.contains("none : 1 errors after the backend was back; no call succeeded"));
+        assert!(!text.contains(" 0.0 "), "{text}");
+        assert!(
+            text.contains("HTTP 500 (while trying to send initialize request)"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_ceiling_line_says_how_it_was_derived() {
+        let mut report = report();
+        report.ceiling_basis = CeilingBasis::Measured {
+            users: 4,
+            p50_ms: 4.0,
+            mode: "pool".into(),
+            think_time_ms: 0.0,
+            why: "the server ignores delay_ms: the input schema of `search` has no such property"
+                .into(),
+        };
+        report.ceiling = report.ceiling_basis.ceiling();
+        let text = render(&report);
+        assert!(
+            text.contains("ceiling: 1000.0 calls/s from the measured p50 4.0 ms of pool = 4 users / (4.0 ms + 0s think time) (the server ignores delay_ms"),
+            "{text}"
+        );
+        report.ceiling_basis = CeilingBasis::Unknown {
+            why: "HTTP 500".into(),
+        };
+        report.ceiling = None;
+        let text = render(&report);
+        assert!(
+            text.contains(
+                "ceiling: unknown, no call of pool or none succeeded to measure it; HTTP 500"
+            ),
+            "{text}"
+        );
     }
 }
