@@ -18,7 +18,9 @@
 //!
 //! `cargo bench -p mcp-pool` (release). `MCP_POOL_BENCH_ROUNDS` (default 7)
 //! and `MCP_POOL_BENCH_OPS` (default 200000) size the table's rounds;
-//! `MCP_POOL_BENCH_TABLE_ONLY=1` skips criterion's part.
+//! `MCP_POOL_BENCH_TABLE_ONLY=1` skips criterion's part;
+//! `MCP_POOL_BENCH_FILTER=text` keeps the combinations whose label (as in
+//! `2 workers/yield/1 key/64`) contains `text`.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -338,6 +340,18 @@ fn env_u64(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// Whether `MCP_POOL_BENCH_FILTER` keeps this combination.
+fn selected(runtime: Runtime, case: Case) -> bool {
+    let label = format!(
+        "{}/{}/{}/{}",
+        runtime.name(),
+        case.workload.name(),
+        case.keys.name(),
+        case.tasks
+    );
+    std::env::var("MCP_POOL_BENCH_FILTER").map_or(true, |f| label.contains(&f))
+}
+
 fn cases(keys: Keys) -> impl Iterator<Item = Case> {
     [Workload::Bare, Workload::Yield]
         .into_iter()
@@ -393,7 +407,7 @@ fn measure(
             pools.run(&rt, name, case, 20_000);
         }
         if criterion {
-            for case in cases(keys) {
+            for case in cases(keys).filter(|&case| selected(runtime, case)) {
                 let mut group = c.benchmark_group(format!(
                     "{}/{}/tasks={}/{}",
                     runtime.name().replace(' ', "-"),
@@ -414,6 +428,9 @@ fn measure(
             }
         }
         for case in cases(keys) {
+            if !selected(runtime, case) {
+                continue;
+            }
             let mut rates: [Vec<f64>; 3] = Default::default();
             for round in 0..rounds as usize {
                 for i in 0..POOLS.len() {

@@ -31,9 +31,29 @@ pub(crate) const DEADLINE_GRACE: Duration = Duration::from_millis(100);
 const LANE_TOKEN: u64 = 1 << 63;
 
 /// How an acquire went on its first try.
-enum Started<C: Connector> {
+enum Started<'a, C: Connector> {
     Answered(Answer<C>),
-    Waiting(Waiting<C>),
+    Waiting(Waiting<'a, C>),
+}
+
+/// A token for a caller queueing in a lane by itself: unique in the pool
+/// (a thread's number and its own count), with no shared counter to bump.
+fn lane_token() -> u64 {
+    use std::cell::Cell;
+    use std::sync::atomic::AtomicU64;
+    static THREADS: AtomicU64 = AtomicU64::new(0);
+    thread_local! {
+        static NEXT: Cell<u64> = const { Cell::new(u64::MAX) };
+    }
+    NEXT.with(|next| {
+        let mut n = next.get();
+        if n == u64::MAX {
+            // 2^20 threads, 2^42 tokens each.
+            n = (THREADS.fetch_add(1, Ordering::Relaxed) % (1 << 20)) << 42;
+        }
+        next.set(n.wrapping_add(1) & !LANE_TOKEN);
+        LANE_TOKEN | n
+    })
 }
 
 impl<C: Connector> Shared<C> {
@@ -125,7 +145,12 @@ impl<C: Connector> Shared<C> {
     }
 
     /// The first try of an acquire at `now`: the key's lane, then the pool.
-    fn begin_acquire(self: &Arc<Self>, key: &C::Key, deadline: Time, now: Time) -> Started<C> {
+    fn begin_acquire<'a>(
+        self: &'a Arc<Self>,
+        key: &C::Key,
+        deadline: Time,
+        now: Time,
+    ) -> Started<'a, C> {
         if self.lanes_on {
             if let Some(started) = self.from_lane(key, deadline, now) {
                 return started;
@@ -140,10 +165,16 @@ impl<C: Connector> Shared<C> {
     /// A session from `key`'s lane, or a place in its queue; `None` if the
     /// lane has neither (ask the pool). Takes no lock of the pool's unless
     /// a session it finds must go back.
-    fn from_lane(self: &Arc<Self>, key: &C::Key, deadline: Time, now: Time) -> Option<Started<C>> {
+    fn from_lane<'a>(
+        self: &'a Arc<Self>,
+        key: &C::Key,
+        deadline: Time,
+        now: Time,
+    ) -> Option<Started<'a, C>> {
         let lanes = self.lanes.load();
         let lane = lanes.get(key)?;
-        loop {
+        // Behind callers already waiting there is nothing parked to find.
+        while !(lane.is_open() && lane.has_waiters()) {
             match lane.take(now) {
                 Take::Hit(cell) => return Some(Started::Answered(Answer::GrantedLane { cell })),
                 Take::Stale(cell) => {
@@ -156,12 +187,10 @@ impl<C: Connector> Shared<C> {
         if !lane.is_open() {
             return None;
         }
-        let lane = lane.clone();
-        drop(lanes);
         loop {
             // Tokens of callers queued in a lane by themselves; those the
             // pool moves to a lane keep their acquire's number.
-            let token = LANE_TOKEN | self.next_token.fetch_add(1, Ordering::Relaxed);
+            let token = lane_token();
             match lane.wait(now, deadline, token, self.config.max_waiters_per_key) {
                 Wait::Take(Take::Hit(cell)) => {
                     return Some(Started::Answered(Answer::GrantedLane { cell }))
@@ -180,7 +209,7 @@ impl<C: Connector> Shared<C> {
                 Wait::Queued(token, rx) => {
                     lane.ensure_reaper();
                     return Some(Started::Waiting(Waiting {
-                        shared: self.clone(),
+                        shared: self,
                         id: None,
                         token,
                         key: key.clone(),
@@ -231,12 +260,12 @@ impl<C: Connector> Shared<C> {
     }
 
     /// Makes the acquire input at `now` (read by the caller, once).
-    fn start_acquire(
-        self: &Arc<Self>,
+    fn start_acquire<'a>(
+        self: &'a Arc<Self>,
         key: &C::Key,
         deadline: Time,
         now: Time,
-    ) -> Result<Started<C>, InputError> {
+    ) -> Result<Started<'a, C>, InputError> {
         let mut jobs = Jobs::new();
         let started = {
             let Some(mut st) = self.lock() else {
@@ -254,7 +283,12 @@ impl<C: Connector> Shared<C> {
     /// The driver found the session of `lease` closed before handing it to
     /// the caller of `id`: the core poisons it and puts `id` back at the
     /// head of its queue.
-    fn grant_closed(self: &Arc<Self>, id: AcquireId, key: &C::Key, lease: LeaseId) -> Started<C> {
+    fn grant_closed<'a>(
+        self: &'a Arc<Self>,
+        id: AcquireId,
+        key: &C::Key,
+        lease: LeaseId,
+    ) -> Started<'a, C> {
         let mut jobs = Jobs::new();
         let now = self.now();
         let started = {
@@ -272,17 +306,17 @@ impl<C: Connector> Shared<C> {
 
     /// Carries out the actions of the input just made for acquire `id`:
     /// its answer if it came, else a channel to wait on.
-    fn answer_or_wait(
-        self: &Arc<Self>,
+    fn answer_or_wait<'a>(
+        self: &'a Arc<Self>,
         st: &mut crate::shared::State<C>,
         now: Time,
         jobs: &mut Jobs<C>,
         id: AcquireId,
         key: &C::Key,
-    ) -> Started<C> {
+    ) -> Started<'a, C> {
         match self.execute(st, now, jobs, Some(Mine { id, key })) {
             Some(Answer::InLane { rx }) => Started::Waiting(Waiting {
-                shared: self.clone(),
+                shared: self,
                 id: None,
                 token: id.as_u64(),
                 key: key.clone(),
@@ -302,7 +336,7 @@ impl<C: Connector> Shared<C> {
                     },
                 );
                 Started::Waiting(Waiting {
-                    shared: self.clone(),
+                    shared: self,
                     id: Some(id),
                     token: id.as_u64(),
                     key: key.clone(),
@@ -390,8 +424,8 @@ impl<C: Connector> Shared<C> {
 /// lane (moved there by the pool, or queued there itself), where `token`
 /// names it. Dropping it withdraws it wherever it waits, or gives back the
 /// session it was handed meanwhile.
-struct Waiting<C: Connector> {
-    shared: Arc<Shared<C>>,
+struct Waiting<'a, C: Connector> {
+    shared: &'a Arc<Shared<C>>,
     /// Its acquire, if it asked the pool.
     id: Option<AcquireId>,
     /// Its name in a lane (its acquire's number, once moved there).
@@ -403,7 +437,7 @@ struct Waiting<C: Connector> {
     done: bool,
 }
 
-impl<C: Connector> Waiting<C> {
+impl<C: Connector> Waiting<'_, C> {
     /// The answer, waiting at most until `deadline` (then the caller drives
     /// the pool's timer itself, or leaves the lane it waits in) plus
     /// [`DEADLINE_GRACE`].
@@ -442,9 +476,9 @@ impl<C: Connector> Waiting<C> {
 }
 
 // It polls only its receiver (which is `Unpin`); nothing is pinned in place.
-impl<C: Connector> Unpin for Waiting<C> {}
+impl<C: Connector> Unpin for Waiting<'_, C> {}
 
-impl<C: Connector> Future for Waiting<C> {
+impl<C: Connector> Future for Waiting<'_, C> {
     type Output = Answer<C>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Answer<C>> {
@@ -462,7 +496,7 @@ impl<C: Connector> Future for Waiting<C> {
     }
 }
 
-impl<C: Connector> Drop for Waiting<C> {
+impl<C: Connector> Drop for Waiting<'_, C> {
     fn drop(&mut self) {
         if self.done || self.shared.leave_lane(&self.key, self.token, false) {
             return;

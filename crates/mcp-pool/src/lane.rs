@@ -139,6 +139,23 @@ pub(crate) struct LaneWaiter<C: Connector> {
 struct Queue<C: Connector> {
     open: bool,
     waiters: VecDeque<LaneWaiter<C>>,
+    /// What happened to callers here (counted under the lock, which every
+    /// one of these takes anyway).
+    waits: u64,
+    handoffs: u64,
+    timeouts: u64,
+    cancels: u64,
+    adopted: u64,
+}
+
+/// What every take and give-back reads, alone on its cache lines (away
+/// from the lane's reference count and its lock).
+#[repr(align(128))]
+struct Hot {
+    /// Callers in the queue (read without the lock).
+    waiting: AtomicUsize,
+    /// Mirrors `queue.open` (read without the lock).
+    open: AtomicBool,
 }
 
 /// The callers a lane served or refused, for [`Metrics`](crate::Metrics).
@@ -171,20 +188,11 @@ impl LaneCounts {
 
 /// One key's lane.
 pub(crate) struct Lane<C: Connector> {
+    hot: Hot,
     shards: Box<[Shard<C>]>,
-    /// Callers in `queue` (read without the lock).
-    waiting: AtomicUsize,
-    /// Mirrors `queue.open` (read without the lock).
-    open: AtomicBool,
     queue: Mutex<Queue<C>>,
     pub(crate) shared: Weak<Shared<C>>,
     pub(crate) connector: Arc<C>,
-    waits: AtomicU64,
-    handoffs: AtomicU64,
-    timeouts: AtomicU64,
-    cancels: AtomicU64,
-    adopted: AtomicU64,
-    moved: AtomicU64,
     pub(crate) unused: AtomicU64,
     /// Whether a reaper task watches the queue's deadlines.
     reaping: AtomicBool,
@@ -275,20 +283,21 @@ impl<C: Connector> Lane<C> {
                     takes: AtomicU64::new(0),
                 })
                 .collect(),
-            waiting: AtomicUsize::new(0),
-            open: AtomicBool::new(false),
+            hot: Hot {
+                waiting: AtomicUsize::new(0),
+                open: AtomicBool::new(false),
+            },
             queue: Mutex::new(Queue {
                 open: false,
                 waiters: VecDeque::new(),
+                waits: 0,
+                handoffs: 0,
+                timeouts: 0,
+                cancels: 0,
+                adopted: 0,
             }),
             shared,
             connector,
-            waits: AtomicU64::new(0),
-            handoffs: AtomicU64::new(0),
-            timeouts: AtomicU64::new(0),
-            cancels: AtomicU64::new(0),
-            adopted: AtomicU64::new(0),
-            moved: AtomicU64::new(0),
             unused: AtomicU64::new(0),
             reaping: AtomicBool::new(false),
         }
@@ -299,9 +308,14 @@ impl<C: Connector> Lane<C> {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Whether callers wait here now (a hint, read without the lock).
+    pub(crate) fn has_waiters(&self) -> bool {
+        self.hot.waiting.load(Ordering::Relaxed) > 0
+    }
+
     /// Whether callers who find nothing parked may wait here.
     pub(crate) fn is_open(&self) -> bool {
-        self.open.load(Ordering::Acquire)
+        self.hot.open.load(Ordering::Acquire)
     }
 
     /// Takes a parked session fresh at `now`, this thread's stack first.
@@ -356,7 +370,7 @@ impl<C: Connector> Lane<C> {
         // makes between counting itself and looking make sure one of the
         // two sees the other.
         fence(Ordering::SeqCst);
-        if self.waiting.load(Ordering::SeqCst) == 0 {
+        if self.hot.waiting.load(Ordering::SeqCst) == 0 {
             return GiveBack::Done;
         }
         let mut q = self.queue();
@@ -366,8 +380,8 @@ impl<C: Connector> Lane<C> {
         match self.take(now) {
             Take::Hit(cell) => {
                 let w = q.waiters.pop_front().expect("checked");
-                self.waiting.fetch_sub(1, Ordering::SeqCst);
-                self.handoffs.fetch_add(1, Ordering::Relaxed);
+                self.hot.waiting.fetch_sub(1, Ordering::SeqCst);
+                q.handoffs += 1;
                 GiveBack::Handoff(w.tx, cell)
             }
             Take::Stale(cell) => GiveBack::ToPool(cell),
@@ -387,15 +401,15 @@ impl<C: Connector> Lane<C> {
     /// while fresh at `now`.
     pub(crate) fn give_back_as_is(&self, cell: Arc<Cell<C>>, now: Time) -> GiveBack<C> {
         let fresh = now.as_nanos() < cell.until.load(Ordering::Acquire);
-        if fresh && self.waiting.load(Ordering::SeqCst) > 0 {
+        if fresh && self.hot.waiting.load(Ordering::SeqCst) > 0 {
             let mut q = self.queue();
             if !q.waiters.is_empty() {
                 if !cell.still_held() {
                     return GiveBack::ToPool(cell);
                 }
                 let w = q.waiters.pop_front().expect("checked");
-                self.waiting.fetch_sub(1, Ordering::SeqCst);
-                self.handoffs.fetch_add(1, Ordering::Relaxed);
+                self.hot.waiting.fetch_sub(1, Ordering::SeqCst);
+                q.handoffs += 1;
                 return GiveBack::Handoff(w.tx, cell);
             }
         }
@@ -444,17 +458,17 @@ impl<C: Connector> Lane<C> {
         if !q.open {
             return Wait::Closed;
         }
-        self.waiting.fetch_add(1, Ordering::SeqCst);
+        self.hot.waiting.fetch_add(1, Ordering::SeqCst);
         fence(Ordering::SeqCst);
         match self.take(now) {
             Take::Miss => {}
             found => {
-                self.waiting.fetch_sub(1, Ordering::SeqCst);
+                self.hot.waiting.fetch_sub(1, Ordering::SeqCst);
                 return Wait::Take(found);
             }
         }
         if q.waiters.len() >= limit {
-            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            self.hot.waiting.fetch_sub(1, Ordering::SeqCst);
             return Wait::Full;
         }
         let (tx, rx) = reply::channel();
@@ -463,7 +477,7 @@ impl<C: Connector> Lane<C> {
             deadline,
             tx,
         });
-        self.waits.fetch_add(1, Ordering::Relaxed);
+        q.waits += 1;
         Wait::Queued(token, rx)
     }
 
@@ -473,8 +487,7 @@ impl<C: Connector> Lane<C> {
         let mut q = self.queue();
         debug_assert!(q.open, "the pool moves callers to open lanes only");
         q.waiters.push_back(waiter);
-        self.waiting.fetch_add(1, Ordering::SeqCst);
-        self.moved.fetch_add(1, Ordering::Relaxed);
+        self.hot.waiting.fetch_add(1, Ordering::SeqCst);
     }
 
     /// The caller `token` stops waiting (`timed_out`: at its deadline);
@@ -486,13 +499,12 @@ impl<C: Connector> Lane<C> {
             return false;
         };
         q.waiters.remove(pos);
-        self.waiting.fetch_sub(1, Ordering::SeqCst);
-        let counter = if timed_out {
-            &self.timeouts
+        self.hot.waiting.fetch_sub(1, Ordering::SeqCst);
+        if timed_out {
+            q.timeouts += 1;
         } else {
-            &self.cancels
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+            q.cancels += 1;
+        }
         true
     }
 
@@ -511,11 +523,10 @@ impl<C: Connector> Lane<C> {
                     i += 1;
                 }
             }
-            self.waiting.fetch_sub(expired.len(), Ordering::SeqCst);
+            self.hot.waiting.fetch_sub(expired.len(), Ordering::SeqCst);
+            q.timeouts += expired.len() as u64;
             q.waiters.iter().map(|w| w.deadline).min()
         };
-        self.timeouts
-            .fetch_add(expired.len() as u64, Ordering::Relaxed);
         for w in expired {
             // A caller that went meanwhile is not there to hear it.
             let _ = w.tx.send(Answer::Rejected {
@@ -532,7 +543,7 @@ impl<C: Connector> Lane<C> {
     /// it ends when nobody waits, and the next caller to queue starts it
     /// again (also if its runtime went away).
     pub(crate) fn ensure_reaper(self: &Arc<Self>) {
-        if self.reaping.swap(true, Ordering::AcqRel) {
+        if self.reaping.load(Ordering::Acquire) || self.reaping.swap(true, Ordering::AcqRel) {
             return;
         }
         let Some(shared) = self.shared.upgrade() else {
@@ -561,7 +572,7 @@ impl<C: Connector> Lane<C> {
                         lane.reaping.store(false, Ordering::Release);
                         // A caller who queued as this one stopped starts
                         // its own.
-                        if lane.waiting.load(Ordering::SeqCst) == 0
+                        if lane.hot.waiting.load(Ordering::SeqCst) == 0
                             || lane.reaping.swap(true, Ordering::AcqRel)
                         {
                             guard.armed = false;
@@ -577,18 +588,17 @@ impl<C: Connector> Lane<C> {
     pub(crate) fn open(&self) {
         let mut q = self.queue();
         q.open = true;
-        self.open.store(true, Ordering::Release);
+        self.hot.open.store(true, Ordering::Release);
     }
 
     /// Closes the lane: returns its waiting callers, in order, for the pool.
     pub(crate) fn close(&self) -> Vec<LaneWaiter<C>> {
         let mut q = self.queue();
         q.open = false;
-        self.open.store(false, Ordering::Release);
+        self.hot.open.store(false, Ordering::Release);
         let waiters: Vec<_> = q.waiters.drain(..).collect();
-        self.waiting.fetch_sub(waiters.len(), Ordering::SeqCst);
-        self.adopted
-            .fetch_add(waiters.len() as u64, Ordering::Relaxed);
+        self.hot.waiting.fetch_sub(waiters.len(), Ordering::SeqCst);
+        q.adopted += waiters.len() as u64;
         waiters
     }
 
@@ -599,24 +609,25 @@ impl<C: Connector> Lane<C> {
             while shard.cells.pop().is_some() {}
         }
         self.queue().waiters.clear();
-        self.waiting.store(0, Ordering::SeqCst);
+        self.hot.waiting.store(0, Ordering::SeqCst);
     }
 
     /// What the lane served and refused.
     pub(crate) fn counts(&self) -> LaneCounts {
+        let q = self.queue();
         LaneCounts {
             takes: self
                 .shards
                 .iter()
                 .map(|s| s.takes.load(Ordering::Relaxed))
                 .sum(),
-            waits: self.waits.load(Ordering::Relaxed),
-            handoffs: self.handoffs.load(Ordering::Relaxed),
-            timeouts: self.timeouts.load(Ordering::Relaxed),
-            cancels: self.cancels.load(Ordering::Relaxed),
-            adopted: self.adopted.load(Ordering::Relaxed),
+            waits: q.waits,
+            handoffs: q.handoffs,
+            timeouts: q.timeouts,
+            cancels: q.cancels,
+            adopted: q.adopted,
             unused: self.unused.load(Ordering::Relaxed),
-            waiting: self.waiting.load(Ordering::Relaxed),
+            waiting: self.hot.waiting.load(Ordering::Relaxed),
         }
     }
 
@@ -627,6 +638,7 @@ impl<C: Connector> Lane<C> {
 
     /// Whether nothing is lent to or waiting in this lane.
     pub(crate) fn is_idle(&self) -> bool {
-        self.waiting.load(Ordering::Relaxed) == 0 && self.shards.iter().all(|s| s.cells.is_empty())
+        self.hot.waiting.load(Ordering::Relaxed) == 0
+            && self.shards.iter().all(|s| s.cells.is_empty())
     }
 }

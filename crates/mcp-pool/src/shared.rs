@@ -53,8 +53,6 @@ pub(crate) struct Shared<C: Connector> {
     pub(crate) lanes: ArcSwap<LaneMap<C>>,
     /// Whether the pool lends sessions to lanes at all.
     pub(crate) lanes_on: bool,
-    /// Names callers waiting in lanes, across the pool.
-    pub(crate) next_token: std::sync::atomic::AtomicU64,
 }
 
 /// Every key's lane, hashed with a per-process random key (as a key may be
@@ -253,7 +251,6 @@ impl<C: Connector> Shared<C> {
             new_watches: Mutex::new(Vec::new()),
             lanes: ArcSwap::from_pointee(LaneMap::<C>::default()),
             lanes_on,
-            next_token: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
