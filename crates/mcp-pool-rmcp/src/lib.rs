@@ -157,21 +157,30 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod cache;
 mod client;
 mod connector;
+mod detect;
+mod era;
 mod error;
 mod health;
 mod http;
+pub mod invariants;
 mod key;
 mod loss;
+mod open;
 mod redact;
+mod session;
 
+pub use cache::{CacheEvent, CachedResult};
 pub use client::HealthClient;
-pub use connector::{BoundedRetry, CheckStep, McpConnector, McpConnectorBuilder, McpSession};
+pub use connector::{BoundedRetry, CheckStep, McpConnector, McpConnectorBuilder};
+pub use era::{Era, EraPolicy};
 pub use error::{classify_service_error, Error};
 pub use health::{describe, is_fatal, Health};
 pub use http::{HttpError, HttpErrorKind};
 pub use key::{Identity, KeyBuilder, KeyError, SessionKey, Transport, DEFAULT_IDENTITY_HEADERS};
+pub use session::McpSession;
 
 /// A pool of rmcp sessions.
 pub type McpPool = mcp_pool::Pool<McpConnector>;
