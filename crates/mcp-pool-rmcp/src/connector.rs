@@ -66,7 +66,8 @@ impl SseRetryPolicy for BoundedRetry {
 pub(crate) struct Settings {
     pub(crate) connect_timeout: Duration,
     pub(crate) initialize_timeout: Duration,
-    pub(crate) discover_timeout: Duration,
+    /// `None`: `initialize_timeout`.
+    pub(crate) discover_timeout: Option<Duration>,
     pub(crate) request_timeout: Duration,
     pub(crate) check_timeout: Duration,
     pub(crate) check_chain: Vec<CheckStep>,
@@ -86,6 +87,11 @@ pub(crate) struct Settings {
 }
 
 impl Settings {
+    /// Longest wait for a `server/discover` answer.
+    pub(crate) fn discover_timeout(&self) -> Duration {
+        self.discover_timeout.unwrap_or(self.initialize_timeout)
+    }
+
     /// How many callers may share a session of `era`.
     pub(crate) fn leases_for(&self, era: Era) -> usize {
         if era.has_server_state() {
@@ -101,7 +107,7 @@ impl Default for Settings {
         Settings {
             connect_timeout: Duration::from_secs(5),
             initialize_timeout: Duration::from_secs(10),
-            discover_timeout: Duration::from_secs(5),
+            discover_timeout: None,
             request_timeout: Duration::from_secs(30),
             check_timeout: Duration::from_secs(2),
             check_chain: vec![CheckStep::Ping, CheckStep::ListTools, CheckStep::Skip],
@@ -146,14 +152,14 @@ impl McpConnectorBuilder {
     }
 
     /// Longest wait for the answer to the `server/discover` a connect sends
-    /// (default 5 s): to detect an origin's era, or to refresh a modern
+    /// (default: the `initialize_timeout`): to detect an origin's era, or to refresh a modern
     /// origin's result once its `ttlMs` ran out. A detection without an
     /// answer in time falls back to `initialize` (a legacy server may
     /// ignore the unknown method); a refresh fails the connect. A connect
     /// may take this plus `initialize_timeout`: keep both below the pool's
     /// `connect_timeout`.
     pub fn discover_timeout(mut self, timeout: Duration) -> Self {
-        self.settings.discover_timeout = timeout;
+        self.settings.discover_timeout = Some(timeout);
         self
     }
 

@@ -142,7 +142,7 @@ impl<H: StreamableHttpClient + Sync> McpConnector<H> {
             Ok(Discovered::Legacy(said)) => said,
             Ok(Discovered::NoAnswer) => format!(
                 "no answer to server/discover within {:?}",
-                self.settings.discover_timeout
+                self.settings.discover_timeout()
             ),
             Ok(Discovered::Refused(e)) => {
                 slot.detected(Era::Modern, modern_version());
@@ -207,7 +207,7 @@ impl<H: StreamableHttpClient + Sync> McpConnector<H> {
             url: key.redacted_url(),
             cause: format!(
                 "no answer to server/discover within {:?}",
-                self.settings.discover_timeout
+                self.settings.discover_timeout()
             ),
             failure: ConnectFailure::Failed,
             source: None,
@@ -273,7 +273,7 @@ impl<H: StreamableHttpClient + Sync> McpConnector<H> {
             identity,
         };
         let discovered = session
-            .discover_uncached(self.settings.discover_timeout)
+            .discover_uncached(self.settings.discover_timeout())
             .await;
         let result = match discovered {
             Ok(result) => result,
