@@ -54,23 +54,36 @@ fn asks_for_request_meta(data: &ErrorData) -> bool {
 ///   `initialize`);
 /// - on a legacy request: -32022 (the session's version is no longer
 ///   served), -32020 (the server checks modern headers), or -32602 asking
-///   for the `_meta` protocol version.
+///   for the `_meta` protocol version;
+/// - on a legacy stateless request (no session to have lost), also an
+///   error naming a missing or unknown session: the server keeps sessions
+///   now.
 pub(crate) fn refuses_era(era: Era, method: &str, data: &ErrorData) -> bool {
     if data.code == ErrorCode::UNSUPPORTED_PROTOCOL_VERSION {
         return true;
     }
-    if era.is_modern() {
-        (method == "server/discover" && !MODERN_CODES.contains(&data.code))
-            || (SESSION_CODES.contains(&data.code.0) && names_lost_session(&data.message))
-    } else {
-        data.code == ErrorCode::HEADER_MISMATCH || asks_for_request_meta(data)
+    let asks_for_session =
+        SESSION_CODES.contains(&data.code.0) && names_lost_session(&data.message);
+    match era {
+        Era::Modern => {
+            (method == "server/discover" && !MODERN_CODES.contains(&data.code)) || asks_for_session
+        }
+        Era::LegacyStateless => {
+            data.code == ErrorCode::HEADER_MISMATCH
+                || asks_for_request_meta(data)
+                || asks_for_session
+        }
+        Era::LegacyStateful => {
+            data.code == ErrorCode::HEADER_MISMATCH || asks_for_request_meta(data)
+        }
     }
 }
 
-/// Whether `error`, the HTTP failure of a modern request, is a legacy
-/// server's refusal in words: HTTP 400 naming a missing or invalid session
-/// (rmcp: `Bad Request: Session ID is required`).
-pub(crate) fn http_refuses_modern(error: &StreamableHttpError<HttpError>) -> Option<String> {
+/// Whether `error`, the HTTP failure of a request made without a session
+/// (modern or legacy stateless), is a stateful server's refusal in words:
+/// HTTP 400 naming a missing or invalid session (rmcp: `Bad Request:
+/// Session ID is required`).
+pub(crate) fn http_asks_for_session(error: &StreamableHttpError<HttpError>) -> Option<String> {
     match error {
         StreamableHttpError::UnexpectedServerResponse(text)
             if status_in_words(text) == Some(400) && names_lost_session(text) =>
@@ -162,6 +175,15 @@ mod tests {
             &error(-32022, "Unsupported")
         ));
         assert!(!refuses_era(l, "tools/call", &error(-32602, "no tool `x`")));
+        // A stateless session meets a server that keeps sessions now; a
+        // stateful one that meets those words lost its session instead.
+        let wants_session = error(-32000, "Bad Request: No valid session ID provided");
+        assert!(refuses_era(
+            Era::LegacyStateless,
+            "tools/call",
+            &wants_session
+        ));
+        assert!(!refuses_era(l, "tools/call", &wants_session));
         assert!(!refuses_era(
             l,
             "tools/call",
@@ -178,11 +200,11 @@ mod tests {
     fn a_session_required_in_words_refuses_a_modern_request() {
         let text =
             |t: &'static str| StreamableHttpError::UnexpectedServerResponse(Cow::Borrowed(t));
-        assert!(http_refuses_modern(&text(
+        assert!(http_asks_for_session(&text(
             "HTTP 400 Bad Request: Bad Request: Session ID is required"
         ))
         .is_some());
-        assert!(http_refuses_modern(&text("HTTP 400 Bad Request: bad params")).is_none());
-        assert!(http_refuses_modern(&text("HTTP 500: session invalid")).is_none());
+        assert!(http_asks_for_session(&text("HTTP 400 Bad Request: bad params")).is_none());
+        assert!(http_asks_for_session(&text("HTTP 500: session invalid")).is_none());
     }
 }

@@ -16,7 +16,7 @@ use rmcp::{Peer, RoleClient, ServiceError};
 
 use crate::cache::{CachedResult, ResultCache, Value};
 use crate::connector::Settings;
-use crate::detect::{http_refuses_modern, refuses_era, said};
+use crate::detect::{http_asks_for_session, refuses_era, said};
 use crate::era::EraWatch;
 use crate::http::find_failure;
 use crate::{Era, Error, Health, Identity};
@@ -269,8 +269,8 @@ impl McpSession {
                     };
                 }
                 let refused = failure
-                    .filter(|_| self.era.is_modern())
-                    .and_then(http_refuses_modern);
+                    .filter(|_| !self.era.has_server_state())
+                    .and_then(http_asks_for_session);
                 match refused {
                     Some(words) => self.era_refused(method, words),
                     None => Error::Service {
