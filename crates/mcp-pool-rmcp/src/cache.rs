@@ -49,7 +49,7 @@ struct EntryKey {
 /// A cached value.
 #[derive(Clone, Debug)]
 pub(crate) enum Value {
-    Discover(DiscoverResult),
+    Discover(Box<DiscoverResult>),
     Tools(Vec<Tool>),
 }
 
@@ -222,10 +222,10 @@ mod tests {
     use rmcp::model::ServerCapabilities;
 
     fn discover() -> Value {
-        Value::Discover(DiscoverResult::new(
+        Value::Discover(Box::new(DiscoverResult::new(
             vec![rmcp::model::ProtocolVersion::LATEST],
             ServerCapabilities::default(),
-        ))
+        )))
     }
 
     fn endpoint() -> Arc<str> {

@@ -311,7 +311,7 @@ impl McpConnectorBuilder {
 
     /// Builds a connector whose sessions speak HTTP through `http` instead
     /// of reqwest: a simulated network, a Unix socket, a proxy. Every
-    /// session still goes through a [`HealthClient`] around `http`, so the
+    /// session still goes through a [`HealthClient`](crate::HealthClient) around `http`, so the
     /// pool sees the same health, and errors reported as [`HttpError`]
     /// classify exactly like reqwest's (a connect error is safe to retry,
     /// a broken exchange is not). The settings that configure reqwest itself

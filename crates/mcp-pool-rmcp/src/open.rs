@@ -239,7 +239,7 @@ impl<H: StreamableHttpClient + Sync> McpConnector<H> {
         let identity = key.identity();
         let local = match cached {
             true => match self.cache.get(&endpoint, identity, CachedResult::Discover) {
-                Some(Value::Discover(result)) => Some(result),
+                Some(Value::Discover(result)) => Some(*result),
                 _ => None,
             },
             false => None,

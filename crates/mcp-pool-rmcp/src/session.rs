@@ -129,7 +129,7 @@ impl McpSession {
             self.cache
                 .get(&self.endpoint, self.identity, CachedResult::Discover)
         {
-            return Ok(result);
+            return Ok(*result);
         }
         let result = self
             .discover_uncached(self.settings.request_timeout)
@@ -154,7 +154,7 @@ impl McpSession {
             &self.endpoint,
             self.identity,
             CachedResult::Discover,
-            Value::Discover(result.clone()),
+            Value::Discover(Box::new(result.clone())),
             Some(result.ttl_ms),
             Some(result.cache_scope),
         );

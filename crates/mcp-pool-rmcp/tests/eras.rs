@@ -185,11 +185,7 @@ async fn call_across_an_era_change(from: EchoEra, to: EchoEra) -> (Error, Era) {
     let second = server_at(addr, EchoConfig::default().with_era(to)).await;
     let err = call(&session, "after").await.unwrap_err();
     assert!(session.is_closed(), "{from} -> {to}: the session is dead");
-    assert_eq!(
-        connector.era_of(key.url()),
-        None,
-        "{from} -> {to}: {err}"
-    );
+    assert_eq!(connector.era_of(key.url()), None, "{from} -> {to}: {err}");
     let next = connector.open(&key).await.unwrap();
     assert_eq!(call(&next, "next").await.unwrap(), "next");
     let era = next.era();

@@ -112,8 +112,9 @@ async fn pooled_calls_work_against_every_era() {
 async fn an_origin_is_probed_once_across_connects_keys_and_identities() {
     // (era, cache hint, discover requests expected for 3 identities x 2
     // affinities x 3 connects each, initialize requests expected).
+    type Case = (EchoEra, Option<(u64, CacheScope)>, u64, u64);
     let connects = 3 * 2 * 3;
-    let cases: [(EchoEra, Option<(u64, CacheScope)>, u64, u64); 5] = [
+    let cases: [Case; 5] = [
         (EchoEra::Legacy, None, 1, connects),
         (EchoEra::LegacyStateless, None, 1, connects),
         (EchoEra::Modern, Some((60_000, CacheScope::Public)), 1, 0),
