@@ -263,3 +263,30 @@ async fn a_legacy_origin_that_turned_modern_is_detected_by_the_connect_that_find
     assert_eq!(second.registry().discover_requests(), 1);
     second.kill().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_id_that_disappears_across_a_restart_is_seen_by_the_next_connect() {
+    let first = server(EchoEra::Legacy).await;
+    let addr = first.addr();
+    let connector = connector(EraPolicy::Auto);
+    let key = SessionKey::anonymous(first.url()).unwrap();
+    let stateful = connector.open(&key).await.unwrap();
+    assert_eq!(stateful.era(), Era::LegacyStateful);
+    first.kill().await;
+    let second = server_at(
+        addr,
+        EchoConfig::default().with_era(EchoEra::LegacyStateless),
+    )
+    .await;
+    let stateless = connector.open(&key).await.unwrap();
+    assert_eq!(stateless.era(), Era::LegacyStateless);
+    assert_eq!(connector.max_leases(&stateless), Some(16));
+    assert_eq!(
+        connector.key_labels(&key)[0],
+        ("era", "legacy-stateless".to_owned())
+    );
+    assert_eq!(call(&stateless, "hi").await.unwrap(), "hi");
+    // Detected by the initialize answer alone: no new probe.
+    assert_eq!(second.registry().discover_requests(), 0);
+    second.kill().await;
+}

@@ -114,13 +114,16 @@ async fn an_origin_is_probed_once_across_connects_keys_and_identities() {
     // affinities x 3 connects each, initialize requests expected).
     type Case = (EchoEra, Option<(u64, CacheScope)>, u64, u64);
     let connects = 3 * 2 * 3;
-    let cases: [Case; 5] = [
+    let cases: [Case; 6] = [
         (EchoEra::Legacy, None, 1, connects),
         (EchoEra::LegacyStateless, None, 1, connects),
         (EchoEra::Modern, Some((60_000, CacheScope::Public)), 1, 0),
         (EchoEra::Dual, Some((60_000, CacheScope::Public)), 1, 0),
         // A private result serves its own identity only: one per identity.
         (EchoEra::Modern, Some((60_000, CacheScope::Private)), 3, 0),
+        // rmcp's default, `ttlMs` 0: never fresh, so every modern connect
+        // asks again (the era is still known: no `initialize`).
+        (EchoEra::Modern, None, connects, 0),
     ];
     for (served, hint, discovers, initializes) in cases {
         let mut config = EchoConfig::default().with_era(served);
