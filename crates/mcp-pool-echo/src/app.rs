@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use axum::middleware;
 use axum::Router;
+use rmcp::model::CacheScope;
 use rmcp::transport::streamable_http_server::session::local::{LocalSessionManager, SessionConfig};
 use rmcp::transport::streamable_http_server::session::{SessionId, SessionManager};
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
@@ -45,6 +46,10 @@ pub struct EchoConfig {
     /// off: their timer reads the real clock (`std::time::Instant`), so
     /// once simulated time runs ahead of real time they fire on every poll.
     pub sse_keep_alive: Option<Duration>,
+    /// The `ttlMs` and `cacheScope` put on `server/discover` and
+    /// `tools/list` results of 2026-07-28 requests (default `None`: rmcp's,
+    /// `ttlMs` 0 on both, `private` discover and `public` tool lists).
+    pub cache_hint: Option<(u64, CacheScope)>,
 }
 
 impl Default for EchoConfig {
@@ -55,6 +60,7 @@ impl Default for EchoConfig {
             session_keep_alive: SessionConfig::default().keep_alive,
             call_log_limit: DEFAULT_CALL_LOG_LIMIT,
             sse_keep_alive: StreamableHttpServerConfig::default().sse_keep_alive,
+            cache_hint: None,
         }
     }
 }
@@ -98,6 +104,13 @@ impl EchoConfig {
     /// (`None`: never).
     pub fn with_sse_keep_alive(mut self, interval: Option<Duration>) -> Self {
         self.sse_keep_alive = interval;
+        self
+    }
+
+    /// Mark 2026-07-28 `server/discover` and `tools/list` results fresh for
+    /// `ttl_ms` and cacheable under `scope`.
+    pub fn with_cache_hint(mut self, ttl_ms: u64, scope: CacheScope) -> Self {
+        self.cache_hint = Some((ttl_ms, scope));
         self
     }
 
@@ -165,8 +178,11 @@ impl EchoApp {
         };
 
         let factory_registry = registry.clone();
+        let cache_hint = cfg.cache_hint;
         let service = StreamableHttpService::new(
-            move || Ok(EchoServer::with_era(factory_registry.clone(), era)),
+            move || {
+                Ok(EchoServer::with_era(factory_registry.clone(), era).with_cache_hint(cache_hint))
+            },
             sessions.clone(),
             http,
         );

@@ -25,6 +25,7 @@ use crate::{Era, SessionRegistry};
 /// The JSON-RPC method the legacy eras do not know.
 const DISCOVER: &str = "server/discover";
 const INITIALIZE: &str = "initialize";
+const LIST_TOOLS: &str = "tools/list";
 
 /// What the middleware needs: the era and where to count.
 #[derive(Clone, Debug)]
@@ -79,6 +80,7 @@ pub(crate) async fn inspect_post(
     if let Ok(envelope) = serde_json::from_slice::<Envelope>(&bytes) {
         match envelope.method.as_deref() {
             Some(INITIALIZE) => inspector.registry.record_initialize_request(),
+            Some(LIST_TOOLS) => inspector.registry.record_list_tools_request(),
             Some(DISCOVER) => {
                 inspector.registry.record_discover_request();
                 if let (false, Some(id)) = (inspector.era.serves_modern(), envelope.id) {

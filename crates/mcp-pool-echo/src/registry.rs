@@ -60,6 +60,7 @@ struct State {
     total_calls: u64,
     initialize_requests: u64,
     discover_requests: u64,
+    list_tools_requests: u64,
 }
 
 /// A shared, cloneable record of the sessions a server created and of the
@@ -96,6 +97,7 @@ impl SessionRegistry {
                 total_calls: 0,
                 initialize_requests: 0,
                 discover_requests: 0,
+                list_tools_requests: 0,
             })),
         }
     }
@@ -122,6 +124,10 @@ impl SessionRegistry {
 
     pub(crate) fn record_discover_request(&self) {
         self.lock().discover_requests += 1;
+    }
+
+    pub(crate) fn record_list_tools_request(&self) {
+        self.lock().list_tools_requests += 1;
     }
 
     pub(crate) fn record_call(
@@ -169,6 +175,12 @@ impl SessionRegistry {
     /// those it refused (a legacy era refuses every one).
     pub fn discover_requests(&self) -> u64 {
         self.lock().discover_requests
+    }
+
+    /// How many `tools/list` requests arrived, counted like
+    /// [`SessionRegistry::initialize_requests`].
+    pub fn list_tools_requests(&self) -> u64 {
+        self.lock().list_tools_requests
     }
 
     /// Ids of every session the server created, in creation order. A session

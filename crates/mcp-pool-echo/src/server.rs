@@ -7,8 +7,9 @@ use axum::http::request::Parts;
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{
-    CallToolResult, ContentBlock, Implementation, JsonObject, MetaObject,
-    ProgressNotificationParam, ProtocolVersion, ServerCapabilities, ServerConfig,
+    CacheScope, CallToolResult, ContentBlock, DiscoverResult, Implementation, JsonObject,
+    ListToolsResult, MetaObject, PaginatedRequestParams, ProgressNotificationParam,
+    ProtocolVersion, ResultType, ServerCapabilities, ServerConfig,
 };
 use rmcp::service::RequestContext;
 use rmcp::transport::common::http_header::HEADER_SESSION_ID;
@@ -80,6 +81,7 @@ pub struct FailArgs {
 pub struct EchoServer {
     registry: SessionRegistry,
     era: Era,
+    cache_hint: Option<(u64, CacheScope)>,
     tool_router: ToolRouter<Self>,
 }
 
@@ -155,8 +157,17 @@ impl EchoServer {
         Self {
             registry,
             era,
+            cache_hint: None,
             tool_router: Self::tool_router(),
         }
+    }
+
+    /// The same handler, putting `hint` (`ttlMs`, `cacheScope`) on its
+    /// 2026-07-28 `server/discover` and `tools/list` results (`None`: rmcp's
+    /// defaults).
+    pub fn with_cache_hint(mut self, hint: Option<(u64, CacheScope)>) -> Self {
+        self.cache_hint = hint;
+        self
     }
 
     /// The era whose protocol versions this handler serves.
@@ -258,5 +269,37 @@ impl ServerHandler for EchoServer {
 
     fn supported_protocol_versions(&self) -> Cow<'static, [ProtocolVersion]> {
         Cow::Borrowed(self.era.supported_versions())
+    }
+
+    async fn discover(
+        &self,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<DiscoverResult, ErrorData> {
+        let mut result = DiscoverResult::from_server_info(
+            self.supported_protocol_versions().into_owned(),
+            self.get_info(),
+        );
+        if let Some((ttl_ms, scope)) = self.cache_hint {
+            result = result.with_ttl_ms(ttl_ms).with_cache_scope(scope);
+        }
+        Ok(result)
+    }
+
+    // As rmcp's generated one (cache hints on 2026-07-28 answers only), with
+    // the configured hint.
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        let hinted = context
+            .protocol_version()
+            .is_some_and(|version| version >= ProtocolVersion::V_2026_07_28);
+        let (ttl_ms, scope) = self.cache_hint.unwrap_or((0, CacheScope::Public));
+        let mut result = ListToolsResult::with_all_items(self.tool_router.list_all());
+        result.result_type = Some(ResultType::COMPLETE);
+        result.ttl_ms = hinted.then_some(ttl_ms);
+        result.cache_scope = hinted.then_some(scope);
+        Ok(result)
     }
 }

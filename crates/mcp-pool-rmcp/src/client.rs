@@ -6,12 +6,15 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use futures_util::stream::{self, BoxStream, Stream, StreamExt};
 use http::{HeaderName, HeaderValue};
-use rmcp::model::{ClientJsonRpcMessage, ServerJsonRpcMessage};
+use rmcp::model::{
+    ClientJsonRpcMessage, ClientRequest, DiscoverResult, ServerJsonRpcMessage, ServerResult,
+};
 use rmcp::transport::streamable_http_client::{
     SseError, StreamableHttpClient, StreamableHttpError, StreamableHttpPostResponse,
     StreamableHttpResponseLimits,
@@ -52,13 +55,23 @@ const PREVIEW: usize = 200;
 /// session's standalone GET stream) marks the transport dead, at the moment
 /// it is read; a stream that ends cleanly does not (the protocol lets a
 /// server close a stream, and the transport reconnects through this client,
-/// whose answer, such as a 404 or a refused connect, then decides).
+/// whose answer, such as a 404 or a refused connect, then decides). A
+/// client [for a modern session](HealthClient::modern) keeps the cell alive
+/// when one request's response stream breaks: in 2026-07-28 that loses
+/// that request alone (rmcp fails it), not the other requests sharing the
+/// client.
 #[derive(Clone)]
 pub struct HealthClient<C> {
     inner: C,
     health: Health,
     /// The URL requests really go to, when rmcp is given a redacted one.
     endpoint: Option<Arc<str>>,
+    /// Whether a broken response stream loses its request only.
+    request_scoped_streams: bool,
+    /// A `server/discover` result to answer the first `server/discover`
+    /// POST with, without I/O (a fresh cached result).
+    local_discover: Arc<Mutex<Option<DiscoverResult>>>,
+    answered_locally: Arc<AtomicBool>,
 }
 
 impl<C> HealthClient<C> {
@@ -68,7 +81,56 @@ impl<C> HealthClient<C> {
             inner,
             health,
             endpoint: None,
+            request_scoped_streams: false,
+            local_discover: Arc::default(),
+            answered_locally: Arc::default(),
         }
+    }
+
+    /// A client for a 2026-07-28 session: a broken response stream loses its
+    /// own request (rmcp fails it as `TransportClosed`) without marking the
+    /// transport dead, since each request is its own HTTP exchange and
+    /// others sharing the client are unaffected.
+    pub fn modern(mut self) -> Self {
+        self.request_scoped_streams = true;
+        self
+    }
+
+    /// Answers the first `server/discover` request with `result` itself,
+    /// without sending it: how a session starts on a cached result.
+    pub(crate) fn with_local_discover(self, result: Option<DiscoverResult>) -> Self {
+        *self
+            .local_discover
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = result;
+        self
+    }
+
+    /// Whether a `server/discover` was answered from the local result.
+    pub(crate) fn answered_locally(&self) -> bool {
+        self.answered_locally.load(Ordering::Relaxed)
+    }
+
+    fn local_answer(&self, message: &ClientJsonRpcMessage) -> Option<StreamableHttpPostResponse> {
+        let ClientJsonRpcMessage::Request(request) = message else {
+            return None;
+        };
+        if !matches!(request.request, ClientRequest::DiscoverRequest(_)) {
+            return None;
+        }
+        let result = self
+            .local_discover
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()?;
+        self.answered_locally.store(true, Ordering::Relaxed);
+        Some(StreamableHttpPostResponse::Json(
+            ServerJsonRpcMessage::response(
+                ServerResult::DiscoverResult(result),
+                request.id.clone(),
+            ),
+            None,
+        ))
     }
 
     /// Sends every request to `endpoint`, whatever URL rmcp passes, so that
@@ -124,7 +186,8 @@ impl<C> HealthClient<C> {
             }
             Ok(StreamableHttpPostResponse::Sse(stream, session_id)) => {
                 self.health.record_session_id(session_id.as_deref());
-                let stream = Watched::new(stream, self.health.clone(), "response stream");
+                let mut stream = Watched::new(stream, self.health.clone(), "response stream");
+                stream.kills = !self.request_scoped_streams;
                 if posted.initialize {
                     return match first_answer(stream).await {
                         Ok(stream) => Ok(StreamableHttpPostResponse::Sse(stream, session_id)),
@@ -225,6 +288,9 @@ impl<C: StreamableHttpClient + Sync> StreamableHttpClient for HealthClient<C> {
         auth_header: Option<String>,
         custom_headers: HashMap<HeaderName, HeaderValue>,
     ) -> Result<StreamableHttpPostResponse, StreamableHttpError<Self::Error>> {
+        if let Some(answer) = self.local_answer(&message) {
+            return Ok(answer);
+        }
         let posted = Posted::of(&message, session_id.is_some());
         let result = self
             .inner
@@ -249,6 +315,9 @@ impl<C: StreamableHttpClient + Sync> StreamableHttpClient for HealthClient<C> {
         custom_headers: HashMap<HeaderName, HeaderValue>,
         max_sse_event_size: usize,
     ) -> Result<StreamableHttpPostResponse, StreamableHttpError<Self::Error>> {
+        if let Some(answer) = self.local_answer(&message) {
+            return Ok(answer);
+        }
         let posted = Posted::of(&message, session_id.is_some());
         let result = self
             .inner
@@ -274,6 +343,9 @@ impl<C: StreamableHttpClient + Sync> StreamableHttpClient for HealthClient<C> {
         custom_headers: HashMap<HeaderName, HeaderValue>,
         limits: StreamableHttpResponseLimits,
     ) -> Result<StreamableHttpPostResponse, StreamableHttpError<Self::Error>> {
+        if let Some(answer) = self.local_answer(&message) {
+            return Ok(answer);
+        }
         let posted = Posted::of(&message, session_id.is_some());
         let result = self
             .inner
@@ -361,6 +433,8 @@ struct Watched {
     inner: BoxStream<'static, Result<Sse, SseError>>,
     health: Health,
     what: &'static str,
+    /// Whether an error marks the transport dead.
+    kills: bool,
 }
 
 impl Watched {
@@ -373,6 +447,7 @@ impl Watched {
             inner,
             health,
             what,
+            kills: true,
         }
     }
 }
@@ -391,7 +466,11 @@ impl Stream for Watched {
                     text.push_str(&cause.to_string());
                     source = cause.source();
                 }
-                self.health.mark_dead(text);
+                if self.kills {
+                    self.health.mark_dead(text);
+                } else {
+                    tracing::debug!(reason = %text, "a response stream broke; its request is lost");
+                }
                 Poll::Ready(Some(Err(error)))
             }
             other => other,

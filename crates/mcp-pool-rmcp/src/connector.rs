@@ -1,4 +1,5 @@
-//! The connector: opens, checks, reads and closes rmcp client sessions.
+//! The connector: its settings and builder, and the [`Connector`] the pool
+//! drives (opening sessions is in `open.rs`).
 
 use std::fmt;
 use std::future::Future;
@@ -6,28 +7,25 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mcp_pool::{ConnectFailure, Connector, Outcome};
-use rmcp::model::{
-    CallToolRequestParams, CallToolResult, ClientRequest, ListToolsRequest, PingRequest,
-    ServerResult, Tool,
-};
-use rmcp::service::{PeerRequestOptions, RunningService};
+use rmcp::model::{ClientRequest, ListToolsRequest, PingRequest};
 use rmcp::transport::common::client_side_sse::SseRetryPolicy;
-use rmcp::transport::streamable_http_client::{
-    StreamableHttpClient, StreamableHttpClientTransportConfig, StreamableHttpError,
-};
-use rmcp::transport::StreamableHttpClientTransport;
-use rmcp::{Peer, RoleClient, ServiceError, ServiceExt};
-use tracing::Instrument;
+use rmcp::transport::streamable_http_client::StreamableHttpClient;
 
-use crate::http::find_failure;
-use crate::redact::{redact_urls, shown_hash};
-use crate::{Error, Health, HealthClient, HttpError, SessionKey};
+use crate::cache::{CacheEvent, ResultCache};
+use crate::era::EraBook;
+use crate::redact::redact_urls;
+use crate::{Era, EraPolicy, Error, HttpError, McpSession, SessionKey};
 
 /// One step of the health check chain run by [`Connector::check`].
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub enum CheckStep {
-    /// Send `ping`.
+    /// The era's liveness round trip: `ping` on a legacy session;
+    /// `server/discover` sent as a request (never answered from a cache) on
+    /// a modern one, since 2026-07-28 has no `ping`.
     Ping,
+    /// Send `server/discover` as a request (never answered from a cache),
+    /// in any era (a legacy server answers -32601, which moves on).
+    Discover,
     /// Send `tools/list` (first page, never answered from rmcp's cache).
     ListTools,
     /// Pass without any I/O, trusting the transport's health cell (which is
@@ -39,6 +37,7 @@ impl fmt::Display for CheckStep {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             CheckStep::Ping => "ping",
+            CheckStep::Discover => "server/discover",
             CheckStep::ListTools => "tools/list",
             CheckStep::Skip => "skip",
         })
@@ -64,21 +63,43 @@ impl SseRetryPolicy for BoundedRetry {
 
 /// The settings of an [`McpConnector`]; see [`McpConnectorBuilder`] for each.
 #[derive(Clone, Debug)]
-struct Settings {
-    connect_timeout: Duration,
-    initialize_timeout: Duration,
-    request_timeout: Duration,
-    check_timeout: Duration,
-    check_chain: Vec<CheckStep>,
-    close_timeout: Duration,
-    reinit_on_expired_session: bool,
-    retry: BoundedRetry,
-    max_concurrent_requests: usize,
-    stream_idle_timeout: Option<Duration>,
-    http_idle_timeout: Duration,
-    root_certificates: Vec<Vec<u8>>,
+pub(crate) struct Settings {
+    pub(crate) connect_timeout: Duration,
+    pub(crate) initialize_timeout: Duration,
+    /// `None`: `initialize_timeout`.
+    pub(crate) discover_timeout: Option<Duration>,
+    pub(crate) request_timeout: Duration,
+    pub(crate) check_timeout: Duration,
+    pub(crate) check_chain: Vec<CheckStep>,
+    pub(crate) close_timeout: Duration,
+    pub(crate) reinit_on_expired_session: bool,
+    pub(crate) retry: BoundedRetry,
+    pub(crate) max_concurrent_requests: usize,
+    /// `None`: `max_concurrent_requests`.
+    pub(crate) shared_leases: Option<usize>,
+    pub(crate) era: EraPolicy,
+    pub(crate) cache_audit: bool,
+    pub(crate) stream_idle_timeout: Option<Duration>,
+    pub(crate) http_idle_timeout: Duration,
+    pub(crate) root_certificates: Vec<Vec<u8>>,
     /// `https://` URLs cannot be served (reqwest without the `tls` feature).
-    refuse_https: bool,
+    pub(crate) refuse_https: bool,
+}
+
+impl Settings {
+    /// Longest wait for a `server/discover` answer.
+    pub(crate) fn discover_timeout(&self) -> Duration {
+        self.discover_timeout.unwrap_or(self.initialize_timeout)
+    }
+
+    /// How many callers may share a session of `era`.
+    pub(crate) fn leases_for(&self, era: Era) -> usize {
+        if era.has_server_state() {
+            1
+        } else {
+            self.shared_leases.unwrap_or(self.max_concurrent_requests)
+        }
+    }
 }
 
 impl Default for Settings {
@@ -86,6 +107,7 @@ impl Default for Settings {
         Settings {
             connect_timeout: Duration::from_secs(5),
             initialize_timeout: Duration::from_secs(10),
+            discover_timeout: None,
             request_timeout: Duration::from_secs(30),
             check_timeout: Duration::from_secs(2),
             check_chain: vec![CheckStep::Ping, CheckStep::ListTools, CheckStep::Skip],
@@ -96,6 +118,9 @@ impl Default for Settings {
                 interval: Duration::from_millis(250),
             },
             max_concurrent_requests: 16,
+            shared_leases: None,
+            era: EraPolicy::Auto,
+            cache_audit: false,
             stream_idle_timeout: None,
             http_idle_timeout: Duration::from_secs(90),
             root_certificates: Vec::new(),
@@ -126,6 +151,46 @@ impl McpConnectorBuilder {
         self
     }
 
+    /// Longest wait for the answer to the `server/discover` a connect sends
+    /// (default: the `initialize_timeout`): to detect an origin's era, or to refresh a modern
+    /// origin's result once its `ttlMs` ran out. A detection without an
+    /// answer in time falls back to `initialize` (a legacy server may
+    /// ignore the unknown method); a refresh fails the connect. A connect
+    /// may take this plus `initialize_timeout`: keep both below the pool's
+    /// `connect_timeout`.
+    pub fn discover_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.discover_timeout = Some(timeout);
+        self
+    }
+
+    /// Which protocol era to speak (default [`EraPolicy::Auto`]: detect each
+    /// origin's era once and remember it; see the [crate
+    /// docs](crate#protocol-eras)).
+    pub fn era(mut self, policy: EraPolicy) -> Self {
+        self.settings.era = policy;
+        self
+    }
+
+    /// How many callers may share one session of a server without
+    /// per-session state (modern and legacy stateless), reported to the pool
+    /// by `max_leases` (default: `max_concurrent_requests`, 16). Sessions of
+    /// a legacy stateful server are always exclusive; 1 makes every session
+    /// exclusive.
+    pub fn shared_leases(mut self, leases: usize) -> Self {
+        self.settings.shared_leases = Some(leases.max(1));
+        self
+    }
+
+    /// Records every result served from the connector's cache of
+    /// `server/discover` and `tools/list` results, for checking invariant
+    /// [`C1`](crate::invariants::C1) with [`McpConnector::cache_events`]
+    /// (default off; it costs a lock and a small record per cache hit, and
+    /// keeps the last 100,000).
+    pub fn cache_audit(mut self, enable: bool) -> Self {
+        self.settings.cache_audit = enable;
+        self
+    }
+
     /// Longest wait for the answer to one request made through
     /// [`McpSession`]'s methods (default 30 s). A request still unanswered
     /// fails with [`Error::TimedOut`] (outcome `Timeout`: the pool checks
@@ -141,8 +206,10 @@ impl McpConnectorBuilder {
         self
     }
 
-    /// The health check chain (default `ping`, `tools/list`, `skip`): steps
-    /// run in order; a "method not found" answer moves on to the next step,
+    /// The health check chain (default `ping`, `tools/list`, `skip`, which is
+    /// `ping` → `tools/list` → skip on a legacy session and `server/discover`
+    /// → `tools/list` → skip on a modern one; see [`CheckStep::Ping`]): steps
+    /// run in order, each a real round trip that no cache answers; a "method not found" answer moves on to the next step,
     /// any other failure fails the check; [`CheckStep::Skip`] passes. A
     /// chain whose every step is unsupported fails. An empty chain behaves
     /// as `[Skip]`.
@@ -239,15 +306,12 @@ impl McpConnectorBuilder {
         let http = http
             .build()
             .map_err(|e| Error::HttpClient(redact_urls(&e.to_string())))?;
-        Ok(McpConnector {
-            http,
-            settings: Arc::new(settings),
-        })
+        Ok(McpConnector::with_settings(http, settings))
     }
 
     /// Builds a connector whose sessions speak HTTP through `http` instead
     /// of reqwest: a simulated network, a Unix socket, a proxy. Every
-    /// session still goes through a [`HealthClient`] around `http`, so the
+    /// session still goes through a [`HealthClient`](crate::HealthClient) around `http`, so the
     /// pool sees the same health, and errors reported as [`HttpError`]
     /// classify exactly like reqwest's (a connect error is safe to retry,
     /// a broken exchange is not). The settings that configure reqwest itself
@@ -259,20 +323,26 @@ impl McpConnectorBuilder {
     {
         let mut settings = self.settings;
         settings.refuse_https = false;
-        McpConnector {
-            http,
-            settings: Arc::new(settings),
-        }
+        McpConnector::with_settings(http, settings)
     }
 }
 
 /// A [`Connector`] of [`mcp_pool`] for rmcp client sessions over MCP
-/// Streamable HTTP.
+/// Streamable HTTP, in every protocol era.
 ///
-/// - `connect` runs the `initialize` handshake (under `initialize_timeout`)
-///   with the key's headers, over one HTTP client shared by all sessions
-///   (connections are reused), through a [`HealthClient`] that records every
-///   sign of a dead transport in the session's [`Health`] cell.
+/// - `connect` opens a session in the origin's era (detected once per
+///   origin, see the [crate docs](crate#protocol-eras)): the `initialize`
+///   handshake (legacy, under `initialize_timeout`), or an rmcp client
+///   without handshake on the origin's `server/discover` result (modern: no
+///   I/O while a result this key may be served is fresh, else one
+///   `server/discover` under `discover_timeout`). Every session sends the
+///   key's headers over one HTTP client shared by all sessions
+///   (connections are reused), through a [`HealthClient`](crate::HealthClient)
+///   that records every sign of a dead transport in the session's
+///   [`Health`](crate::Health) cell.
+/// - `max_leases` is 1 for a legacy stateful session and
+///   [`McpConnectorBuilder::shared_leases`] for the others; `key_labels`
+///   are the origin's `era` and `protocol_version`.
 /// - `is_closed` reads that cell, without I/O; `closed_notification` fires
 ///   when it goes dead (the session's event stream broke, a request met a
 ///   refused connection, HTTP 404 or 5xx, ...), so the pool poisons an idle
@@ -282,21 +352,52 @@ impl McpConnectorBuilder {
 ///   [`Error::connect_failure`].
 /// - `close` cancels the session under `close_timeout`, which sends DELETE.
 ///
-/// Cloning is cheap and shares the HTTP client. `H` is the HTTP layer:
-/// reqwest by default, or any client plugged in with
-/// [`McpConnectorBuilder::build_with_client`].
+/// Cloning is cheap and shares the HTTP client, the eras detected and the
+/// result cache. `H` is the HTTP layer: reqwest by default, or any client
+/// plugged in with [`McpConnectorBuilder::build_with_client`].
 #[derive(Clone)]
 pub struct McpConnector<H = reqwest::Client> {
-    http: H,
-    settings: Arc<Settings>,
+    pub(crate) http: H,
+    pub(crate) settings: Arc<Settings>,
+    pub(crate) eras: Arc<EraBook>,
+    pub(crate) cache: Arc<ResultCache>,
 }
 
 impl<H> fmt::Debug for McpConnector<H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("McpConnector")
+            .field("era", &self.settings.era)
             .field("request_timeout", &self.settings.request_timeout)
             .field("check_chain", &self.settings.check_chain)
             .finish_non_exhaustive()
+    }
+}
+
+impl<H> McpConnector<H> {
+    fn with_settings(http: H, settings: Settings) -> McpConnector<H> {
+        McpConnector {
+            http,
+            cache: Arc::new(ResultCache::new(settings.cache_audit)),
+            settings: Arc::new(settings),
+            eras: Arc::default(),
+        }
+    }
+
+    /// The era and protocol version last detected for the origin of `url`
+    /// (scheme, host, port and path), or `None` while unknown (never
+    /// connected, or detected again on the next connect).
+    pub fn era_of(&self, url: &str) -> Option<(Era, rmcp::model::ProtocolVersion)> {
+        self.eras
+            .record(url)
+            .map(|record| (record.era, record.protocol_version))
+    }
+
+    /// Every result served from the result cache so far, oldest first, when
+    /// [`McpConnectorBuilder::cache_audit`] is on (else empty). An oracle of
+    /// invariant [`C1`](crate::invariants::C1) asserts that none
+    /// [crosses identities](CacheEvent::crosses_identities).
+    pub fn cache_events(&self) -> Vec<CacheEvent> {
+        self.cache.events()
     }
 }
 
@@ -316,53 +417,6 @@ impl McpConnector {
 }
 
 impl<H: StreamableHttpClient + Sync> McpConnector<H> {
-    /// Opens a session for `key` outside any pool (the same as the pool's
-    /// connect). The caller owns it; [`McpSession::close`] ends it.
-    pub async fn open(&self, key: &SessionKey) -> Result<McpSession, Error> {
-        let url = key.redacted_url();
-        if self.settings.refuse_https && key.url().starts_with("https:") {
-            return Err(Error::HttpClient(
-                "https URLs need the `tls` feature of mcp-pool-rmcp".into(),
-            ));
-        }
-        let span = tracing::debug_span!("mcp_connect", key = %key);
-        async move {
-            let health = Health::new();
-            // rmcp is given the URL without credentials (it may print it);
-            // the client sends every request to the real one.
-            let client =
-                HealthClient::new(self.http.clone(), health.clone()).with_endpoint(key.url());
-            let mut config = StreamableHttpClientTransportConfig::with_uri(url.as_str())
-                .custom_headers(key.headers().clone())
-                .reinit_on_expired_session(self.settings.reinit_on_expired_session)
-                .max_concurrent_requests(self.settings.max_concurrent_requests);
-            config.retry_config = Arc::new(self.settings.retry);
-            let transport = StreamableHttpClientTransport::with_client(client, config);
-            let after = self.settings.initialize_timeout;
-            let running = match tokio::time::timeout(after, ().serve(transport)).await {
-                Ok(Ok(running)) => running,
-                Ok(Err(source)) => {
-                    let error = Error::initialize(url, source, &health);
-                    tracing::debug!(%error, failure = ?error.connect_failure(), "initialize failed");
-                    return Err(error);
-                }
-                Err(_) => {
-                    tracing::debug!(?after, "initialize timed out");
-                    return Err(Error::InitializeTimedOut { url, after });
-                }
-            };
-            let session = McpSession {
-                running,
-                health,
-                settings: self.settings.clone(),
-            };
-            tracing::debug!(upstream_session = ?session.upstream_session_id().map(|id| short(&id)), "session open");
-            Ok(session)
-        }
-        .instrument(span)
-        .await
-    }
-
     /// Runs the health check chain on `session` (see
     /// [`McpConnectorBuilder::check_chain`]). Fails at once, without I/O, if
     /// the transport is already dead.
@@ -372,6 +426,10 @@ impl<H: StreamableHttpClient + Sync> McpConnector<H> {
         for step in &self.settings.check_chain {
             let result = match step {
                 CheckStep::Skip => return session.ensure_alive("health check"),
+                CheckStep::Ping if session.era().is_modern() => {
+                    session.discover_uncached(after).await.map(drop)
+                }
+                CheckStep::Discover => session.discover_uncached(after).await.map(drop),
                 CheckStep::Ping => session
                     .request_with_timeout(ClientRequest::PingRequest(PingRequest::default()), after)
                     .await
@@ -402,10 +460,6 @@ impl<H: StreamableHttpClient + Sync> McpConnector<H> {
     }
 }
 
-fn short(text: &str) -> String {
-    shown_hash("upstream-session", text.as_bytes())
-}
-
 impl<H: StreamableHttpClient + Sync> Connector for McpConnector<H> {
     type Key = SessionKey;
     type Session = McpSession;
@@ -421,6 +475,20 @@ impl<H: StreamableHttpClient + Sync> Connector for McpConnector<H> {
 
     fn is_closed(&self, session: &McpSession) -> bool {
         session.is_closed()
+    }
+
+    fn max_leases(&self, session: &McpSession) -> Option<usize> {
+        Some(self.settings.leases_for(session.era()))
+    }
+
+    fn key_labels(&self, key: &SessionKey) -> Vec<(&'static str, String)> {
+        match self.eras.record(key.url()) {
+            Some(record) => vec![
+                ("era", record.era.name().to_owned()),
+                ("protocol_version", record.protocol_version.to_string()),
+            ],
+            None => vec![("era", "unknown".to_owned())],
+        }
     }
 
     fn classify(&self, error: &Error) -> Outcome {
@@ -445,246 +513,5 @@ impl<H: StreamableHttpClient + Sync> Connector for McpConnector<H> {
     fn abort(&self, session: &McpSession) {
         session.health.mark_dead("aborted by the pool");
         session.running.cancellation_token().cancel();
-    }
-}
-
-/// How long a call whose transport just died waits for rmcp's own answer
-/// (which tells a refused request from an interrupted one) before failing
-/// with [`Error::TransportClosed`].
-const DEAD_GRACE: Duration = Duration::from_millis(50);
-
-/// The same wait when the server said it forgot the session: it answers
-/// every request on it at once, so the call's own refusal (safe to retry) is
-/// surely on its way through rmcp's worker; only a call the server accepted
-/// before forgetting waits this long before failing as interrupted.
-const LOST_GRACE: Duration = Duration::from_secs(2);
-
-/// One open MCP client session: rmcp's [`RunningService`] over Streamable
-/// HTTP plus the [`Health`] cell its HTTP client records into.
-///
-/// The request methods (`call_tool`, `ping`, `list_all_tools`, `request`)
-/// each run under the connector's `request_timeout`, fail at once without
-/// sending if the transport is already dead, and fail within a few
-/// milliseconds if it dies while they wait (within 2 s when the server said
-/// it forgot the session, to let their own refusals arrive), so no call
-/// hangs on a dead server. A request the server refused because it forgot
-/// the session fails with [`Error::SessionLost`]. Use [`McpSession::peer`]
-/// for anything else (without those guarantees).
-pub struct McpSession {
-    running: RunningService<RoleClient, ()>,
-    health: Health,
-    settings: Arc<Settings>,
-}
-
-impl fmt::Debug for McpSession {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("McpSession")
-            .field("health", &self.health)
-            .finish_non_exhaustive()
-    }
-}
-
-impl McpSession {
-    /// Calls tool `params.name`. A tool that reports failure
-    /// (`is_error: true`) is returned as [`Error::Tool`], an application
-    /// error; any other result is `Ok`.
-    pub async fn call_tool(&self, params: CallToolRequestParams) -> Result<CallToolResult, Error> {
-        let tool = params.name.to_string();
-        let result = self
-            .guard(
-                "tools/call",
-                self.settings.request_timeout,
-                self.running.call_tool(params),
-            )
-            .await?;
-        if result.is_error == Some(true) {
-            let message = result
-                .content
-                .iter()
-                .filter_map(|c| c.as_text().map(|t| t.text.as_str()))
-                .collect::<Vec<_>>()
-                .join("\n");
-            return Err(Error::Tool {
-                tool,
-                message,
-                result: Box::new(result),
-            });
-        }
-        Ok(result)
-    }
-
-    /// Sends `ping`.
-    pub async fn ping(&self) -> Result<(), Error> {
-        self.request(ClientRequest::PingRequest(PingRequest::default()))
-            .await
-            .map(drop)
-    }
-
-    /// Lists every tool of the server (all pages).
-    pub async fn list_all_tools(&self) -> Result<Vec<Tool>, Error> {
-        self.guard(
-            "tools/list",
-            self.settings.request_timeout,
-            self.running.list_all_tools(),
-        )
-        .await
-    }
-
-    /// Sends any client request and returns the server's result.
-    pub async fn request(&self, request: ClientRequest) -> Result<ServerResult, Error> {
-        self.request_with_timeout(request, self.settings.request_timeout)
-            .await
-    }
-
-    async fn request_with_timeout(
-        &self,
-        request: ClientRequest,
-        after: Duration,
-    ) -> Result<ServerResult, Error> {
-        let method = method_of(&request);
-        // rmcp's own timeout cancels the request on the server; the guard's
-        // (slightly later) is the backstop.
-        let peer = self.running.peer();
-        let send = async move {
-            peer.send_request_with_option(request, PeerRequestOptions::with_timeout(after))
-                .await?
-                .await_response()
-                .await
-        };
-        self.guard(method, after + Duration::from_millis(100), send)
-            .await
-    }
-
-    /// Fails with [`Error::TransportClosed`] (not sent) if the transport is
-    /// dead.
-    fn ensure_alive(&self, method: &'static str) -> Result<(), Error> {
-        if self.running.peer().is_transport_closed() {
-            self.health.mark_dead("the rmcp service stopped");
-        }
-        match self.health.reason() {
-            Some(reason) => Err(Error::TransportClosed {
-                method,
-                reason: reason.to_owned(),
-                sent: false,
-            }),
-            None => Ok(()),
-        }
-    }
-
-    async fn guard<T>(
-        &self,
-        method: &'static str,
-        after: Duration,
-        request: impl Future<Output = Result<T, ServiceError>>,
-    ) -> Result<T, Error> {
-        self.ensure_alive(method)?;
-        let service = |source: ServiceError| match source {
-            ServiceError::Timeout { timeout } => Error::TimedOut {
-                method,
-                after: timeout,
-            },
-            ServiceError::TransportSend(e)
-                if matches!(
-                    find_failure(e.error.as_ref()),
-                    Some(StreamableHttpError::SessionExpired)
-                ) =>
-            {
-                Error::SessionLost {
-                    method,
-                    said: self
-                        .health
-                        .lost()
-                        .unwrap_or("HTTP 404 Not Found")
-                        .to_owned(),
-                }
-            }
-            source => Error::Service { method, source },
-        };
-        let request = std::pin::pin!(request);
-        let timed = tokio::time::timeout(after, request);
-        tokio::pin!(timed);
-        let dead = self.health.dead();
-        tokio::select! {
-            biased;
-            result = &mut timed => match result {
-                Ok(result) => result.map_err(service),
-                Err(_) => Err(Error::TimedOut { method, after }),
-            },
-            () = dead => {
-                // rmcp's own answer, if it comes at once, is more precise
-                // (a refused request is safe to retry, a broken one is not).
-                let grace = match self.health.lost() {
-                    Some(_) => LOST_GRACE,
-                    None => DEAD_GRACE,
-                };
-                match tokio::time::timeout(grace, &mut timed).await {
-                    Ok(Ok(result)) => result.map_err(service),
-                    _ => Err(Error::TransportClosed {
-                        method,
-                        reason: self.health.reason().unwrap_or("unknown").to_owned(),
-                        sent: true,
-                    }),
-                }
-            }
-        }
-    }
-
-    /// Whether the transport is known to be dead (no I/O): the health cell
-    /// is dead, or rmcp's service loop has stopped.
-    pub fn is_closed(&self) -> bool {
-        self.health.is_dead() || self.running.peer().is_transport_closed()
-    }
-
-    /// Why the transport is considered dead, or `None` while it is alive.
-    /// Never contains a header value.
-    pub fn closed_reason(&self) -> Option<String> {
-        self.health.reason().map(str::to_owned)
-    }
-
-    /// The session's health cell.
-    pub fn health(&self) -> &Health {
-        &self.health
-    }
-
-    /// The `mcp-session-id` the server assigned (`None` for a server without
-    /// sessions). Identifies the upstream session, for logs and tests.
-    pub fn upstream_session_id(&self) -> Option<Arc<str>> {
-        self.health.session_id()
-    }
-
-    /// The rmcp peer, for requests the methods above do not cover (those
-    /// requests get no timeout from this crate).
-    pub fn peer(&self) -> &Peer<RoleClient> {
-        self.running.peer()
-    }
-
-    /// The rmcp service.
-    pub fn service(&self) -> &RunningService<RoleClient, ()> {
-        &self.running
-    }
-
-    /// Ends the session: cancels it, which sends DELETE for a server-side
-    /// session, waiting at most the connector's `close_timeout`. The health
-    /// cell is dead afterwards.
-    pub async fn close(self) {
-        let after = self.settings.close_timeout;
-        let health = self.health.clone();
-        let mut running = self.running;
-        match running.close_with_timeout(after).await {
-            Ok(Some(_)) => {}
-            Ok(None) => tracing::debug!(?after, "close timed out"),
-            Err(e) => tracing::debug!(error = %e, "close failed"),
-        }
-        health.mark_dead("the session was closed");
-    }
-}
-
-fn method_of(request: &ClientRequest) -> &'static str {
-    match request {
-        ClientRequest::PingRequest(_) => "ping",
-        ClientRequest::ListToolsRequest(_) => "tools/list",
-        ClientRequest::CallToolRequest(_) => "tools/call",
-        ClientRequest::InitializeRequest(_) => "initialize",
-        _ => "request",
     }
 }

@@ -8,9 +8,10 @@ use rmcp::service::ClientInitializeError;
 use rmcp::transport::streamable_http_client::{SseError, StreamableHttpError};
 use rmcp::ServiceError;
 
+use crate::detect::initialize_refused_as_modern;
 use crate::http::{find_failure, never_reached_the_server, status_in_words};
 use crate::redact::redact_urls;
-use crate::{describe, is_fatal, CheckStep, Health, HttpError, HttpErrorKind, KeyError};
+use crate::{describe, is_fatal, CheckStep, Era, Health, HttpError, HttpErrorKind, KeyError};
 
 /// What opening, checking or using an MCP session failed with.
 ///
@@ -59,6 +60,42 @@ pub enum Error {
         url: String,
         /// The timeout that passed.
         after: Duration,
+    },
+    /// `server/discover` did not open a 2026-07-28 session: the server
+    /// refused it with a modern error (-32020 header mismatch, -32021
+    /// missing required client capability), shares no protocol version with
+    /// this client, could not be reached, did not answer in time, or (under
+    /// [`EraPolicy::Modern`](crate::EraPolicy::Modern)) answered like a
+    /// legacy server. Nothing was pooled.
+    #[error("could not open an MCP 2026-07-28 session with {url}: {cause}")]
+    Discover {
+        /// The endpoint, its query values replaced.
+        url: String,
+        /// What the server said or what broke, in words.
+        cause: String,
+        /// What the failure tells of the server (see
+        /// [`Error::connect_failure`]).
+        failure: ConnectFailure,
+        /// The failed request, when there was one.
+        #[source]
+        source: Option<Box<Error>>,
+    },
+    /// The server refused a request as one of another protocol era: it was
+    /// upgraded to 2026-07-28 or downgraded from it in place (see the
+    /// [crate docs](crate#protocol-eras)). The refusal came before anything
+    /// ran, so the request is safe to run again on another session; this
+    /// session is dead and the origin's era is detected again on the next
+    /// connect.
+    #[error(
+        "the MCP server no longer speaks the {era} protocol era: it refused `{method}` with {said}"
+    )]
+    EraChanged {
+        /// The MCP method refused.
+        method: &'static str,
+        /// The era the session was opened in.
+        era: Era,
+        /// What the server answered, URLs redacted.
+        said: String,
     },
     /// A request got an error from rmcp: the server's JSON-RPC error
     /// ([`ServiceError::McpError`]) or a transport failure.
@@ -285,7 +322,7 @@ impl Error {
     /// attempt, as a server that is restarting or overloaded may answer it.
     pub fn connect_failure(&self) -> ConnectFailure {
         match self {
-            Error::Initialize { failure, .. } => *failure,
+            Error::Initialize { failure, .. } | Error::Discover { failure, .. } => *failure,
             Error::HttpClient(_) | Error::Key(_) => ConnectFailure::Rejected,
             _ => ConnectFailure::Failed,
         }
@@ -302,6 +339,8 @@ impl Error {
             | Error::HttpClient(_)
             | Error::Initialize { .. }
             | Error::InitializeTimedOut { .. }
+            | Error::Discover { .. }
+            | Error::EraChanged { .. }
             | Error::SessionLost { .. }
             | Error::TransportClosed { .. }
             | Error::CheckFailed { .. }
@@ -318,7 +357,7 @@ impl Error {
     /// stream broke is never in this set.
     pub fn is_safe_to_retry(&self) -> bool {
         match self {
-            Error::SessionLost { .. } => true,
+            Error::SessionLost { .. } | Error::EraChanged { .. } => true,
             Error::TransportClosed { sent, .. } => !sent,
             Error::Service {
                 source: ServiceError::TransportSend(e),
@@ -326,6 +365,17 @@ impl Error {
             } => find_failure(e.error.as_ref()).is_some_and(never_reached_the_server),
             _ => false,
         }
+    }
+
+    /// Whether this is a failed `initialize` that a 2026-07-28 server
+    /// refused as such (-32022 unsupported protocol version, -32020, or
+    /// -32602 asking for the `_meta` protocol version): the origin is modern.
+    pub(crate) fn is_modern_refusal_of_initialize(&self) -> bool {
+        matches!(
+            self,
+            Error::Initialize { source, .. }
+                if matches!(&**source, ClientInitializeError::JsonRpcError(data) if initialize_refused_as_modern(data))
+        )
     }
 
     /// Whether this is the server's JSON-RPC "method not found" (-32601).

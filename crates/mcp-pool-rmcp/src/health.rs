@@ -27,6 +27,9 @@ struct HealthInner {
     reason: OnceLock<String>,
     /// The server's words when it said it does not know the session.
     lost: OnceLock<String>,
+    /// The server's words when it refused a request as one of another
+    /// protocol era.
+    era_refusal: OnceLock<String>,
     /// What the first failed HTTP exchange says about the server, for a
     /// connect whose rmcp error no longer carries it.
     failure: OnceLock<ConnectFailure>,
@@ -81,6 +84,23 @@ impl Health {
         // A live server's definite answer, should a connect end here.
         let _ = self.inner.failure.set(ConnectFailure::Rejected);
         self.mark_dead(reason);
+    }
+
+    /// Records that the server refused a request as one of another protocol
+    /// era (see the [crate docs](crate#protocol-eras)), in its own words, and
+    /// marks the transport dead with a reason quoting them.
+    pub(crate) fn mark_era_refused(&self, said: &str) {
+        let said = redact_urls(said);
+        let reason = format!("the server no longer speaks this session's protocol era: {said}");
+        let _ = self.inner.era_refusal.set(said);
+        let _ = self.inner.failure.set(ConnectFailure::Rejected);
+        self.mark_dead(reason);
+    }
+
+    /// The server's own words if it refused a request as one of another
+    /// protocol era, else `None`.
+    pub fn era_refusal(&self) -> Option<&str> {
+        self.inner.era_refusal.get().map(String::as_str)
     }
 
     /// The server's own words if it said it does not know the session (an
@@ -144,6 +164,7 @@ impl fmt::Debug for Health {
             .field("dead", &self.is_dead())
             .field("reason", &self.reason())
             .field("lost", &self.lost().is_some())
+            .field("era_refused", &self.era_refusal().is_some())
             .finish()
     }
 }

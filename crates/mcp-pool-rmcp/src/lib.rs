@@ -2,7 +2,7 @@
 //!
 //! A [`Connector`](mcp_pool::Connector) of [`mcp_pool`] for [rmcp] client
 //! sessions over MCP Streamable HTTP, so that a gateway can pool real
-//! sessions and never hand out a broken one:
+//! sessions, in every protocol era, and never hand out a broken one:
 //!
 //! ```no_run
 //! use mcp_pool::Pool;
@@ -77,6 +77,92 @@
 //! `ApplicationError`) instead of waiting for its timeout. Answers inside a
 //! response's event stream are passed on as they are.
 //!
+//! ## Protocol eras
+//!
+//! Since MCP 2026-07-28 an upstream is one of three kinds ([`Era`]), and a
+//! server may change kind across a restart:
+//!
+//! | era | connect | server state | `max_leases` | health check (default chain) |
+//! |---|---|---|---|---|
+//! | [`Era::Modern`] (2026-07-28) | none: an rmcp client started without handshake ([`rmcp::service::serve_directly`]) on the origin's `server/discover` result; every request carries `_meta` (protocol version, client capabilities, client info) and the `MCP-Protocol-Version`, `Mcp-Method` and `Mcp-Name` headers | none | [`McpConnectorBuilder::shared_leases`] (default 16) | `server/discover` sent as a request → `tools/list` → skip |
+//! | [`Era::LegacyStateful`] | `initialize`, answered with an `Mcp-Session-Id` | per session | 1 | `ping` → `tools/list` → skip |
+//! | [`Era::LegacyStateless`] | `initialize`, answered without one | none | `shared_leases` | `ping` → `tools/list` → skip |
+//!
+//! **Detection** ([`EraPolicy::Auto`], the default) follows the
+//! specification's dual-era rule, once per origin (scheme, host, port and
+//! path of the URL) for the life of the connector, single-flight (the
+//! first connect probes, concurrent ones wait for its answer): a
+//! `server/discover` is sent first, under `discover_timeout`; a result
+//! listing 2026-07-28 means modern (and opens this connect's session), a
+//! modern refusal (-32020, -32021, or no version in common) means a modern
+//! server that refuses this client (the connect fails with it); anything
+//! else (a legacy server's -32601, HTTP 400 or 405 without a modern body,
+//! no answer in time, no answer at all) falls back to `initialize`, whose
+//! `Mcp-Session-Id` or lack of one says stateful or stateless. Every later
+//! connect of the origin follows the record: a legacy one sends
+//! `initialize` only, and a modern one sends nothing while a
+//! `server/discover` result this key may be served is fresh (its `ttlMs`),
+//! else one `server/discover`, whose result is cached. rmcp 3.11 cannot
+//! tell an HTTP 404 from an HTTP 200 behind a JSON-RPC error, so the
+//! rule's "404 with -32601" is taken as a legacy answer; such a server then
+//! refuses `initialize` like a 2026-07-28 one, and the connect says both.
+//!
+//! **Re-detection**: when the record stops holding, the connect or request
+//! that found out forgets it and the next connect detects again. A legacy
+//! connect whose `initialize` a 2026-07-28 server refuses (-32022, -32020,
+//! or -32602 asking for the `_meta` protocol version) detects again at
+//! once and succeeds in the new era. A request refused as one of another
+//! era fails with [`Error::EraChanged`] (safe to retry, the session is
+//! poisoned): on a modern session -32022, an answer to `server/discover`
+//! other than -32020 and -32021, or an error naming a missing session; on a
+//! legacy one -32022, -32020 or -32602 asking for the `_meta` protocol
+//! version; on a legacy stateless one also an error naming a missing
+//! session (the server keeps sessions now). A legacy stateful session
+//! whose server restarted loses its event stream, and is poisoned before
+//! any caller meets the new server. The era and protocol version are shown
+//! per key by `key_labels` (`era`, `protocol_version`; `era` = `unknown`
+//! before the first connect), per session by [`McpSession::era`] and
+//! [`McpSession::protocol_version`], per origin by [`McpConnector::era_of`],
+//! and logged (debug) when detected or changed.
+//!
+//! rmcp's own `ClientLifecycleMode::Auto` (`serve_with_lifecycle`) does the
+//! same probe on every connect, and its fallback after 10 s without an
+//! answer did not fire over the HTTP transport; its `Discover` mode hides
+//! the result's `ttlMs` and `cacheScope`. So this crate probes itself,
+//! once per origin under its own timeout, opens legacy sessions with plain
+//! `initialize`, and starts modern ones with `serve_directly`, whose first
+//! request is a `server/discover` that the [`HealthClient`] answers from
+//! the cache without I/O when it can (so the transport's start-up request,
+//! which rmcp treats apart, is never a caller's).
+//!
+//! **What modern sessions pass through untouched**, as rmcp's peer does it
+//! in 2026-07-28: progress and log notifications on a request's own
+//! response stream; `subscriptions/listen` ([`rmcp::Peer::listen`] through
+//! [`McpSession::peer`], which holds the lease for as long as it listens;
+//! not exercised by this crate's tests); MRTR rounds of `tools/call`
+//! (`InputRequiredResult`), which rmcp's `call_tool` drives by asking the
+//! session's client handler, `()`, for each input: it supports none of
+//! sampling, elicitation or roots, so such a call fails with the handler's
+//! JSON-RPC error (`ApplicationError`). **Not supported yet**: answering
+//! MRTR input requests on the downstream caller's behalf, routing a
+//! `listen` subscription to a per-key subscriber, and the tasks extension
+//! (`call_tool` refuses a task answer as `UnexpectedResponse`). A broken
+//! response stream loses its request alone (no resumability in 2026-07-28:
+//! rmcp fails it as `TransportClosed`; it may have run, so
+//! [`run_with_retry`] never re-issues it), without killing the other
+//! requests sharing the session.
+//!
+//! ## Result caches and identities
+//!
+//! `server/discover` and `tools/list` results are cached by the connector
+//! for every session of a key, within their `ttlMs` ([`McpSession::discover`],
+//! [`McpSession::list_all_tools`]; health checks bypass the cache, and
+//! rmcp's own per-session cache is off). A result marked `cacheScope:
+//! public` may serve every identity of its endpoint; one marked `private`,
+//! or without a scope, serves only the [`Identity`] it was fetched for:
+//! invariant [`invariants::C1`], checked with
+//! [`McpConnectorBuilder::cache_audit`] and [`McpConnector::cache_events`].
+//!
 //! ## Connect failures
 //!
 //! The connector's `classify_connect` is [`Error::connect_failure`]: a live
@@ -84,7 +170,10 @@
 //! and 504, a body that is not MCP, a JSON-RPC error to `initialize`) is
 //! `Rejected`, so every caller waiting for that connect learns it at once;
 //! an unreachable or temporarily unavailable server is `Failed`, so callers
-//! wait for the next attempt. The error names what the server said (`HTTP
+//! wait for the next attempt. A modern connect that fails is
+//! [`Error::Discover`]: `Rejected` for a modern refusal (-32020, -32021, no
+//! version in common, or a legacy answer under [`EraPolicy::Modern`]),
+//! `Failed` for no answer. The error names what the server said (`HTTP
 //! 500`, the content type, the JSON-RPC code and message, the data of an
 //! event it could not parse).
 //!
@@ -140,6 +229,11 @@
 //! | `Service(ServiceError::McpError)` (JSON-RPC error, e.g. unknown tool -32602) | `ApplicationError` | the server answered |
 //! | `Service(ServiceError::TransportSend)`: HTTP 429, body over the size limit, 403 missing scope, refused custom header | `ApplicationError` | a live server refused this one request |
 //! | [`Error::SessionLost`] (every answer of the [session loss table](#session-loss)) | `TransportError` (safe to retry) | the server forgot the session and refused the request |
+//! | [`Error::EraChanged`]: -32022 unsupported protocol version (any session); a legacy server's refusal of a modern request (an answer to `server/discover` other than -32020/-32021, an error or an HTTP 400 naming a missing session); a modern server's refusal of a legacy request (-32020, -32602 asking for the `_meta` protocol version) | `TransportError` (safe to retry) | the era changed: the session is poisoned, the origin's era detected again, the request ran nowhere |
+//! | `Service(ServiceError::McpError)` -32020 header mismatch, on a modern session | `ApplicationError` | a live modern server refused this one request's headers |
+//! | `Service(ServiceError::McpError)` -32021 missing required client capability | `ApplicationError` | the request needs a capability this client does not declare; the session is fine |
+//! | an HTTP 400 or 404 whose body is a modern JSON-RPC error (e.g. 404 -32601 for `ping`, 400 -32602), not an `EraChanged` row | `ApplicationError` | rmcp passes the body on as the server's answer |
+//! | `Service(ServiceError::TransportClosed)` for a modern request whose response stream broke | `TransportError` (not safe to retry) | no resumability in 2026-07-28: the request is lost and may have run |
 //! | `Service(ServiceError::TransportSend)`: anything else (refused connection, 5xx, 401, broken stream, not MCP) | `TransportError` | the transport or the server-side session is gone |
 //! | `Service(ServiceError::TransportClosed)` | `TransportError` | rmcp's worker stopped |
 //! | `Service(ServiceError::UnexpectedResponse)` | `TransportError` | answers no longer match requests |
@@ -149,7 +243,7 @@
 //! | `Service(ServiceError::Timeout)`, [`Error::TimedOut`] | `Timeout` | unknown state: check before reuse |
 //! | any `ServiceError` variant added later | `TransportError` | when unsure, poison |
 //! | [`Error::TransportClosed`] | `TransportError` | the health cell is dead |
-//! | [`Error::Initialize`], [`Error::InitializeTimedOut`], [`Error::HttpClient`], [`Error::Key`] | `TransportError` | (connect errors; no session exists) |
+//! | [`Error::Initialize`], [`Error::InitializeTimedOut`], [`Error::Discover`], [`Error::HttpClient`], [`Error::Key`] | `TransportError` | (connect errors; no session exists) |
 //! | [`Error::CheckFailed`], [`Error::CheckUnsupported`] | `TransportError` | (check errors) |
 //!
 //! Whatever the outcome, the pool also asks `is_closed` on release, so a
@@ -157,21 +251,30 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod cache;
 mod client;
 mod connector;
+mod detect;
+mod era;
 mod error;
 mod health;
 mod http;
+pub mod invariants;
 mod key;
 mod loss;
+mod open;
 mod redact;
+mod session;
 
+pub use cache::{CacheEvent, CachedResult};
 pub use client::HealthClient;
-pub use connector::{BoundedRetry, CheckStep, McpConnector, McpConnectorBuilder, McpSession};
+pub use connector::{BoundedRetry, CheckStep, McpConnector, McpConnectorBuilder};
+pub use era::{Era, EraPolicy};
 pub use error::{classify_service_error, Error};
 pub use health::{describe, is_fatal, Health};
 pub use http::{HttpError, HttpErrorKind};
 pub use key::{Identity, KeyBuilder, KeyError, SessionKey, Transport, DEFAULT_IDENTITY_HEADERS};
+pub use session::McpSession;
 
 /// A pool of rmcp sessions.
 pub type McpPool = mcp_pool::Pool<McpConnector>;

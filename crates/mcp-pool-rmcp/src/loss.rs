@@ -72,6 +72,7 @@ pub(crate) fn names_lost_session(text: &str) -> bool {
             "terminated",
             "does not exist",
             "no such",
+            "required",
         ]
         .iter()
         .any(|words| text.contains(words))

@@ -22,10 +22,16 @@ impl EchoProcess {
     /// until it listens. A port just freed by a kill may take a moment to be
     /// bindable again: retries for up to 5 s.
     pub fn start(port: u16) -> EchoProcess {
+        EchoProcess::start_era(port, "legacy")
+    }
+
+    /// [`EchoProcess::start`] serving `era` (`legacy`, `legacy-stateless`,
+    /// `modern` or `dual`).
+    pub fn start_era(port: u16, era: &str) -> EchoProcess {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             let mut child = Command::new(env!("CARGO_BIN_EXE_echo-server"))
-                .args(["--port", &port.to_string()])
+                .args(["--port", &port.to_string(), "--era", era])
                 .stdout(Stdio::piped())
                 .stderr(Stdio::null())
                 .spawn()

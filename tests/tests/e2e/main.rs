@@ -7,6 +7,7 @@
 mod common;
 
 mod connect;
+mod eras;
 mod faults;
 mod isolation;
 mod service;

@@ -1,0 +1,394 @@
+//! One pooled MCP session: rmcp's client, its health cell, its era, and the
+//! guarded request methods callers use.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rmcp::model::{
+    CallToolRequestParams, CallToolResult, ClientRequest, DiscoverRequest, DiscoverRequestParams,
+    DiscoverResult, PingRequest, ProtocolVersion, ServerResult, Tool,
+};
+use rmcp::service::{PeerRequestOptions, RunningService};
+use rmcp::transport::streamable_http_client::StreamableHttpError;
+use rmcp::{Peer, RoleClient, ServiceError};
+
+use crate::cache::{CachedResult, ResultCache, Value};
+use crate::connector::Settings;
+use crate::detect::{http_asks_for_session, refuses_era, said};
+use crate::era::EraWatch;
+use crate::http::find_failure;
+use crate::{Era, Error, Health, Identity};
+
+/// How long a call whose transport just died waits for rmcp's own answer
+/// (which tells a refused request from an interrupted one) before failing
+/// with [`Error::TransportClosed`].
+const DEAD_GRACE: Duration = Duration::from_millis(50);
+
+/// The same wait when the server said it forgot the session, or refused a
+/// request as one of another era: it answers every request on it at once, so
+/// the call's own refusal (safe to retry) is surely on its way through
+/// rmcp's worker; only a call the server accepted before that waits this
+/// long before failing as interrupted.
+const REFUSED_GRACE: Duration = Duration::from_secs(2);
+
+/// One open MCP client session: rmcp's [`RunningService`] over Streamable
+/// HTTP, the [`Health`] cell its HTTP client records into, and the
+/// protocol [`Era`] it was opened in.
+///
+/// A legacy session is an initialized rmcp client (with a server-side
+/// session when [`Era::LegacyStateful`]). A modern session is an rmcp client
+/// started without a handshake ([`rmcp::service::serve_directly`]) on the
+/// origin's `server/discover` result; every request carries its own
+/// `_meta`, and it holds no server-side state.
+///
+/// The request methods (`call_tool`, `ping`, `discover`, `list_all_tools`,
+/// `request`) each run under the connector's `request_timeout`, fail at once
+/// without sending if the transport is already dead, and fail within a few
+/// milliseconds if it dies while they wait (within 2 s when the server said
+/// it forgot the session or refused the session's era, to let their own
+/// refusals arrive), so no call hangs on a dead server. A request the
+/// server refused because it forgot the session fails with
+/// [`Error::SessionLost`]; one it refused as of another era, with
+/// [`Error::EraChanged`]. Use [`McpSession::peer`] for anything else
+/// (without those guarantees).
+pub struct McpSession {
+    pub(crate) running: RunningService<RoleClient, ()>,
+    pub(crate) health: Health,
+    pub(crate) settings: Arc<Settings>,
+    pub(crate) era: Era,
+    pub(crate) protocol_version: ProtocolVersion,
+    /// Where to report that the era stopped holding (`None` when the era is
+    /// forced).
+    pub(crate) watch: Option<EraWatch>,
+    pub(crate) cache: Arc<ResultCache>,
+    /// The key's URL: the cache's endpoint.
+    pub(crate) endpoint: Arc<str>,
+    pub(crate) identity: Identity,
+}
+
+impl fmt::Debug for McpSession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("McpSession")
+            .field("era", &self.era)
+            .field("protocol_version", &self.protocol_version)
+            .field("health", &self.health)
+            .finish_non_exhaustive()
+    }
+}
+
+fn discover_request() -> ClientRequest {
+    ClientRequest::DiscoverRequest(DiscoverRequest::new(DiscoverRequestParams {}))
+}
+
+impl McpSession {
+    /// Calls tool `params.name`. A tool that reports failure
+    /// (`is_error: true`) is returned as [`Error::Tool`], an application
+    /// error; any other result is `Ok`.
+    pub async fn call_tool(&self, params: CallToolRequestParams) -> Result<CallToolResult, Error> {
+        let tool = params.name.to_string();
+        let result = self
+            .guard(
+                "tools/call",
+                self.settings.request_timeout,
+                self.running.call_tool(params),
+            )
+            .await?;
+        if result.is_error == Some(true) {
+            let message = result
+                .content
+                .iter()
+                .filter_map(|c| c.as_text().map(|t| t.text.as_str()))
+                .collect::<Vec<_>>()
+                .join("\n");
+            return Err(Error::Tool {
+                tool,
+                message,
+                result: Box::new(result),
+            });
+        }
+        Ok(result)
+    }
+
+    /// Sends `ping` (legacy sessions; 2026-07-28 has no `ping`, and a modern
+    /// server answers it with -32601 method not found).
+    pub async fn ping(&self) -> Result<(), Error> {
+        self.request(ClientRequest::PingRequest(PingRequest::default()))
+            .await
+            .map(drop)
+    }
+
+    /// The server's `server/discover` result: from the connector's cache
+    /// while a result this session's identity may be served is fresh (see
+    /// [`C1`](crate::invariants::C1)), else asked of the server and cached
+    /// for its `ttlMs` under its `cacheScope`. On a legacy session the
+    /// request is sent as it is (a legacy server refuses it with -32601).
+    pub async fn discover(&self) -> Result<DiscoverResult, Error> {
+        if let Some(Value::Discover(result)) =
+            self.cache
+                .get(&self.endpoint, self.identity, CachedResult::Discover)
+        {
+            return Ok(*result);
+        }
+        let result = self
+            .discover_uncached(self.settings.request_timeout)
+            .await?;
+        self.cache_discover(&result);
+        Ok(result)
+    }
+
+    /// Sends `server/discover` (never answered from a cache).
+    pub(crate) async fn discover_uncached(&self, after: Duration) -> Result<DiscoverResult, Error> {
+        match self.request_with_timeout(discover_request(), after).await? {
+            ServerResult::DiscoverResult(result) => Ok(result),
+            _ => Err(Error::Service {
+                method: "server/discover",
+                source: ServiceError::UnexpectedResponse,
+            }),
+        }
+    }
+
+    pub(crate) fn cache_discover(&self, result: &DiscoverResult) {
+        self.cache.put(
+            &self.endpoint,
+            self.identity,
+            CachedResult::Discover,
+            Value::Discover(Box::new(result.clone())),
+            Some(result.ttl_ms),
+            Some(result.cache_scope),
+        );
+    }
+
+    /// Lists every tool of the server (all pages): from the connector's
+    /// cache while a list this session's identity may be served is fresh,
+    /// else asked of the server and cached for the earliest `ttlMs` of its
+    /// pages, `private` if any page is private or lacks a scope (legacy
+    /// servers send no `ttlMs`: their lists are not cached).
+    pub async fn list_all_tools(&self) -> Result<Vec<Tool>, Error> {
+        if let Some(Value::Tools(tools)) =
+            self.cache
+                .get(&self.endpoint, self.identity, CachedResult::ToolsList)
+        {
+            return Ok(tools);
+        }
+        let list = self
+            .guard(
+                "tools/list",
+                self.settings.request_timeout,
+                self.running.list_all_tools_with_cache_hint(),
+            )
+            .await?;
+        self.cache.put(
+            &self.endpoint,
+            self.identity,
+            CachedResult::ToolsList,
+            Value::Tools(list.items.clone()),
+            list.ttl_ms,
+            list.cache_scope,
+        );
+        Ok(list.items)
+    }
+
+    /// Sends any client request and returns the server's result.
+    pub async fn request(&self, request: ClientRequest) -> Result<ServerResult, Error> {
+        self.request_with_timeout(request, self.settings.request_timeout)
+            .await
+    }
+
+    pub(crate) async fn request_with_timeout(
+        &self,
+        request: ClientRequest,
+        after: Duration,
+    ) -> Result<ServerResult, Error> {
+        let method = method_of(&request);
+        // rmcp's own timeout cancels the request on the server; the guard's
+        // (slightly later) is the backstop.
+        let peer = self.running.peer();
+        let send = async move {
+            peer.send_request_with_option(request, PeerRequestOptions::with_timeout(after))
+                .await?
+                .await_response()
+                .await
+        };
+        self.guard(method, after + Duration::from_millis(100), send)
+            .await
+    }
+
+    /// Fails with [`Error::TransportClosed`] (not sent) if the transport is
+    /// dead.
+    pub(crate) fn ensure_alive(&self, method: &'static str) -> Result<(), Error> {
+        if self.running.peer().is_transport_closed() {
+            self.health.mark_dead("the rmcp service stopped");
+        }
+        match self.health.reason() {
+            Some(reason) => Err(Error::TransportClosed {
+                method,
+                reason: reason.to_owned(),
+                sent: false,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// The server refused `method` as a request of another era: the session
+    /// is dead, the origin's era is detected again, and this endpoint's
+    /// cached results are dropped.
+    fn era_refused(&self, method: &'static str, said: String) -> Error {
+        self.health.mark_era_refused(&said);
+        if let Some(watch) = &self.watch {
+            watch.failed(&format!("`{method}` refused: {said}"));
+        }
+        self.cache.forget_endpoint(&self.endpoint);
+        Error::EraChanged {
+            method,
+            era: self.era,
+            said: self.health.era_refusal().unwrap_or(&said).to_owned(),
+        }
+    }
+
+    fn service_error(&self, method: &'static str, source: ServiceError) -> Error {
+        match source {
+            ServiceError::Timeout { timeout } => Error::TimedOut {
+                method,
+                after: timeout,
+            },
+            ServiceError::McpError(data) if refuses_era(self.era, method, &data) => {
+                self.era_refused(method, said(&data))
+            }
+            ServiceError::TransportSend(e) => {
+                let failure = find_failure(e.error.as_ref());
+                if matches!(failure, Some(StreamableHttpError::SessionExpired)) {
+                    return Error::SessionLost {
+                        method,
+                        said: self
+                            .health
+                            .lost()
+                            .unwrap_or("HTTP 404 Not Found")
+                            .to_owned(),
+                    };
+                }
+                let refused = failure
+                    .filter(|_| !self.era.has_server_state())
+                    .and_then(http_asks_for_session);
+                match refused {
+                    Some(words) => self.era_refused(method, words),
+                    None => Error::Service {
+                        method,
+                        source: ServiceError::TransportSend(e),
+                    },
+                }
+            }
+            source => Error::Service { method, source },
+        }
+    }
+
+    pub(crate) async fn guard<T>(
+        &self,
+        method: &'static str,
+        after: Duration,
+        request: impl Future<Output = Result<T, ServiceError>>,
+    ) -> Result<T, Error> {
+        self.ensure_alive(method)?;
+        let request = std::pin::pin!(request);
+        let timed = tokio::time::timeout(after, request);
+        tokio::pin!(timed);
+        let dead = self.health.dead();
+        tokio::select! {
+            biased;
+            result = &mut timed => match result {
+                Ok(result) => result.map_err(|e| self.service_error(method, e)),
+                Err(_) => Err(Error::TimedOut { method, after }),
+            },
+            () = dead => {
+                // rmcp's own answer, if it comes at once, is more precise
+                // (a refused request is safe to retry, a broken one is not).
+                let grace = match self.health.lost().or(self.health.era_refusal()) {
+                    Some(_) => REFUSED_GRACE,
+                    None => DEAD_GRACE,
+                };
+                match tokio::time::timeout(grace, &mut timed).await {
+                    Ok(Ok(result)) => result.map_err(|e| self.service_error(method, e)),
+                    _ => Err(Error::TransportClosed {
+                        method,
+                        reason: self.health.reason().unwrap_or("unknown").to_owned(),
+                        sent: true,
+                    }),
+                }
+            }
+        }
+    }
+
+    /// Whether the transport is known to be dead (no I/O): the health cell
+    /// is dead, or rmcp's service loop has stopped.
+    pub fn is_closed(&self) -> bool {
+        self.health.is_dead() || self.running.peer().is_transport_closed()
+    }
+
+    /// Why the transport is considered dead, or `None` while it is alive.
+    /// Never contains a header value.
+    pub fn closed_reason(&self) -> Option<String> {
+        self.health.reason().map(str::to_owned)
+    }
+
+    /// The session's health cell.
+    pub fn health(&self) -> &Health {
+        &self.health
+    }
+
+    /// The protocol era the session was opened in.
+    pub fn era(&self) -> Era {
+        self.era
+    }
+
+    /// The protocol version the session speaks: the one `initialize`
+    /// agreed on (legacy), or the one every request's `_meta` carries
+    /// (modern, 2026-07-28).
+    pub fn protocol_version(&self) -> &ProtocolVersion {
+        &self.protocol_version
+    }
+
+    /// The `mcp-session-id` the server assigned (`None` for a server without
+    /// sessions, and for every modern session). Identifies the upstream
+    /// session, for logs and tests.
+    pub fn upstream_session_id(&self) -> Option<Arc<str>> {
+        self.health.session_id()
+    }
+
+    /// The rmcp peer, for requests the methods above do not cover (those
+    /// requests get no timeout from this crate).
+    pub fn peer(&self) -> &Peer<RoleClient> {
+        self.running.peer()
+    }
+
+    /// The rmcp service.
+    pub fn service(&self) -> &RunningService<RoleClient, ()> {
+        &self.running
+    }
+
+    /// Ends the session: cancels it, which sends DELETE for a server-side
+    /// session, waiting at most the connector's `close_timeout`. The health
+    /// cell is dead afterwards.
+    pub async fn close(self) {
+        let after = self.settings.close_timeout;
+        let health = self.health.clone();
+        let mut running = self.running;
+        match running.close_with_timeout(after).await {
+            Ok(Some(_)) => {}
+            Ok(None) => tracing::debug!(?after, "close timed out"),
+            Err(e) => tracing::debug!(error = %e, "close failed"),
+        }
+        health.mark_dead("the session was closed");
+    }
+}
+
+pub(crate) fn method_of(request: &ClientRequest) -> &'static str {
+    match request {
+        ClientRequest::PingRequest(_) => "ping",
+        ClientRequest::ListToolsRequest(_) => "tools/list",
+        ClientRequest::CallToolRequest(_) => "tools/call",
+        ClientRequest::InitializeRequest(_) => "initialize",
+        ClientRequest::DiscoverRequest(_) => "server/discover",
+        _ => "request",
+    }
+}
