@@ -39,6 +39,29 @@ async fn server(era: EchoEra) -> EchoServerHandle {
     .await
 }
 
+/// Opens a session on a server that was just restarted. The HTTP client may
+/// still hold a keep-alive connection to the killed server; a connect sent
+/// on it breaks before it reaches the new one and fails as `Failed`, which
+/// the pool retries. This does the same, a bounded number of times, and
+/// lets every other failure through.
+async fn open_after_restart(connector: &McpConnector, key: &SessionKey) -> McpSession {
+    let mut last = None;
+    for _ in 0..5 {
+        match connector.open(key).await {
+            Ok(session) => return session,
+            Err(err) => {
+                assert_eq!(
+                    connector.classify_connect(&err),
+                    ConnectFailure::Failed,
+                    "only a broken connection is retried: {err}"
+                );
+                last = Some(err);
+            }
+        }
+    }
+    panic!("no session after a restart: {}", last.unwrap());
+}
+
 fn connector(policy: EraPolicy) -> McpConnector {
     McpConnector::builder()
         .era(policy)
@@ -186,7 +209,7 @@ async fn call_across_an_era_change(from: EchoEra, to: EchoEra) -> (Error, Era) {
     let err = call(&session, "after").await.unwrap_err();
     assert!(session.is_closed(), "{from} -> {to}: the session is dead");
     assert_eq!(connector.era_of(key.url()), None, "{from} -> {to}: {err}");
-    let next = connector.open(&key).await.unwrap();
+    let next = open_after_restart(&connector, &key).await;
     assert_eq!(call(&next, "next").await.unwrap(), "next");
     let era = next.era();
     assert_eq!(connector.era_of(key.url()).map(|(e, _)| e), Some(era));
@@ -256,7 +279,7 @@ async fn a_legacy_origin_that_turned_modern_is_detected_by_the_connect_that_find
     let second = server_at(addr, EchoConfig::default().with_era(EchoEra::Modern)).await;
     // The recorded era fails (initialize refused with -32022); the same
     // connect detects the new one and succeeds in it.
-    let session = connector.open(&key).await.unwrap();
+    let session = open_after_restart(&connector, &key).await;
     assert_eq!(session.era(), Era::Modern);
     assert_eq!(call(&session, "hi").await.unwrap(), "hi");
     assert_eq!(second.registry().initialize_requests(), 1);
@@ -278,7 +301,7 @@ async fn a_session_id_that_disappears_across_a_restart_is_seen_by_the_next_conne
         EchoConfig::default().with_era(EchoEra::LegacyStateless),
     )
     .await;
-    let stateless = connector.open(&key).await.unwrap();
+    let stateless = open_after_restart(&connector, &key).await;
     assert_eq!(stateless.era(), Era::LegacyStateless);
     assert_eq!(connector.max_leases(&stateless), Some(16));
     assert_eq!(
