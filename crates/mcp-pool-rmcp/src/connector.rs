@@ -7,12 +7,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mcp_pool::{ConnectFailure, Connector, Outcome};
-use rmcp::model::{ClientRequest, ListToolsRequest, PingRequest};
+use rmcp::model::{ClientRequest, ListToolsRequest, PingRequest, ServerNotification};
 use rmcp::transport::common::client_side_sse::SseRetryPolicy;
 use rmcp::transport::streamable_http_client::StreamableHttpClient;
+use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::cache::{CacheEvent, ResultCache};
 use crate::era::EraBook;
+use crate::events::Notices;
 use crate::redact::redact_urls;
 use crate::{Era, EraPolicy, Error, HttpError, McpSession, SessionKey};
 
@@ -361,6 +363,7 @@ pub struct McpConnector<H = reqwest::Client> {
     pub(crate) settings: Arc<Settings>,
     pub(crate) eras: Arc<EraBook>,
     pub(crate) cache: Arc<ResultCache>,
+    pub(crate) notices: Arc<Notices>,
 }
 
 impl<H> fmt::Debug for McpConnector<H> {
@@ -380,7 +383,32 @@ impl<H> McpConnector<H> {
             cache: Arc::new(ResultCache::new(settings.cache_audit)),
             settings: Arc::new(settings),
             eras: Arc::default(),
+            notices: Arc::default(),
         }
+    }
+
+    /// Sends every server notification that belongs to no call, from any
+    /// session of `key` (open now or later), to the returned receiver (see
+    /// the [crate docs](crate#call-events)): list changes, resource updates,
+    /// log lines and progress on a session's event stream that no call in
+    /// flight claims. Replaces an earlier subscriber of the key. While a key
+    /// has no subscriber (or its receiver is closed), such notifications
+    /// are dropped and counted by [`McpConnector::dropped_notifications`].
+    pub fn subscribe(&self, key: &SessionKey) -> UnboundedReceiver<ServerNotification> {
+        let (to, from) = tokio::sync::mpsc::unbounded_channel();
+        self.notices.subscribe(key, to);
+        from
+    }
+
+    /// Removes the subscriber of `key`, if any.
+    pub fn unsubscribe(&self, key: &SessionKey) {
+        self.notices.unsubscribe(key);
+    }
+
+    /// How many server notifications that belong to no call reached no
+    /// subscriber, over all keys, since the connector was built.
+    pub fn dropped_notifications(&self) -> u64 {
+        self.notices.dropped()
     }
 
     /// The era and protocol version last detected for the origin of `url`

@@ -16,6 +16,7 @@ use tracing::Instrument;
 use crate::cache::{CachedResult, Value};
 use crate::detect::{modern_version, said, MODERN_CODES};
 use crate::era::{EraWatch, OriginSlot};
+use crate::events::Router;
 use crate::http::find_failure;
 use crate::redact::shown_hash;
 use crate::{
@@ -245,10 +246,13 @@ impl<H: StreamableHttpClient + Sync> McpConnector<H> {
             false => None,
         };
         let health = Health::new();
+        let router = Arc::new(Router::new(key.clone(), self.notices.clone()));
         let client = HealthClient::new(self.http.clone(), health.clone())
             .with_endpoint(key.url())
             .modern()
-            .with_local_discover(local);
+            .with_local_discover(local)
+            .with_router(router.clone());
+        router.set_exclusive(self.settings.leases_for(Era::Modern) == 1);
         let transport =
             StreamableHttpClientTransport::with_client(client.clone(), self.transport_config(key));
         let version = modern_version();
@@ -271,6 +275,7 @@ impl<H: StreamableHttpClient + Sync> McpConnector<H> {
             cache: self.cache.clone(),
             endpoint,
             identity,
+            router,
         };
         let discovered = session
             .discover_uncached(self.settings.discover_timeout())
@@ -395,7 +400,10 @@ impl<H: StreamableHttpClient + Sync> McpConnector<H> {
     ) -> Result<McpSession, Error> {
         let url = key.redacted_url();
         let health = Health::new();
-        let client = HealthClient::new(self.http.clone(), health.clone()).with_endpoint(key.url());
+        let router = Arc::new(Router::new(key.clone(), self.notices.clone()));
+        let client = HealthClient::new(self.http.clone(), health.clone())
+            .with_endpoint(key.url())
+            .with_router(router.clone());
         let transport =
             StreamableHttpClientTransport::with_client(client, self.transport_config(key));
         let after = self.settings.initialize_timeout;
@@ -420,8 +428,11 @@ impl<H: StreamableHttpClient + Sync> McpConnector<H> {
             .peer_info()
             .map(|info| info.protocol_version.clone())
             .unwrap_or_default();
+        let era = Era::legacy(health.session_id().is_some());
+        router.set_exclusive(self.settings.leases_for(era) == 1);
         Ok(McpSession {
-            era: Era::legacy(health.session_id().is_some()),
+            era,
+            router,
             running,
             health,
             settings: self.settings.clone(),
