@@ -7,7 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mcp_pool::{ConnectFailure, Connector, Outcome};
-use rmcp::model::{ClientRequest, ListToolsRequest, PingRequest, ServerNotification};
+use rmcp::model::{
+    ClientCapabilities, ClientRequest, ClientResult, ErrorData, ListToolsRequest, PingRequest,
+    ServerNotification, ServerRequest,
+};
 use rmcp::transport::common::client_side_sse::SseRetryPolicy;
 use rmcp::transport::streamable_http_client::StreamableHttpClient;
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -15,6 +18,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use crate::cache::{CacheEvent, ResultCache};
 use crate::era::EraBook;
 use crate::events::Notices;
+use crate::handler::{PoolClientHandler, ServerRequestHook};
 use crate::redact::redact_urls;
 use crate::{Era, EraPolicy, Error, HttpError, McpSession, SessionKey};
 
@@ -86,6 +90,8 @@ pub(crate) struct Settings {
     pub(crate) root_certificates: Vec<Vec<u8>>,
     /// `https://` URLs cannot be served (reqwest without the `tls` feature).
     pub(crate) refuse_https: bool,
+    /// The client service of every session (its server request hook).
+    pub(crate) client: PoolClientHandler,
 }
 
 impl Settings {
@@ -127,6 +133,7 @@ impl Default for Settings {
             http_idle_timeout: Duration::from_secs(90),
             root_certificates: Vec::new(),
             refuse_https: !cfg!(feature = "tls"),
+            client: PoolClientHandler::default(),
         }
     }
 }
@@ -261,6 +268,25 @@ impl McpConnectorBuilder {
     /// How long an unused HTTP connection is kept for reuse (default 90 s).
     pub fn http_idle_timeout(mut self, timeout: Duration) -> Self {
         self.settings.http_idle_timeout = timeout;
+        self
+    }
+
+    /// Answers the requests servers send the client (`sampling/createMessage`,
+    /// `elicitation/create`, `roots/list`, custom methods) with `hook`, and
+    /// declares `capabilities` to every server (in `initialize`, or in each
+    /// 2026-07-28 request's `_meta`). Without a hook (the default) every
+    /// such request is refused with JSON-RPC error -32601 "`METHOD` is not
+    /// supported by this client", and no capability is declared. A
+    /// server's `ping` is always answered. The hook does not answer a
+    /// 2026-07-28 server's requests for input (MRTR): those are returned to
+    /// the caller as [`Error::InputRequired`].
+    pub fn on_server_request<F, Fut>(mut self, capabilities: ClientCapabilities, hook: F) -> Self
+    where
+        F: Fn(ServerRequest) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<ClientResult, ErrorData>> + Send + 'static,
+    {
+        let hook: ServerRequestHook = Arc::new(move |request| Box::pin(hook(request)));
+        self.settings.client = PoolClientHandler::new(Some(hook), capabilities);
         self
     }
 

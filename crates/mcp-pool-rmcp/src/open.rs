@@ -258,7 +258,7 @@ impl<H: StreamableHttpClient + Sync> McpConnector<H> {
         let version = modern_version();
         // The peer info's version seeds every request's `_meta`.
         let info = ServerPeerInfo::new(version.clone(), ServerCapabilities::default());
-        let running = serve_directly((), transport, Some(info));
+        let running = serve_directly(self.settings.client.clone(), transport, Some(info));
         // One cache for all sessions, keyed by identity: rmcp's own
         // (per session, serving stale entries on errors) stays off.
         running
@@ -407,7 +407,12 @@ impl<H: StreamableHttpClient + Sync> McpConnector<H> {
         let transport =
             StreamableHttpClientTransport::with_client(client, self.transport_config(key));
         let after = self.settings.initialize_timeout;
-        let running = match tokio::time::timeout(after, ().serve(transport)).await {
+        let running = match tokio::time::timeout(
+            after,
+            self.settings.client.clone().serve(transport),
+        )
+        .await
+        {
             Ok(Ok(running)) => running,
             Ok(Err(source)) => {
                 let error = Error::initialize(url, source, &health);

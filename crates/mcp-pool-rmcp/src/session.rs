@@ -21,6 +21,7 @@ use crate::connector::Settings;
 use crate::detect::{http_asks_for_session, refuses_era, said};
 use crate::era::EraWatch;
 use crate::events::{CallEvent, Router};
+use crate::handler::PoolClientHandler;
 use crate::http::find_failure;
 use crate::{Era, Error, Health, Identity};
 
@@ -57,7 +58,7 @@ const REFUSED_GRACE: Duration = Duration::from_secs(2);
 /// [`Error::EraChanged`]. Use [`McpSession::peer`] for anything else
 /// (without those guarantees).
 pub struct McpSession {
-    pub(crate) running: RunningService<RoleClient, ()>,
+    pub(crate) running: RunningService<RoleClient, PoolClientHandler>,
     pub(crate) health: Health,
     pub(crate) settings: Arc<Settings>,
     pub(crate) era: Era,
@@ -393,7 +394,7 @@ impl McpSession {
     }
 
     /// The rmcp service.
-    pub fn service(&self) -> &RunningService<RoleClient, ()> {
+    pub fn service(&self) -> &RunningService<RoleClient, PoolClientHandler> {
         &self.running
     }
 
