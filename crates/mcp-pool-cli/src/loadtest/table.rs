@@ -8,6 +8,7 @@ use super::backend::Restart;
 use super::ceiling::CeilingBasis;
 use super::record::{Cause, ModeReport};
 use super::LoadtestReport;
+use mcp_pool_rmcp::Era;
 
 const LABEL: usize = 34;
 /// Wide enough for the longest era name, `legacy-stateless`, and a space.
@@ -120,6 +121,16 @@ pub fn render(report: &LoadtestReport) -> String {
     out.push('\n');
     for m in &report.modes {
         let _ = writeln!(out, "{}", reading(report, m));
+    }
+    for m in report.modes.iter().filter(|m| lost_nothing(m)) {
+        let _ = writeln!(
+            out,
+            "       ({}'s sessions were {}: the server kept no session to lose;\n        \
+             these are sessions the client had found dead, put back by the naive pool: see its last \
+             error)",
+            m.mode,
+            m.era.as_deref().unwrap_or("-"),
+        );
     }
     let samples: Vec<(&ModeReport, &str, &String)> = report
         .modes
@@ -287,6 +298,17 @@ fn reading(report: &LoadtestReport, m: &ModeReport) -> String {
     format!("{:<5}: {}", m.mode, parts.join("; "))
 }
 
+/// Whether `m` is the naive pool failing after the outage on sessions
+/// whose server keeps no per-session state (modern or legacy stateless,
+/// as detected): its failures then come from the client's side only.
+fn lost_nothing(m: &ModeReport) -> bool {
+    m.mode == "naive"
+        && m.errors_after_recovery > 0
+        && m.outage.is_some()
+        && !m.eras.is_empty()
+        && m.eras.iter().all(|e| e.era != Era::LegacyStateful.name())
+}
+
 /// How the ceiling was derived, in one line.
 fn ceiling_line(report: &LoadtestReport) -> String {
     let ceiling = report.ceiling.unwrap_or_default();
@@ -414,6 +436,37 @@ mod tests {
         ));
         assert!(text.contains("naive: 1 errors after the backend was back"));
         assert!(text.contains("naive transport: the transport is dead"));
+    }
+
+    #[test]
+    fn a_naive_cascade_on_sessionless_servers_is_explained() {
+        use crate::loadtest::era::EraSeen;
+
+        let mut report = report();
+        assert!(!render(&report).contains("kept no session to lose"));
+        let naive = &mut report.modes[1];
+        naive.eras = vec![EraSeen {
+            era: "modern".into(),
+            protocol_version: "2026-07-28".into(),
+            calls: 2,
+        }];
+        naive.era = Some("modern".into());
+        let text = render(&report);
+        assert!(
+            text.contains("(naive's sessions were modern: the server kept no session to lose;"),
+            "{text}"
+        );
+        report.modes[1].eras.push(EraSeen {
+            era: "legacy-stateful".into(),
+            protocol_version: "2025-11-25".into(),
+            calls: 1,
+        });
+        let text = render(&report);
+        assert!(!text.contains("kept no session to lose"), "{text}");
+        assert!(
+            text.contains("sessions of naive were of more than one era: modern 2026-07-28 (2 calls), legacy-stateful 2025-11-25 (1 calls)"),
+            "{text}"
+        );
     }
 
     const CIRCUIT_OPEN: &str = "circuit open after recent connects to this server failed (waited 69.905µs); the last connect failed: could not open an MCP session with http://127.0.0.1:33289/mcp: HTTP 500 (while trying to send initialize request)";
