@@ -163,10 +163,16 @@ without one), not counting the tool's own error answers; or some mode had
 no successful call. The reason is printed on stderr in one line after the
 table (the table and --json are written all the same). 2 for a usage error.
 
+The embedded server serves the protocol era given by --era (legacy
+stateful by default); each mode's row `era (detected)` is what its sessions
+found, for --url too.
+
 Durations are written like 500ms, 20s, 1m30s.
 
 Examples:
   mcp-pool loadtest --duration 20s
+  mcp-pool loadtest --duration 20s --era modern
+  mcp-pool loadtest --era all --mode pool --json eras.json
   mcp-pool loadtest --users 50 --delay 100ms --restart instant --json out.json --plot out.svg
   mcp-pool loadtest --url http://127.0.0.1:8000/mcp --tool search --args '{\"q\":\"x\"}' --mode pool";
 

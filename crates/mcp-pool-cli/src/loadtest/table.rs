@@ -121,16 +121,14 @@ pub fn render(report: &LoadtestReport) -> String {
     out.push('\n');
     for m in &report.modes {
         let _ = writeln!(out, "{}", reading(report, m));
-    }
-    for m in report.modes.iter().filter(|m| lost_nothing(m)) {
-        let _ = writeln!(
-            out,
-            "       ({}'s sessions were {}: the server kept no session to lose;\n        \
-             these are sessions the client had found dead, put back by the naive pool: see its last \
-             error)",
-            m.mode,
-            m.era.as_deref().unwrap_or("-"),
-        );
+        if lost_nothing(m) {
+            let _ = writeln!(
+                out,
+                "       (its sessions were {}: the server kept no session to lose;\n        \
+                 these are sessions the client had found dead, put back by the naive pool: see its last error)",
+                m.era.as_deref().unwrap_or("-"),
+            );
+        }
     }
     let samples: Vec<(&ModeReport, &str, &String)> = report
         .modes
@@ -453,7 +451,7 @@ mod tests {
         naive.era = Some("modern".into());
         let text = render(&report);
         assert!(
-            text.contains("(naive's sessions were modern: the server kept no session to lose;"),
+            text.contains("naive: 1 errors after the backend was back; 50% of the ceiling outside the outage; p50 100.0 ms\n       (its sessions were modern: the server kept no session to lose;"),
             "{text}"
         );
         report.modes[1].eras.push(EraSeen {
