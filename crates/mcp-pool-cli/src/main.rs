@@ -107,19 +107,25 @@ fn main() -> ExitCode {
                 Err(e) => return failure(e),
             };
             runtime.block_on(async {
-                let report = match loadtest::run(&plan).await {
-                    Ok(report) => report,
-                    Err(e) => return failure(e),
-                };
-                println!("\n{}", loadtest::table::render(&report));
-                let written = loadtest::write_outputs(&plan, &report);
-                // The table and the report are out first; then why the run
+                // One run, or one per era with `--era all`, each table
+                // printed as soon as its run ends.
+                let mut reports = Vec::new();
+                for run in plan.runs() {
+                    let report = match loadtest::run(&run).await {
+                        Ok(report) => report,
+                        Err(e) => return failure(e),
+                    };
+                    println!("\n{}", loadtest::table::render(&report));
+                    reports.push(report);
+                }
+                let written = loadtest::write_outputs(&plan, &reports);
+                // The tables and the report are out first; then why the run
                 // failed, in one line.
                 let mut code = ExitCode::SUCCESS;
                 if let Err(e) = written {
                     code = failure(e);
                 }
-                if let Some(reason) = report.verdict.reason() {
+                if let Some(reason) = loadtest::verdict_of(&reports).reason() {
                     code = failure(reason);
                 }
                 code

@@ -1,20 +1,25 @@
 //! Latency of one `echo` call (delay 0) against the echo server on loopback,
-//! three ways, in the same run:
+//! four ways, in the same run, for two servers: one of the legacy stateful
+//! era (`initialize` answered with an `Mcp-Session-Id`) and one of the
+//! modern era (2026-07-28 only: `server/discover`, no sessions):
 //!
 //! - `pooled`: `pool.run(&key, |s| s.call_tool(..))` through an
-//!   `McpConnector` pool (one key, warm session);
-//! - `held`: plain rmcp, `call_tool` on one session held for the whole run
+//!   `McpConnector` pool (one key, warm session; the connector detects the
+//!   era itself);
+//! - `held`: plain rmcp, `call_tool` on one client held for the whole run
 //!   (the floor: no pool, no health wrapper);
-//! - `fresh`: plain rmcp, a new session per call (`initialize`, the call,
-//!   then close with DELETE), over one HTTP client that reuses connections
-//!   (the cheapest way to go without a pool);
+//! - `fresh`: plain rmcp, a new client per call (legacy: `initialize`, the
+//!   call, then close with DELETE; modern: rmcp's `Discover` lifecycle, a
+//!   `server/discover` round trip, then the call), over one HTTP client
+//!   that reuses connections (the cheapest way to go without a pool);
 //! - `fresh-default`: the same with rmcp's default HTTP client, built per
-//!   session as `StreamableHttpClientTransport::from_uri` does (a new TCP
-//!   connection per session).
+//!   client as `StreamableHttpClientTransport::from_uri` does (a new TCP
+//!   connection per client).
 //!
-//! First a per-call sampler interleaves the four in rounds and prints p50,
-//! p90 and p99 of each and the ratios to `held`; then criterion measures the
-//! same functions. The server runs on its own runtime thread.
+//! For each era, first a per-call sampler interleaves the four in rounds
+//! and prints p50, p90 and p99 of each and the ratios to `held`; then
+//! criterion measures the same functions (`echo_latency/ERA/MODE`). The
+//! servers run on their own runtime thread.
 //!
 //! Run: `cargo bench -p mcp-pool-rmcp --bench latency`
 //! (`-- --quick` for a shorter criterion pass).
@@ -24,10 +29,10 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use mcp_pool::Pool;
-use mcp_pool_echo::{spawn_local_server, EchoConfig};
+use mcp_pool_echo::{spawn_local_server, EchoConfig, Era};
 use mcp_pool_rmcp::{McpConnector, McpPool, SessionKey};
-use rmcp::model::CallToolRequestParams;
-use rmcp::service::RunningService;
+use rmcp::model::{CallToolRequestParams, ProtocolVersion};
+use rmcp::service::{ClientLifecycleMode, ClientServiceExt, RunningService};
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::{RoleClient, ServiceExt};
@@ -38,6 +43,7 @@ fn echo() -> CallToolRequestParams {
 }
 
 struct Setup {
+    era: Era,
     url: String,
     pool: McpPool,
     key: SessionKey,
@@ -45,19 +51,42 @@ struct Setup {
     http: reqwest::Client,
 }
 
-async fn fresh_session(http: &reqwest::Client, url: &str) -> RunningService<RoleClient, ()> {
+/// A plain rmcp client of `era` over `transport`: `initialize` for a legacy
+/// server, rmcp's `Discover` lifecycle (one `server/discover`) for a
+/// modern one.
+async fn client<T, E, A>(era: Era, transport: T) -> RunningService<RoleClient, ()>
+where
+    T: rmcp::transport::IntoTransport<RoleClient, E, A>,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    match era {
+        Era::Modern => {
+            let mode = ClientLifecycleMode::Discover {
+                preferred_versions: vec![ProtocolVersion::LATEST],
+            };
+            ().serve_with_lifecycle(transport, mode).await
+        }
+        _ => ().serve(transport).await,
+    }
+    .expect("the client starts")
+}
+
+async fn fresh_session(
+    era: Era,
+    http: &reqwest::Client,
+    url: &str,
+) -> RunningService<RoleClient, ()> {
     let config =
         StreamableHttpClientTransportConfig::with_uri(url).reinit_on_expired_session(false);
-    ().serve(StreamableHttpClientTransport::with_client(
-        http.clone(),
-        config,
-    ))
+    client(
+        era,
+        StreamableHttpClientTransport::with_client(http.clone(), config),
+    )
     .await
-    .expect("initialize")
 }
 
 impl Setup {
-    async fn new(url: String) -> Setup {
+    async fn new(era: Era, url: String) -> Setup {
         let pool = Pool::builder(McpConnector::new().expect("connector"))
             .max_sessions_per_key(1)
             .checking(false)
@@ -68,8 +97,9 @@ impl Setup {
             .tcp_nodelay(true)
             .build()
             .expect("http client");
-        let held = fresh_session(&http, &url).await;
+        let held = fresh_session(era, &http, &url).await;
         let setup = Setup {
+            era,
             url,
             pool,
             key,
@@ -100,16 +130,17 @@ impl Setup {
     }
 
     async fn fresh(&self) {
-        let session = fresh_session(&self.http, &self.url).await;
+        let session = fresh_session(self.era, &self.http, &self.url).await;
         session.call_tool(echo()).await.expect("fresh call");
         session.cancel().await.expect("close");
     }
 
     async fn fresh_default(&self) {
-        let session =
-            ().serve(StreamableHttpClientTransport::from_uri(self.url.as_str()))
-                .await
-                .expect("initialize");
+        let session = client(
+            self.era,
+            StreamableHttpClientTransport::from_uri(self.url.as_str()),
+        )
+        .await;
         session.call_tool(echo()).await.expect("fresh call");
         session.cancel().await.expect("close");
     }
@@ -179,7 +210,10 @@ async fn sample(setup: &Setup) {
         percentile(&samples[index], 0.5).as_secs_f64()
     };
     let base = p50(Mode::Held);
-    println!("echo latency per call (µs), {ROUNDS} interleaved rounds:");
+    println!(
+        "echo latency per call (µs), {} server, {ROUNDS} interleaved rounds:",
+        era_name(setup.era)
+    );
     println!(
         "{:<14} {:>6} {:>9} {:>9} {:>9} {:>11}",
         "mode", "calls", "p50", "p90", "p99", "p50 / held"
@@ -195,50 +229,77 @@ async fn sample(setup: &Setup) {
             percentile(s, 0.5).as_secs_f64() / base
         );
     }
+    // The legacy targets: a fresh session costs an `initialize` round trip.
+    let target = if setup.era == Era::Legacy {
+        " (target >= 5x)"
+    } else {
+        ""
+    };
     println!(
-        "pool overhead at p50: {:+.1}% (target < 5%); a fresh session per call: {:.1}x the pooled p50 \
-         with a connection-reusing client, {:.1}x with rmcp's default client (target >= 5x)",
+        "pool overhead at p50: {:+.1}% (target < 5%); a fresh client per call: {:.1}x the pooled p50 \
+         with a connection-reusing HTTP client, {:.1}x with rmcp's default one{target}",
         (p50(Mode::Pooled) / base - 1.0) * 100.0,
         p50(Mode::Fresh) / p50(Mode::Pooled),
         p50(Mode::FreshDefault) / p50(Mode::Pooled),
     );
 }
 
+/// The era's name as the connector reports it.
+fn era_name(era: Era) -> &'static str {
+    match era {
+        Era::Legacy => "legacy-stateful",
+        Era::Modern => "modern",
+        other => other.name(),
+    }
+}
+
+/// The eras measured: a legacy stateful server and a modern one.
+const ERAS: [Era; 2] = [Era::Legacy, Era::Modern];
+
 fn bench(c: &mut Criterion) {
-    // The server gets runtime threads of its own, like a separate process.
+    // The servers get runtime threads of their own, like a separate process.
     let server_runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .expect("server runtime");
-    let server = server_runtime
-        .block_on(spawn_local_server(
-            "127.0.0.1:0".parse().unwrap(),
-            &EchoConfig::default(),
-        ))
-        .expect("echo server");
     let client_runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .expect("client runtime");
-    let setup = Arc::new(client_runtime.block_on(Setup::new(server.url())));
-
-    client_runtime.block_on(sample(&setup));
+    let mut servers = Vec::new();
+    let mut setups = Vec::new();
+    for era in ERAS {
+        let server = server_runtime
+            .block_on(spawn_local_server(
+                "127.0.0.1:0".parse().unwrap(),
+                &EchoConfig::default().with_era(era),
+            ))
+            .expect("echo server");
+        let setup = Arc::new(client_runtime.block_on(Setup::new(era, server.url())));
+        servers.push(server);
+        setups.push(setup);
+    }
+    for setup in &setups {
+        client_runtime.block_on(sample(setup));
+    }
 
     let mut group = c.benchmark_group("echo_latency");
-    for (mode, name) in MODES {
-        let setup = setup.clone();
-        group.bench_function(name, |b| {
-            b.to_async(&client_runtime).iter(|| {
-                let setup = setup.clone();
-                async move { setup.run(mode).await }
-            })
-        });
+    for setup in &setups {
+        for (mode, name) in MODES {
+            let setup = setup.clone();
+            group.bench_function(format!("{}/{name}", era_name(setup.era)), |b| {
+                b.to_async(&client_runtime).iter(|| {
+                    let setup = setup.clone();
+                    async move { setup.run(mode).await }
+                })
+            });
+        }
     }
     group.finish();
-    drop(setup);
-    drop(server);
+    drop(setups);
+    drop(servers);
 }
 
 criterion_group! {

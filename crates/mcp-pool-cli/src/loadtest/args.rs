@@ -6,6 +6,7 @@ use std::time::Duration;
 use rmcp::model::JsonObject;
 
 use super::backend::{OutagePlan, Restart};
+use super::era::EraChoice;
 use super::modes::{keys, ModeName, ToolCall};
 use super::run::Load;
 use crate::{duration, UsageError};
@@ -103,6 +104,17 @@ pub struct LoadtestArgs {
     )]
     pub port: u16,
 
+    /// Protocol era the embedded echo server serves: `legacy` (before
+    /// 2026-07-28, with `Mcp-Session-Id` sessions), `legacy-stateless`
+    /// (`initialize`, no session id), `modern` (2026-07-28 only:
+    /// `server/discover`, no sessions), `dual` (both on one endpoint), or
+    /// `all` (the whole loadtest once per era, one table each). The backend
+    /// comes back in the same era after its outage. The era each mode's
+    /// sessions detected is reported either way.
+    #[arg(long, env = "MCP_POOL_ERA", default_value = "legacy", conflicts_with = "url",
+          value_parser = era_choice)]
+    pub era: EraChoice,
+
     /// Load an external MCP server (Streamable HTTP) instead of the
     /// embedded one. Nothing is injected into it: to judge faults made from
     /// outside, declare them with --outage-at and --down-for.
@@ -151,12 +163,22 @@ without one), not counting the tool's own error answers; or some mode had
 no successful call. The reason is printed on stderr in one line after the
 table (the table and --json are written all the same). 2 for a usage error.
 
+The embedded server serves the protocol era given by --era (legacy
+stateful by default); each mode's row `era (detected)` is what its sessions
+found, for --url too.
+
 Durations are written like 500ms, 20s, 1m30s.
 
 Examples:
   mcp-pool loadtest --duration 20s
+  mcp-pool loadtest --duration 20s --era modern
+  mcp-pool loadtest --era all --mode pool --json eras.json
   mcp-pool loadtest --users 50 --delay 100ms --restart instant --json out.json --plot out.svg
   mcp-pool loadtest --url http://127.0.0.1:8000/mcp --tool search --args '{\"q\":\"x\"}' --mode pool";
+
+fn era_choice(text: &str) -> Result<EraChoice, String> {
+    text.parse()
+}
 
 fn positive(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
@@ -176,10 +198,13 @@ fn json_object(text: &str) -> Result<JsonObject, String> {
 /// Where the load goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Target {
-    /// The embedded echo server on 127.0.0.1, on this port (0: any).
+    /// The embedded echo server on 127.0.0.1, on this port (0: any),
+    /// serving this era.
     Embedded {
         /// The port asked for.
         port: u16,
+        /// The protocol era it serves (also after its outage).
+        era: mcp_pool_echo::Era,
     },
     /// An external MCP server.
     External {
@@ -208,6 +233,27 @@ pub struct Plan {
     pub json: Option<PathBuf>,
     /// Where to draw the SVG plot.
     pub plot: Option<PathBuf>,
+    /// `--era all`: the loadtest runs once per era (see [`Plan::runs`]);
+    /// the target's era is the first.
+    pub all_eras: bool,
+}
+
+impl Plan {
+    /// The plans to run, one after another: this one, or with `--era all`
+    /// one per era of [`mcp_pool_echo::Era::ALL`], each serving its era.
+    pub fn runs(&self) -> Vec<Plan> {
+        match (&self.target, self.all_eras) {
+            (Target::Embedded { port, .. }, true) => mcp_pool_echo::Era::ALL
+                .into_iter()
+                .map(|era| Plan {
+                    target: Target::Embedded { port: *port, era },
+                    all_eras: false,
+                    ..self.clone()
+                })
+                .collect(),
+            _ => vec![self.clone()],
+        }
+    }
 }
 
 impl LoadtestArgs {
@@ -251,7 +297,10 @@ impl LoadtestArgs {
                 }
                 Target::External { url: url.clone() }
             }
-            None => Target::Embedded { port: self.port },
+            None => Target::Embedded {
+                port: self.port,
+                era: self.era.eras()[0],
+            },
         };
         let outage = self.outage(&target)?;
         let users = self.users as usize;
@@ -287,6 +336,7 @@ impl LoadtestArgs {
             pool_size,
             json: self.json,
             plot: self.plot,
+            all_eras: self.era == EraChoice::All && self.url.is_none(),
         })
     }
 
@@ -362,7 +412,14 @@ mod tests {
             plan.modes,
             vec![ModeName::Pool, ModeName::Naive, ModeName::None]
         );
-        assert_eq!(plan.target, Target::Embedded { port: 0 });
+        assert_eq!(
+            plan.target,
+            Target::Embedded {
+                port: 0,
+                era: mcp_pool_echo::Era::Legacy
+            }
+        );
+        assert_eq!(plan.runs().len(), 1);
         let outage = plan.outage.unwrap();
         assert_eq!(outage.at, Duration::from_secs(15));
         assert_eq!(outage.down_for, Duration::from_secs(5));
@@ -418,6 +475,25 @@ mod tests {
     }
 
     #[test]
+    fn each_era_or_all_of_them_is_served() {
+        for era in mcp_pool_echo::Era::ALL {
+            let plan = parse(&["--era", era.name()]).unwrap();
+            assert_eq!(plan.target, Target::Embedded { port: 0, era });
+            assert_eq!(plan.runs().len(), 1);
+        }
+        let plan = parse(&["--era", "all", "--port", "4000"]).unwrap();
+        let eras: Vec<Target> = plan.runs().into_iter().map(|p| p.target).collect();
+        assert_eq!(
+            eras,
+            mcp_pool_echo::Era::ALL
+                .into_iter()
+                .map(|era| Target::Embedded { port: 4000, era })
+                .collect::<Vec<_>>()
+        );
+        assert!(plan.runs().iter().all(|p| !p.all_eras));
+    }
+
+    #[test]
     fn bad_values_are_refused_with_a_reason() {
         let cases: &[(&[&str], &str)] = &[
             (&["--duration", "soon"], "--duration"),
@@ -440,6 +516,11 @@ mod tests {
             (&["--url", "ftp://x", "--mode", "pool"], "--url"),
             (&["--url", "http://x/mcp", "--port", "80"], "cannot be used"),
             (&["--timeout", "0s"], "--timeout"),
+            (&["--era", "stateful"], "or all"),
+            (
+                &["--url", "http://x/mcp", "--era", "modern"],
+                "cannot be used",
+            ),
         ];
         for (args, needle) in cases {
             let err = parse(args)

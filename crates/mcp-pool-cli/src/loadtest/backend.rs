@@ -4,7 +4,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use mcp_pool_echo::{spawn_local_server, EchoConfig, EchoServerHandle};
+use mcp_pool_echo::{spawn_local_server, EchoConfig, EchoServerHandle, Era};
 use serde::Serialize;
 use tokio::time::Instant;
 
@@ -12,7 +12,7 @@ use super::record::Outage;
 
 /// The echo MCP server the loadtest runs against, on 127.0.0.1, which can be
 /// killed (every connection dropped at once, like a crashed process) and
-/// brought back on the same port.
+/// brought back on the same port, serving the same protocol era.
 pub struct Backend {
     addr: SocketAddr,
     config: EchoConfig,
@@ -20,10 +20,13 @@ pub struct Backend {
 }
 
 impl Backend {
-    /// Starts the echo server on `127.0.0.1:port` (0 picks a free port).
-    pub async fn start(port: u16) -> io::Result<Backend> {
+    /// Starts the echo server on `127.0.0.1:port` (0 picks a free port),
+    /// serving `era`.
+    pub async fn start(port: u16, era: Era) -> io::Result<Backend> {
         // The loadtest never reads the call log: keep it small.
-        let config = EchoConfig::default().with_call_log_limit(1000);
+        let config = EchoConfig::default()
+            .with_call_log_limit(1000)
+            .with_era(era);
         let server = spawn_local_server(SocketAddr::from(([127, 0, 0, 1], port)), &config).await?;
         Ok(Backend {
             addr: server.addr(),
@@ -51,7 +54,8 @@ impl Backend {
         }
     }
 
-    /// Serves a new echo server on the same address. Retries a refused bind
+    /// Serves a new echo server on the same address, in the same era.
+    /// Retries a refused bind
     /// for up to 2 s (the old socket may linger for a moment).
     pub async fn restart(&mut self) -> io::Result<()> {
         let give_up = Instant::now() + Duration::from_secs(2);
@@ -154,7 +158,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_backend_comes_back_on_the_same_port() {
-        let mut backend = Backend::start(0).await.unwrap();
+        let mut backend = Backend::start(0, Era::Modern).await.unwrap();
         let addr = backend.addr();
         assert!(backend.url().starts_with("http://127.0.0.1:"));
         let plan = OutagePlan {
@@ -176,6 +180,12 @@ mod tests {
         tokio::net::TcpStream::connect(addr)
             .await
             .expect("serving again");
+        // In the era it served before.
+        let connector = mcp_pool_rmcp::McpConnector::new().unwrap();
+        let key = mcp_pool_rmcp::SessionKey::anonymous(backend.url().as_str()).unwrap();
+        let session = connector.open(&key).await.expect("a session");
+        assert_eq!(session.era(), mcp_pool_rmcp::Era::Modern);
+        session.close().await;
         backend.stop().await;
     }
 

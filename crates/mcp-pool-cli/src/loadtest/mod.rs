@@ -3,6 +3,7 @@
 pub mod args;
 pub mod backend;
 pub mod ceiling;
+pub mod era;
 pub mod modes;
 pub mod plot;
 pub mod progress;
@@ -107,6 +108,11 @@ pub struct LoadtestReport {
     /// Whether it was the embedded echo server (with the outage injected)
     /// or an external one (with the outage, if any, declared).
     pub embedded: bool,
+    /// The protocol era the embedded echo server served (`legacy`,
+    /// `legacy-stateless`, `modern` or `dual`, as `--era` names them);
+    /// `None` for an external server. What each mode's sessions detected
+    /// is in its own report (`era`, `protocol_version`).
+    pub served_era: Option<String>,
     /// The settings.
     pub settings: Settings,
     /// The outage planned for each mode; each mode's report holds when the
@@ -141,37 +147,36 @@ impl Running {
         }
     }
 
-    async fn finish(self) -> std::collections::BTreeMap<String, u64> {
+    /// Shuts the mode down; returns its counters and the eras its
+    /// sessions had.
+    async fn finish(self) -> (std::collections::BTreeMap<String, u64>, Vec<era::EraSeen>) {
         match self {
             Running::Pool(m) => {
                 let counters = m.counters();
                 m.shutdown().await;
-                counters
+                (counters, m.eras())
             }
             Running::Naive(m) => {
                 let counters = m.counters();
                 m.shutdown().await;
-                counters
+                (counters, m.eras())
             }
-            Running::None(m) => m.counters(),
+            Running::None(m) => (m.counters(), m.eras()),
         }
     }
 }
 
 /// Runs `plan`: each mode in turn, with the outage injected at the same
-/// point of each. Progress bars go to stdout when it is a terminal.
+/// point of each. Progress bars go to stdout when it is a terminal. With
+/// `--era all`, run each of [`Plan::runs`] instead.
 pub async fn run(plan: &Plan) -> Result<LoadtestReport, LoadtestError> {
     let mut backend = match &plan.target {
-        Target::Embedded { port } => {
-            Some(
-                Backend::start(*port)
-                    .await
-                    .map_err(|source| LoadtestError::Backend {
-                        port: *port,
-                        source,
-                    })?,
-            )
-        }
+        Target::Embedded { port, era } => Some(Backend::start(*port, *era).await.map_err(
+            |source| LoadtestError::Backend {
+                port: *port,
+                source,
+            },
+        )?),
         Target::External { .. } => None,
     };
     let url = match (&plan.target, &backend) {
@@ -247,7 +252,7 @@ pub async fn run(plan: &Plan) -> Result<LoadtestReport, LoadtestError> {
         };
         let (calls, outage) = tokio::join!(load, outage);
         progress.finish();
-        let counters = running.finish().await;
+        let (counters, eras) = running.finish().await;
         let outage = match outage {
             Ok(outage) => outage,
             Err(e) => {
@@ -262,7 +267,9 @@ pub async fn run(plan: &Plan) -> Result<LoadtestReport, LoadtestError> {
             outage,
             counters,
             error_samples: calls.error_samples,
+            last_error_samples: calls.last_error_samples,
             started_at_unix_ms,
+            eras,
         }));
         if restart_error.is_some() {
             break;
@@ -290,6 +297,10 @@ pub async fn run(plan: &Plan) -> Result<LoadtestReport, LoadtestError> {
     let report = LoadtestReport {
         url,
         embedded: matches!(plan.target, Target::Embedded { .. }),
+        served_era: match &plan.target {
+            Target::Embedded { era, .. } => Some(era.name().to_string()),
+            Target::External { .. } => None,
+        },
         settings: Settings {
             users: plan.load.users,
             spawn_rate: plan.load.spawn_rate,
@@ -313,22 +324,69 @@ pub async fn run(plan: &Plan) -> Result<LoadtestReport, LoadtestError> {
     Ok(report)
 }
 
-/// Writes the report where the plan says (`--json`, `--plot`).
-pub fn write_outputs(plan: &Plan, report: &LoadtestReport) -> Result<(), LoadtestError> {
+/// What `--json` writes for `--era all`: every era's report, in the order
+/// they ran, and the verdict over all of them.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct EraReports<'a> {
+    /// One report per era served, each as a single-era `--json` writes it.
+    pub eras: &'a [LoadtestReport],
+    /// Whether every era passed; each failure names its era.
+    pub verdict: Verdict,
+}
+
+/// The verdict over every report of a run (one per era with `--era all`).
+pub fn verdict_of(reports: &[LoadtestReport]) -> Verdict {
+    match reports {
+        [one] => one.verdict.clone(),
+        many => Verdict::of_runs(
+            many.iter()
+                .map(|r| (r.served_era.as_deref().unwrap_or("external"), &r.verdict)),
+        ),
+    }
+}
+
+/// Writes the reports where the plan says (`--json`, `--plot`): one
+/// report as itself; with `--era all` every era's under `eras` (see
+/// [`EraReports`]) and one plot per era, its name suffixed by the era
+/// (`out.svg` → `out-modern.svg`).
+pub fn write_outputs(plan: &Plan, reports: &[LoadtestReport]) -> Result<(), LoadtestError> {
     if let Some(path) = &plan.json {
-        let json = serde_json::to_string_pretty(report).expect("the report serializes");
+        let json = match reports {
+            [one] if !plan.all_eras => serde_json::to_string_pretty(one),
+            many => serde_json::to_string_pretty(&EraReports {
+                eras: many,
+                verdict: verdict_of(many),
+            }),
+        }
+        .expect("the report serializes");
         std::fs::write(path, json + "\n").map_err(|source| LoadtestError::Json {
             path: path.clone(),
             source,
         })?;
     }
     if let Some(path) = &plan.plot {
-        plot::draw(report, path).map_err(|reason| LoadtestError::Plot {
-            path: path.clone(),
-            reason,
-        })?;
+        for report in reports {
+            let path = match (&report.served_era, plan.all_eras) {
+                (Some(era), true) => suffixed(path, era),
+                _ => path.clone(),
+            };
+            plot::draw(report, &path).map_err(|reason| LoadtestError::Plot {
+                path: path.clone(),
+                reason,
+            })?;
+        }
     }
     Ok(())
+}
+
+/// `dir/out.svg` with `-suffix` before its extension: `dir/out-suffix.svg`.
+fn suffixed(path: &std::path::Path, suffix: &str) -> PathBuf {
+    let stem = path.file_stem().unwrap_or_default().to_string_lossy();
+    let name = match path.extension() {
+        Some(ext) => format!("{stem}-{suffix}.{}", ext.to_string_lossy()),
+        None => format!("{stem}-{suffix}"),
+    };
+    path.with_file_name(name)
 }
 
 fn ms(d: std::time::Duration) -> f64 {
@@ -355,6 +413,11 @@ pub(crate) fn sample_report() -> LoadtestReport {
     };
     let pool = ModeReport::new(ModeRun {
         mode: "pool".into(),
+        eras: vec![era::EraSeen {
+            era: "legacy-stateful".into(),
+            protocol_version: "2025-11-25".into(),
+            calls: 2,
+        }],
         records: vec![call(0, Ok(())), call(2500, Ok(()))],
         duration: Duration::from_secs(3),
         outage: Some(outage),
@@ -374,6 +437,7 @@ pub(crate) fn sample_report() -> LoadtestReport {
     LoadtestReport {
         url: "http://127.0.0.1:1/mcp".into(),
         embedded: true,
+        served_era: Some("legacy".into()),
         settings: Settings {
             users: 1,
             spawn_rate: 100.0,
@@ -402,5 +466,40 @@ pub(crate) fn sample_report() -> LoadtestReport {
         },
         verdict: Verdict::of(&[pool.clone(), naive.clone()], true),
         modes: vec![pool, naive],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plot_per_era_is_named_by_its_era() {
+        assert_eq!(
+            suffixed(std::path::Path::new("dir/out.svg"), "modern"),
+            PathBuf::from("dir/out-modern.svg")
+        );
+        assert_eq!(
+            suffixed(std::path::Path::new("out"), "dual"),
+            PathBuf::from("out-dual")
+        );
+    }
+
+    #[test]
+    fn the_verdict_of_several_eras_names_the_failing_one() {
+        let passed = sample_report();
+        assert_eq!(verdict_of(std::slice::from_ref(&passed)), passed.verdict);
+        let mut failed = sample_report();
+        failed.served_era = Some("modern".into());
+        failed.verdict = Verdict {
+            passed: false,
+            failures: vec!["pool: 1 call failed after the backend was back".into()],
+        };
+        let verdict = verdict_of(&[passed, failed]);
+        assert!(!verdict.passed);
+        assert_eq!(
+            verdict.failures,
+            vec!["era modern: pool: 1 call failed after the backend was back".to_string()]
+        );
     }
 }

@@ -15,6 +15,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::ceiling::DELAY_ARGUMENT;
+use super::era::{EraSeen, EraTally};
 use super::record::{Cause, Failure};
 use super::run::{CallFuture, Mode};
 
@@ -213,12 +214,24 @@ pub struct PoolMode {
     pool: McpPool,
     keys: Vec<SessionKey>,
     call: ToolCall,
+    eras: EraTally,
 }
 
 impl PoolMode {
     /// Calls `call` through `pool`, with one key per identity.
     pub fn new(pool: McpPool, keys: Vec<SessionKey>, call: ToolCall) -> PoolMode {
-        PoolMode { pool, keys, call }
+        PoolMode {
+            pool,
+            keys,
+            call,
+            eras: EraTally::default(),
+        }
+    }
+
+    /// The eras of the sessions the pool leased, with the calls made on
+    /// each.
+    pub fn eras(&self) -> Vec<EraSeen> {
+        self.eras.snapshot()
     }
 
     /// hits, misses, evictions (all reasons), checks and more, from the
@@ -257,6 +270,7 @@ impl PoolMode {
         params: CallToolRequestParams,
     ) -> Result<(), RunError<mcp_pool_rmcp::Error>> {
         let lease = self.pool.acquire(key).await?;
+        self.eras.saw(&lease);
         match lease.call_tool(params).await {
             Ok(_) => {
                 lease.release(Outcome::Ok);
@@ -297,6 +311,7 @@ pub struct NaiveMode {
     keys: Vec<SessionKey>,
     call: ToolCall,
     runs: AtomicU64,
+    eras: EraTally,
 }
 
 impl NaiveMode {
@@ -313,7 +328,14 @@ impl NaiveMode {
             keys,
             call,
             runs: AtomicU64::new(0),
+            eras: EraTally::default(),
         }
+    }
+
+    /// The eras of the sessions the naive pool handed out, with the calls
+    /// made on each.
+    pub fn eras(&self) -> Vec<EraSeen> {
+        self.eras.snapshot()
     }
 
     /// The same counters as mode `pool` reports, counted around the naive
@@ -350,6 +372,7 @@ impl Mode for NaiveMode {
             self.runs.fetch_add(1, Ordering::Relaxed);
             self.pool
                 .run(key, async |session| {
+                    self.eras.saw(session);
                     session.call_tool(params).await.map(drop)
                 })
                 .await
@@ -367,6 +390,7 @@ pub struct NoneMode {
     keys: Vec<SessionKey>,
     call: ToolCall,
     connects: AtomicU64,
+    eras: EraTally,
 }
 
 impl NoneMode {
@@ -377,7 +401,13 @@ impl NoneMode {
             keys,
             call,
             connects: AtomicU64::new(0),
+            eras: EraTally::default(),
         }
+    }
+
+    /// The eras of the sessions opened, with the calls made on each.
+    pub fn eras(&self) -> Vec<EraSeen> {
+        self.eras.snapshot()
     }
 
     /// Sessions opened (one per call).
@@ -400,6 +430,7 @@ impl Mode for NoneMode {
                 .open(key)
                 .await
                 .map_err(|e| Failure::new(Cause::Connect, e))?;
+            self.eras.saw(&session);
             let result = session.call_tool(params).await;
             session.close().await;
             result.map(drop).map_err(|e| Failure::new(cause_of(&e), e))

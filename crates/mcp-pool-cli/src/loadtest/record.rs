@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::era::EraSeen;
+
 /// Why a call failed, as a loadtest reports it.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -159,8 +161,12 @@ pub struct ModeRun {
     pub counters: BTreeMap<String, u64>,
     /// The first error message seen for each cause.
     pub error_samples: BTreeMap<&'static str, String>,
+    /// The last error message seen for each cause.
+    pub last_error_samples: BTreeMap<&'static str, String>,
     /// Wall-clock start of the mode, in milliseconds since the Unix epoch.
     pub started_at_unix_ms: u64,
+    /// The eras of the sessions the calls ran on, the most calls first.
+    pub eras: Vec<EraSeen>,
 }
 
 /// Everything a mode's run measured.
@@ -168,6 +174,17 @@ pub struct ModeRun {
 pub struct ModeReport {
     /// `pool`, `naive` or `none`.
     pub mode: String,
+    /// The protocol era of the sessions the mode's calls ran on, as the
+    /// client detected it (`modern`, `legacy-stateful` or
+    /// `legacy-stateless`): the era of the most calls when the sessions were
+    /// of more than one (see `eras`); `None` when no call got a session.
+    pub era: Option<String>,
+    /// The protocol version of those sessions (`2026-07-28`, or the version
+    /// `initialize` agreed), with the same rule as `era`.
+    pub protocol_version: Option<String>,
+    /// Every era and protocol version the mode's sessions had, with the
+    /// calls that ran on each, the most calls first.
+    pub eras: Vec<EraSeen>,
     /// Wall-clock start of the mode, in milliseconds since the Unix epoch
     /// (to line the timeline up with faults injected from outside).
     pub started_at_unix_ms: u64,
@@ -182,6 +199,9 @@ pub struct ModeReport {
     pub errors: BTreeMap<&'static str, u64>,
     /// The first error message seen for each cause.
     pub error_samples: BTreeMap<&'static str, String>,
+    /// The last error message seen for each cause: after an outage, what
+    /// the failures still going on were (a naive pool's dead sessions).
+    pub last_error_samples: BTreeMap<&'static str, String>,
     /// Failed calls that started once the backend was back, other than the
     /// server's own error answers (cause `application`). Without an outage
     /// the backend was up for the whole run, so every such failed call
@@ -229,7 +249,9 @@ impl ModeReport {
             outage,
             counters,
             error_samples,
+            last_error_samples,
             started_at_unix_ms,
+            eras,
         } = run;
         let secs = duration.as_secs_f64().max(f64::EPSILON);
         let last_end = records
@@ -288,12 +310,16 @@ impl ModeReport {
         let ok = ok_latencies.len() as u64;
         ModeReport {
             mode,
+            era: eras.first().map(|e| e.era.clone()),
+            protocol_version: eras.first().map(|e| e.protocol_version.clone()),
+            eras,
             started_at_unix_ms,
             duration_s: secs,
             calls: records.len() as u64,
             ok,
             errors,
             error_samples,
+            last_error_samples,
             errors_after_recovery,
             throughput: ok as f64 / secs,
             throughput_outside_outage: ok_outside as f64 / outside_secs,

@@ -42,13 +42,17 @@ pub struct Load {
 }
 
 /// What [`run_mode`] returns: every finished call, from the start of the
-/// run, sorted by start, and the first error message of each cause.
+/// run, sorted by start, and the first and last error message of each
+/// cause.
 #[derive(Debug, Default)]
 pub struct Calls {
     /// Every finished call.
     pub records: Vec<CallRecord>,
     /// The first error message seen for each cause.
     pub error_samples: BTreeMap<&'static str, String>,
+    /// The last error message seen for each cause (what the mode's failures
+    /// looked like at the end, e.g. long after an outage).
+    pub last_error_samples: BTreeMap<&'static str, String>,
 }
 
 /// Runs `load` against `mode` from `start`. `on_call` sees each record as it
@@ -95,10 +99,11 @@ pub async fn run_mode(
                     let mut calls = calls.lock().expect("records");
                     calls.records.push(record);
                     if let Err(failure) = result {
-                        calls
-                            .error_samples
-                            .entry(failure.cause.as_str())
-                            .or_insert(failure.message);
+                        let cause = failure.cause.as_str();
+                        if !calls.error_samples.contains_key(cause) {
+                            calls.error_samples.insert(cause, failure.message.clone());
+                        }
+                        calls.last_error_samples.insert(cause, failure.message);
                     }
                 }
                 let pause = if failed {

@@ -3,14 +3,16 @@
 
 use std::fmt::Write;
 
-use super::args::{show, Plan};
+use super::args::{show, Plan, Target};
 use super::backend::Restart;
 use super::ceiling::CeilingBasis;
 use super::record::{Cause, ModeReport};
 use super::LoadtestReport;
+use mcp_pool_rmcp::Era;
 
 const LABEL: usize = 34;
-const COLUMN: usize = 14;
+/// Wide enough for the longest era name, `legacy-stateless`, and a space.
+const COLUMN: usize = 17;
 
 /// The longest error text printed, in characters (the JSON has it whole).
 const ERROR_TEXT: usize = 150;
@@ -21,8 +23,12 @@ const NO_LATENCY: &str = "—";
 /// The line printed before the modes run.
 pub fn headline(plan: &Plan, url: &str) -> String {
     let modes: Vec<&str> = plan.modes.iter().map(|m| m.as_str()).collect();
+    let era = match &plan.target {
+        Target::Embedded { era, .. } => format!(" (era {era})"),
+        Target::External { .. } => String::new(),
+    };
     format!(
-        "mcp-pool loadtest: {} against {url}, {} each",
+        "mcp-pool loadtest: {} against {url}{era}, {} each",
         modes.join(", "),
         show(plan.load.duration)
     )
@@ -49,12 +55,26 @@ pub fn render(report: &LoadtestReport) -> String {
         ms_text(s.think_time_ms),
         secs_text(s.duration_s),
     );
-    let backend = if report.embedded {
-        "embedded echo server"
-    } else {
-        "external server"
-    };
-    let _ = writeln!(out, "backend: {backend} at {}", report.url);
+    let served = report
+        .served_era
+        .as_deref()
+        .and_then(|era| era.parse::<mcp_pool_echo::Era>().ok());
+    match (report.embedded, served) {
+        (true, Some(era)) => {
+            let _ = writeln!(
+                out,
+                "backend: embedded echo server at {}, serving {}",
+                report.url,
+                era.summary()
+            );
+        }
+        (true, None) => {
+            let _ = writeln!(out, "backend: embedded echo server at {}", report.url);
+        }
+        (false, _) => {
+            let _ = writeln!(out, "backend: external server at {}", report.url);
+        }
+    }
     match &report.outage {
         Some(o) if report.embedded => {
             let how = match o.restart {
@@ -85,9 +105,30 @@ pub fn render(report: &LoadtestReport) -> String {
     let _ = writeln!(out, "{}", ceiling_line(report));
     out.push('\n');
     out.push_str(&columns(report));
+    for m in report.modes.iter().filter(|m| m.eras.len() > 1) {
+        let seen: Vec<String> = m
+            .eras
+            .iter()
+            .map(|e| format!("{} {} ({} calls)", e.era, e.protocol_version, e.calls))
+            .collect();
+        let _ = writeln!(
+            out,
+            "sessions of {} were of more than one era: {}",
+            m.mode,
+            seen.join(", ")
+        );
+    }
     out.push('\n');
     for m in &report.modes {
         let _ = writeln!(out, "{}", reading(report, m));
+        if lost_nothing(m) {
+            let _ = writeln!(
+                out,
+                "       (its sessions were {}: the server kept no session to lose;\n        \
+                 these are sessions the client had found dead, put back by the naive pool: see its last error)",
+                m.era.as_deref().unwrap_or("-"),
+            );
+        }
     }
     let samples: Vec<(&ModeReport, &str, &String)> = report
         .modes
@@ -97,6 +138,29 @@ pub fn render(report: &LoadtestReport) -> String {
     if !samples.is_empty() {
         let _ = writeln!(out, "\nfirst error of each cause:");
         for (m, cause, message) in samples {
+            let _ = writeln!(
+                out,
+                "  {:<5} {cause}: {}",
+                m.mode,
+                shorten(message, ERROR_TEXT)
+            );
+        }
+    }
+    // The last error tells what failures went on being, where it differs
+    // from the first (a naive pool's dead sessions after the outage).
+    let changed: Vec<(&ModeReport, &str, &String)> = report
+        .modes
+        .iter()
+        .flat_map(|m| {
+            m.last_error_samples
+                .iter()
+                .filter(|(c, e)| m.error_samples.get(*c) != Some(*e))
+                .map(move |(c, e)| (m, *c, e))
+        })
+        .collect();
+    if !changed.is_empty() {
+        let _ = writeln!(out, "last error of each cause, where it differs:");
+        for (m, cause, message) in changed {
             let _ = writeln!(
                 out,
                 "  {:<5} {cause}: {}",
@@ -120,6 +184,16 @@ fn columns(report: &LoadtestReport) -> String {
     let modes = &report.modes;
     let each = |f: &dyn Fn(&ModeReport) -> String| modes.iter().map(f).collect::<Vec<_>>();
     row("", each(&|m| m.mode.clone()));
+    // Detected by the client on the sessions the calls ran on, never
+    // assumed from what the embedded server was told to serve.
+    row(
+        "era (detected)",
+        each(&|m| m.era.clone().unwrap_or_else(|| "-".into())),
+    );
+    row(
+        "protocol version",
+        each(&|m| m.protocol_version.clone().unwrap_or_else(|| "-".into())),
+    );
     row("calls", each(&|m| m.calls.to_string()));
     row("ok", each(&|m| m.ok.to_string()));
     row("errors", each(&|m| m.failed().to_string()));
@@ -220,6 +294,17 @@ fn reading(report: &LoadtestReport, m: &ModeReport) -> String {
         None => "no call succeeded".into(),
     });
     format!("{:<5}: {}", m.mode, parts.join("; "))
+}
+
+/// Whether `m` is the naive pool failing after the outage on sessions
+/// whose server keeps no per-session state (modern or legacy stateless,
+/// as detected): its failures then come from the client's side only.
+fn lost_nothing(m: &ModeReport) -> bool {
+    m.mode == "naive"
+        && m.errors_after_recovery > 0
+        && m.outage.is_some()
+        && !m.eras.is_empty()
+        && m.eras.iter().all(|e| e.era != Era::LegacyStateful.name())
 }
 
 /// How the ceiling was derived, in one line.
@@ -340,11 +425,46 @@ mod tests {
         assert_eq!(line("errors after the backend was back")[6..], ["0", "1"]);
         assert_eq!(line("  transport")[1..], ["0", "1"]);
         assert_eq!(line("pool hits")[2..], ["1", "-"]);
+        assert_eq!(line("era (detected)")[2..], ["legacy-stateful", "-"]);
+        assert_eq!(line("protocol version")[2..], ["2025-11-25", "-"]);
+        assert!(text.contains("backend: embedded echo server at http://127.0.0.1:1/mcp, serving era legacy: MCP 2024-11-05 to 2025-11-25;"), "{text}");
+        assert!(!text.contains("more than one era"), "{text}");
         assert!(text.contains(
             "pool : no errors after the backend was back; 100% of the ceiling outside the outage"
         ));
         assert!(text.contains("naive: 1 errors after the backend was back"));
         assert!(text.contains("naive transport: the transport is dead"));
+    }
+
+    #[test]
+    fn a_naive_cascade_on_sessionless_servers_is_explained() {
+        use crate::loadtest::era::EraSeen;
+
+        let mut report = report();
+        assert!(!render(&report).contains("kept no session to lose"));
+        let naive = &mut report.modes[1];
+        naive.eras = vec![EraSeen {
+            era: "modern".into(),
+            protocol_version: "2026-07-28".into(),
+            calls: 2,
+        }];
+        naive.era = Some("modern".into());
+        let text = render(&report);
+        assert!(
+            text.contains("naive: 1 errors after the backend was back; 50% of the ceiling outside the outage; p50 100.0 ms\n       (its sessions were modern: the server kept no session to lose;"),
+            "{text}"
+        );
+        report.modes[1].eras.push(EraSeen {
+            era: "legacy-stateful".into(),
+            protocol_version: "2025-11-25".into(),
+            calls: 1,
+        });
+        let text = render(&report);
+        assert!(!text.contains("kept no session to lose"), "{text}");
+        assert!(
+            text.contains("sessions of naive were of more than one era: modern 2026-07-28 (2 calls), legacy-stateful 2025-11-25 (1 calls)"),
+            "{text}"
+        );
     }
 
     const CIRCUIT_OPEN: &str = "circuit open after recent connects to this server failed (waited 69.905µs); the last connect failed: could not open an MCP session with http://127.0.0.1:33289/mcp: HTTP 500 (while trying to send initialize request)";

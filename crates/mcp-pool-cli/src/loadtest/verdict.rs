@@ -51,6 +51,25 @@ impl Verdict {
         }
     }
 
+    /// The verdict over several runs (`--era all`), each named by its
+    /// served era: it passes when every run passed, and lists each failure
+    /// prefixed by its run's name.
+    pub fn of_runs<'a>(runs: impl IntoIterator<Item = (&'a str, &'a Verdict)>) -> Verdict {
+        let failures: Vec<String> = runs
+            .into_iter()
+            .flat_map(|(name, verdict)| {
+                verdict
+                    .failures
+                    .iter()
+                    .map(move |failure| format!("era {name}: {failure}"))
+            })
+            .collect();
+        Verdict {
+            passed: failures.is_empty(),
+            failures,
+        }
+    }
+
     /// The failures in one line, as the command prints them on stderr;
     /// `None` when it passed.
     pub fn reason(&self) -> Option<String> {
@@ -118,5 +137,20 @@ mod tests {
     fn the_tools_own_errors_do_not_fail_the_pool() {
         let verdict = Verdict::of(&[mode("pool", &[Ok(()), Err(Cause::Application)])], false);
         assert!(verdict.passed, "{verdict:?}");
+    }
+
+    #[test]
+    fn runs_fail_together_naming_the_era() {
+        let ok = Ok(());
+        let lost = Err(Cause::SessionLost);
+        let passed = Verdict::of(&[mode("pool", &[ok])], true);
+        let failed = Verdict::of(&[mode("pool", &[ok, lost])], false);
+        assert!(Verdict::of_runs([("legacy", &passed), ("modern", &passed)]).passed);
+        let all = Verdict::of_runs([("legacy", &passed), ("modern", &failed)]);
+        assert!(!all.passed);
+        assert_eq!(
+            all.failures,
+            vec!["era modern: pool: 1 call failed with no outage".to_string()]
+        );
     }
 }
