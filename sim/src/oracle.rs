@@ -9,7 +9,7 @@
 //! | O5 | no upstream session serves two identities (or two affinity ids) |
 //! | O6 | after shutdown begins, every new call fails with `ShuttingDown`, and the shutdown ends within its timeout |
 //! | O7 | while the backend is unreachable, the breaker trips and bounds the connects |
-//! | O9 | no private cached result is ever served to an identity other than the one it was fetched for: invariant [C1](mcp_pool_rmcp::invariants::C1), from the connector's cache audit |
+//! | O9 | no private cached result is ever served to an identity other than the one it was fetched for: invariant [`C1`] of `mcp_pool_rmcp::invariants`, from the connector's cache audit |
 //!
 //! O1 holds for both subjects; the others are what mcp-pool promises and
 //! are checked on mcp-pool's runs. The naive baseline is instead expected
