@@ -20,7 +20,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use mcp_pool_rmcp::{HttpError, HttpErrorKind};
-use rmcp::model::{ClientJsonRpcMessage, ServerJsonRpcMessage};
+use rmcp::model::{ClientJsonRpcMessage, ClientRequest, ErrorData, ServerJsonRpcMessage};
 use rmcp::transport::common::http_header::{
     EVENT_STREAM_MIME_TYPE, HEADER_LAST_EVENT_ID, HEADER_SESSION_ID, JSON_MIME_TYPE,
 };
@@ -31,6 +31,11 @@ use sse_stream::{Sse, SseStream};
 
 /// Largest response body read whole (JSON answers and error pages).
 const MAX_BODY: usize = 1 << 20;
+
+/// Most bytes of an error answer's body kept in the error's text: rmcp's
+/// own HTTP client's default (`max_error_response_size`), so that the
+/// connector reads the same text here as on real sockets.
+const MAX_ERROR_TEXT: usize = 64 * 1024;
 
 /// An rmcp HTTP client over the simulated network: one turmoil TCP
 /// connection per request (HTTP/1.1 via hyper), opened within
@@ -149,10 +154,64 @@ fn sse(response: Response<Incoming>) -> BoxStream<'static, Result<Sse, SseError>
     SseStream::new(response.into_body()).boxed()
 }
 
+/// What rmcp's own HTTP client makes of a POST answered with a failure
+/// status, so that the connector meets the same answers here as on real
+/// sockets: a JSON body that is a JSON-RPC error is the server's answer
+/// (rmcp passes it on as an `McpError`), except after 401, 403 and 429; a
+/// `server/discover` sent without a session and refused with any other 4xx
+/// is answered with a JSON-RPC error under the request's id (rmcp's legacy
+/// fallback); anything else fails, naming the status and the body.
+async fn failed(
+    message: &ClientJsonRpcMessage,
+    session_attached: bool,
+    response: Response<Incoming>,
+) -> Result<StreamableHttpPostResponse, StreamableHttpError<HttpError>> {
+    let status = response.status();
+    let auth = matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN);
+    let json = content_type_is(&response, JSON_MIME_TYPE);
+    if status == StatusCode::TOO_MANY_REQUESTS || (status.is_server_error() && !json) {
+        return Err(unexpected(response).await);
+    }
+    let body = read_body(response).await?;
+    let text = String::from_utf8_lossy(&body[..body.len().min(MAX_ERROR_TEXT)]).into_owned();
+    let error = match serde_json::from_slice::<ServerJsonRpcMessage>(&body) {
+        Ok(ServerJsonRpcMessage::Error(error)) if json && !auth => Some(error),
+        _ => None,
+    };
+    let discover = match message {
+        ClientJsonRpcMessage::Request(request)
+            if !session_attached
+                && !auth
+                && status.is_client_error()
+                && matches!(request.request, ClientRequest::DiscoverRequest(_)) =>
+        {
+            Some(request.id.clone())
+        }
+        _ => None,
+    };
+    let answer = match (error, discover) {
+        (Some(error), Some(id)) => ServerJsonRpcMessage::error(error.error, Some(id)),
+        (Some(error), None) => ServerJsonRpcMessage::Error(error),
+        (None, Some(id)) => ServerJsonRpcMessage::error(
+            ErrorData::invalid_request(
+                format!("server/discover rejected with HTTP {status}: {text}"),
+                None,
+            ),
+            Some(id),
+        ),
+        (None, None) => {
+            return Err(StreamableHttpError::UnexpectedServerResponse(Cow::Owned(
+                format!("HTTP {status}: {text}"),
+            )))
+        }
+    };
+    Ok(StreamableHttpPostResponse::Json(answer, None))
+}
+
 async fn unexpected(response: Response<Incoming>) -> StreamableHttpError<HttpError> {
     let status = response.status();
     let body = read_body(response).await.unwrap_or_default();
-    let text = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
+    let text = String::from_utf8_lossy(&body[..body.len().min(MAX_ERROR_TEXT)]).into_owned();
     StreamableHttpError::UnexpectedServerResponse(Cow::Owned(format!("HTTP {status}: {text}")))
 }
 
@@ -190,7 +249,7 @@ impl StreamableHttpClient for SimHttpClient {
             return Err(StreamableHttpError::SessionExpired);
         }
         if !status.is_success() {
-            return Err(unexpected(response).await);
+            return failed(&message, session_id.is_some(), response).await;
         }
         let new_session_id = response
             .headers()

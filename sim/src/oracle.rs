@@ -9,23 +9,30 @@
 //! | O5 | no upstream session serves two identities (or two affinity ids) |
 //! | O6 | after shutdown begins, every new call fails with `ShuttingDown`, and the shutdown ends within its timeout |
 //! | O7 | while the backend is unreachable, the breaker trips and bounds the connects |
+//! | O9 | no private cached result is ever served to an identity other than the one it was fetched for: invariant [`C1`] of `mcp_pool_rmcp::invariants`, from the connector's cache audit |
 //!
 //! O1 holds for both subjects; the others are what mcp-pool promises and
 //! are checked on mcp-pool's runs. The naive baseline is instead expected
-//! to show the cascade ([`shows_cascade`]).
+//! to show the cascade ([`shows_cascade`]) where it has one: against a
+//! legacy stateful backend (O8). Against a backend without sessions
+//! (modern, legacy stateless) a restart forgets nothing the naive pool's
+//! sessions rely on, and the table reports what it does there.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::time::Duration;
 
-use crate::plan::Scenario;
+use mcp_pool_rmcp::invariants::C1;
+use mcp_pool_rmcp::CacheEvent;
+
+use crate::plan::{Era, Scenario};
 use crate::run::{Call, Cause, RunReport, Subject};
 
 /// One oracle that did not hold in one run.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Violation {
-    /// The oracle's id (`O1`..`O7`, or `O8` for a baseline that did not
-    /// show the cascade).
+    /// The oracle's id (`O1`..`O7`, `O9`, or `O8` for a baseline that did
+    /// not show the cascade).
     pub oracle: &'static str,
     /// What was seen.
     pub detail: String,
@@ -96,10 +103,13 @@ pub fn check(report: &RunReport) -> Vec<Violation> {
         violate("O1", error.clone());
     }
     if report.subject == Subject::Naive {
-        if report.plan.scenario == Scenario::CrashBounce && !shows_cascade(report) {
+        if report.plan.scenario == Scenario::CrashBounce
+            && report.plan.era == Era::Legacy
+            && !shows_cascade(report)
+        {
             violate(
                 "O8",
-                "the naive baseline recovered after the restart: the simulation does not reproduce the known bug".into(),
+                "the naive baseline recovered after the restart of a legacy stateful backend: the simulation does not reproduce the known bug".into(),
             );
         }
         return found;
@@ -183,6 +193,27 @@ pub fn check(report: &RunReport) -> Vec<Violation> {
         }
     }
 
+    let crossings: Vec<&CacheEvent> = report
+        .cache_events
+        .iter()
+        .filter(|e| e.crosses_identities())
+        .collect();
+    if let Some(first) = crossings.first() {
+        violate(
+            "O9",
+            format!(
+                "{}: {} cached results crossed identities; first: a {:?} {:?} result of {} fetched for identity {} served to identity {}",
+                C1,
+                crossings.len(),
+                first.scope,
+                first.result,
+                first.endpoint,
+                first.fetched_for.short(),
+                first.served_to.short()
+            ),
+        );
+    }
+
     if plan.scenario == Scenario::Breaker {
         let trips = report.stats.as_ref().map_or(0, |s| s.breaker_trips);
         if trips == 0 {
@@ -202,4 +233,81 @@ pub fn check(report: &RunReport) -> Vec<Violation> {
         }
     }
     found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::Plan;
+    use mcp_pool_rmcp::{CachedResult, Identity};
+    use rmcp::model::CacheScope;
+
+    /// A clean mcp-pool run of the era-swap scenario, with no calls.
+    fn clean() -> RunReport {
+        RunReport {
+            plan: Plan::new(Scenario::EraSwap, 0),
+            subject: Subject::Pool,
+            calls: Vec::new(),
+            log: Vec::new(),
+            errors: Vec::new(),
+            opened: 0,
+            closed: 0,
+            connects_before_recovery: None,
+            stats: None,
+            shutdown: None,
+            served: Vec::new(),
+            cache_events: Vec::new(),
+        }
+    }
+
+    fn event(scope: CacheScope, fetched_for: &str, served_to: &str) -> CacheEvent {
+        CacheEvent {
+            endpoint: "http://backend:80/mcp".into(),
+            result: CachedResult::ToolsList,
+            scope,
+            fetched_for: Identity::supplied(fetched_for),
+            served_to: Identity::supplied(served_to),
+        }
+    }
+
+    #[test]
+    fn o9_fails_on_a_private_result_served_to_another_identity() {
+        let mut report = clean();
+        report.cache_events = vec![
+            event(CacheScope::Private, "tenant-0", "tenant-0"),
+            event(CacheScope::Public, "tenant-0", "tenant-1"),
+        ];
+        assert_eq!(check(&report), Vec::new());
+        report
+            .cache_events
+            .push(event(CacheScope::Private, "tenant-1", "tenant-2"));
+        let violations = check(&report);
+        assert_eq!(violations.len(), 1, "{violations:?}");
+        assert_eq!(violations[0].oracle, "O9");
+        assert!(violations[0].detail.starts_with(C1), "{}", violations[0]);
+        assert!(
+            violations[0]
+                .detail
+                .contains(&Identity::supplied("tenant-2").short()),
+            "{}",
+            violations[0]
+        );
+    }
+
+    #[test]
+    fn o5_fails_on_a_session_serving_two_identities() {
+        let mut report = clean();
+        report.served = vec![
+            (Some("s1".into()), "tenant-0/0/0".into()),
+            (None, "tenant-1/1/0".into()),
+            (Some("s2".into()), "tenant-1/1/1".into()),
+        ];
+        assert_eq!(check(&report), Vec::new());
+        report
+            .served
+            .push((Some("s1".into()), "tenant-2/2/0".into()));
+        let violations = check(&report);
+        assert_eq!(violations.len(), 1, "{violations:?}");
+        assert_eq!(violations[0].oracle, "O5");
+    }
 }

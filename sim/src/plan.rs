@@ -4,6 +4,9 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+pub use mcp_pool_echo::Era;
+use rmcp::model::CacheScope;
+
 /// A family of simulated runs; each seed draws one [`Plan`] from it.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Scenario {
@@ -36,11 +39,17 @@ pub enum Scenario {
     Shutdown,
     /// Several identities and affinity keys share the pool under load.
     Identities,
+    /// Mid-run the backend is replaced, on the same address, by one of
+    /// another protocol era (legacy stateful to modern, modern to legacy
+    /// stateful, legacy stateful to legacy stateless, or back), while
+    /// several identities call it and list its tools from the connector's
+    /// cache (private results, invariant C1).
+    EraSwap,
 }
 
 impl Scenario {
     /// Every scenario, in report order.
-    pub const ALL: [Scenario; 11] = [
+    pub const ALL: [Scenario; 12] = [
         Scenario::Steady,
         Scenario::CrashBounce,
         Scenario::CrashForever,
@@ -52,6 +61,7 @@ impl Scenario {
         Scenario::Cancel,
         Scenario::Shutdown,
         Scenario::Identities,
+        Scenario::EraSwap,
     ];
 
     /// The scenario's name on the command line and in reports.
@@ -68,6 +78,7 @@ impl Scenario {
             Scenario::Cancel => "cancel",
             Scenario::Shutdown => "shutdown",
             Scenario::Identities => "identities",
+            Scenario::EraSwap => "era-swap",
         }
     }
 }
@@ -126,6 +137,9 @@ pub enum Fault {
     Latency(Duration),
     /// Links fail at this rate per step (and repair at the plan's rate).
     FailRate(f64),
+    /// The backend host restarts at once with a fresh echo server of this
+    /// era (no sessions) on the same address.
+    Swap(Era),
 }
 
 impl fmt::Display for Fault {
@@ -139,6 +153,7 @@ impl fmt::Display for Fault {
             Fault::Release => f.write_str("release link"),
             Fault::Latency(d) => write!(f, "link latency {}ms", d.as_millis()),
             Fault::FailRate(p) => write!(f, "link fail rate {p}"),
+            Fault::Swap(era) => write!(f, "swap backend for a {era} one"),
         }
     }
 }
@@ -153,6 +168,17 @@ pub struct Plan {
     pub seed: u64,
     /// Concurrent callers.
     pub callers: usize,
+    /// The protocol era the backend serves from the start (see
+    /// [`Plan::era_of_seed`]); a [`Fault::Swap`] changes it.
+    pub era: Era,
+    /// The `ttlMs` and `cacheScope` the backend puts on its 2026-07-28
+    /// `server/discover` and `tools/list` results (`None`: rmcp's, `ttlMs`
+    /// 0, nothing cached).
+    pub cache_hint: Option<(u64, CacheScope)>,
+    /// Every this many calls, a caller lists the server's tools (through
+    /// the connector's cache) on the session before calling the tool
+    /// (`None`: never).
+    pub list_tools_every: Option<u64>,
     /// Distinct identities (tenants) the callers are spread over.
     pub identities: usize,
     /// Whether each caller also carries its own affinity key.
@@ -270,13 +296,41 @@ fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
 }
 
+/// The eras a backend starts in, in the order seeds take them.
+pub const ERAS: [Era; 3] = [Era::Legacy, Era::Modern, Era::LegacyStateless];
+
+/// The era changes of [`Scenario::EraSwap`], in the order seeds take them:
+/// (the backend's era before, after).
+pub const SWAPS: [(Era, Era); 4] = [
+    (Era::Legacy, Era::Modern),
+    (Era::Modern, Era::Legacy),
+    (Era::Legacy, Era::LegacyStateless),
+    (Era::LegacyStateless, Era::Legacy),
+];
+
 impl Plan {
+    /// The era a backend starts in for `seed`: seeds take [`ERAS`] in
+    /// turn (legacy stateful, modern, legacy stateless, legacy stateful,
+    /// ...), so any three consecutive seeds meet every era.
+    pub fn era_of_seed(seed: u64) -> Era {
+        ERAS[(seed % ERAS.len() as u64) as usize]
+    }
+
+    /// The era change of [`Scenario::EraSwap`] for `seed`: seeds take
+    /// [`SWAPS`] in turn, so any four consecutive seeds meet every change.
+    pub fn swap_of_seed(seed: u64) -> (Era, Era) {
+        SWAPS[(seed % SWAPS.len() as u64) as usize]
+    }
+
     /// The plan of `scenario` for `seed`.
     pub fn new(scenario: Scenario, seed: u64) -> Plan {
         let mut draw = Draw::new(seed ^ (scenario as u64).wrapping_mul(0x100_0000_01b3));
         let mut plan = Plan {
             scenario,
             seed,
+            era: Plan::era_of_seed(seed),
+            cache_hint: None,
+            list_tools_every: None,
             callers: 10,
             identities: 1,
             affinity: false,
@@ -364,9 +418,50 @@ impl Plan {
                 plan.identities = 2 + (draw.next_u64() % 3) as usize;
                 plan.affinity = draw.next_u64().is_multiple_of(2);
                 plan.settings.max_sessions_per_key = 3;
+                plan.cache_hint = Some((
+                    draw.between(ms(500), secs(5)).as_millis() as u64,
+                    CacheScope::Private,
+                ));
+                plan.list_tools_every = Some(4);
+            }
+            Scenario::EraSwap => {
+                let (from, to) = Plan::swap_of_seed(seed);
+                plan.era = from;
+                plan.callers = 12;
+                plan.identities = 3;
+                plan.duration = secs(15);
+                plan.settings.max_sessions_per_key = 4;
+                plan.cache_hint = Some((
+                    draw.between(ms(500), secs(5)).as_millis() as u64,
+                    CacheScope::Private,
+                ));
+                plan.list_tools_every = Some(3);
+                let at = draw.between(secs(4), secs(9));
+                plan.faults = vec![(at, Fault::Swap(to))];
+                plan.recovered_at = Some(at);
             }
         }
         plan
+    }
+
+    /// The eras the backend serves during the run, in order: the first,
+    /// then one per [`Fault::Swap`].
+    pub fn eras(&self) -> Vec<Era> {
+        let swaps = self.faults.iter().filter_map(|(_, f)| match f {
+            Fault::Swap(era) => Some(*era),
+            _ => None,
+        });
+        std::iter::once(self.era).chain(swaps).collect()
+    }
+
+    /// The backend's eras as one label for reports: `modern`, or
+    /// `legacy → modern` for a run whose backend changes era.
+    pub fn era_label(&self) -> String {
+        self.eras()
+            .iter()
+            .map(|era| era.name())
+            .collect::<Vec<_>>()
+            .join(" → ")
     }
 
     /// Whether the backend can be reached at `t` for good (see

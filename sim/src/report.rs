@@ -8,11 +8,14 @@ use crate::oracle;
 use crate::plan::Scenario;
 use crate::run::{failures_by_cause, Cause, RunReport, Subject};
 
-/// One row of the report: a scenario through one subject, summed over seeds.
+/// One row of the report: a scenario through one subject against one
+/// backend era (or one change of era), summed over seeds.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Row {
     /// The scenario.
     pub scenario: Scenario,
+    /// The backend's era, or its eras in order (see [`Plan::era_label`](crate::Plan::era_label)).
+    pub era: String,
     /// The pool.
     pub subject: Subject,
     /// Seeds run.
@@ -48,18 +51,22 @@ fn percentile(sorted: &[Duration], p: f64) -> Option<Duration> {
     Some(sorted[rank.min(sorted.len() - 1)])
 }
 
-/// Sums `reports` into rows, in scenario then subject order.
+/// Sums `reports` into rows, in scenario, subject, then era order.
 pub fn rows(reports: &[RunReport]) -> Vec<Row> {
-    let mut groups: BTreeMap<(Scenario, Subject), Vec<&RunReport>> = BTreeMap::new();
+    let mut groups: BTreeMap<(Scenario, Subject, String), Vec<&RunReport>> = BTreeMap::new();
     for report in reports {
         groups
-            .entry((report.plan.scenario, report.subject))
+            .entry((
+                report.plan.scenario,
+                report.subject,
+                report.plan.era_label(),
+            ))
             .or_default()
             .push(report);
     }
     groups
         .into_iter()
-        .map(|((scenario, subject), group)| {
+        .map(|((scenario, subject, era), group)| {
             let mut latencies: Vec<Duration> = group
                 .iter()
                 .flat_map(|r| r.calls.iter())
@@ -75,6 +82,7 @@ pub fn rows(reports: &[RunReport]) -> Vec<Row> {
             }
             Row {
                 scenario,
+                era,
                 subject,
                 runs: group.len(),
                 calls: group.iter().map(|r| r.calls.len()).sum(),
@@ -113,8 +121,8 @@ fn ms(d: Option<Duration>) -> String {
 /// The rows as a Markdown table.
 pub fn table(rows: &[Row]) -> String {
     let mut out = String::from(
-        "| scenario | pool | seeds | calls | failures | after recovery | causes | p50 | p99 | recovery | oracles |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| scenario | pool | era | seeds | calls | failures | after recovery | causes | p50 | p99 | recovery | oracles |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for row in rows {
         let causes = if row.causes.is_empty() {
@@ -133,9 +141,10 @@ pub fn table(rows: &[Row]) -> String {
         };
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             row.scenario,
             row.subject,
+            row.era,
             row.runs,
             row.calls,
             row.failures,

@@ -1,7 +1,7 @@
 //! One simulated run: a [`Plan`] carried out against a [`Subject`] on a
 //! turmoil network, recorded as a [`RunReport`].
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::rc::Rc;
@@ -11,11 +11,15 @@ use mcp_pool::Outcome;
 use mcp_pool::{AcquireError, Pool, RunError, Stats};
 use mcp_pool_echo::{serve, CallRecord, EchoApp, EchoConfig, ServerControl, SessionRegistry};
 use mcp_pool_naive::{Counted, NaiveError, NaivePool};
-use mcp_pool_rmcp::{run_with_retry, McpConnector, SessionKey};
+use mcp_pool_rmcp::{run_with_retry, CacheEvent, McpConnector, McpSession, SessionKey};
 use rmcp::model::CallToolRequestParams;
 
 use crate::net::{SimHttpClient, SimListener};
-use crate::plan::{Draw, Fault, Plan, Scenario};
+use crate::plan::{Draw, Era, Fault, Plan, Scenario};
+
+/// The era of a session as the connector detected it (the server's era as
+/// the client saw it).
+pub use mcp_pool_rmcp::Era as SessionEra;
 
 /// The backend's host name on the simulated network.
 pub const BACKEND: &str = "backend";
@@ -131,8 +135,8 @@ pub struct Call {
     pub start: Duration,
     /// When it ended.
     pub end: Duration,
-    /// Its result.
-    pub result: Result<(), Cause>,
+    /// Its result: on success, the era of the session that served it.
+    pub result: Result<SessionEra, Cause>,
 }
 
 impl Call {
@@ -144,6 +148,11 @@ impl Call {
     /// Whether it failed (a call the caller gave up on did not).
     pub fn failed(&self) -> bool {
         matches!(self.result, Err(cause) if cause != Cause::GaveUp)
+    }
+
+    /// The era of the session that served it, if it succeeded.
+    pub fn era(&self) -> Option<SessionEra> {
+        self.result.ok()
     }
 }
 
@@ -176,6 +185,9 @@ pub struct RunReport {
     pub shutdown: Option<(Duration, Duration)>,
     /// Every call the backend served: (server session, message).
     pub served: Vec<(Option<String>, String)>,
+    /// Every result the connector served from its cache of
+    /// `server/discover` and `tools/list` results (its audit log).
+    pub cache_events: Vec<CacheEvent>,
 }
 
 type SimConnector = Counted<McpConnector<SimHttpClient>>;
@@ -193,28 +205,36 @@ impl Gateway {
         }
     }
 
-    async fn call(&self, key: &SessionKey, message: String, delay: Duration) -> Result<(), Cause> {
+    /// Calls the echo tool on a session of `key` (after listing the tools
+    /// if `list_tools`), and returns the era of the session that served it.
+    async fn call(
+        &self,
+        key: &SessionKey,
+        message: String,
+        delay: Duration,
+        list_tools: bool,
+    ) -> Result<SessionEra, Cause> {
         let args = rmcp::serde_json::json!({
             "message": message,
             "delay_ms": delay.as_millis() as u64,
         });
         let params = CallToolRequestParams::new("echo")
             .with_arguments(args.as_object().cloned().unwrap_or_default());
+        let use_session = async |session: &McpSession| {
+            if list_tools {
+                session.list_all_tools().await?;
+            }
+            session.call_tool(params.clone()).await?;
+            Ok(session.era())
+        };
         match self {
-            Gateway::Pool(pool) => run_with_retry(pool, key, async |session| {
-                session.call_tool(params.clone()).await.map(drop)
-            })
-            .await
-            .map_err(|e| Cause::of_run(&e)),
-            Gateway::Naive(pool) => pool
-                .run(key, async |session| {
-                    session.call_tool(params.clone()).await.map(drop)
-                })
+            Gateway::Pool(pool) => run_with_retry(pool, key, use_session)
                 .await
-                .map_err(|e| match e {
-                    NaiveError::Connect(_) => Cause::ConnectFailed,
-                    NaiveError::Call(e) => Cause::of_error(&e),
-                }),
+                .map_err(|e| Cause::of_run(&e)),
+            Gateway::Naive(pool) => pool.run(key, use_session).await.map_err(|e| match e {
+                NaiveError::Connect(_) => Cause::ConnectFailed,
+                NaiveError::Call(e) => Cause::of_error(&e),
+            }),
         }
     }
 }
@@ -230,6 +250,7 @@ struct Shared {
     connects_before_recovery: Option<u64>,
     stats: Option<Stats>,
     shutdown: Option<(Duration, Duration)>,
+    cache_events: Vec<CacheEvent>,
 }
 
 fn now() -> Duration {
@@ -264,14 +285,23 @@ pub fn run(plan: &Plan, subject: Subject) -> RunReport {
         .repair_rate(plan.repair_rate)
         .build();
 
+    // The era the backend starts in next; a swap changes it and bounces it.
+    let era = Rc::new(Cell::new(plan.era));
     let backend_registry = registry.clone();
+    let backend_era = era.clone();
+    let cache_hint = plan.cache_hint;
     sim.host(BACKEND, move || {
         let registry = backend_registry.clone();
+        let era = backend_era.get();
         async move {
             // Keep-alive timers read the real clock (see `EchoConfig`).
-            let cfg = EchoConfig::default()
+            let mut cfg = EchoConfig::default()
                 .with_allowed_host(BACKEND)
+                .with_era(era)
                 .with_sse_keep_alive(None);
+            if let Some((ttl_ms, scope)) = cache_hint {
+                cfg = cfg.with_cache_hint(ttl_ms, scope);
+            }
             let listener = SimListener::bind(PORT).await?;
             serve(
                 listener,
@@ -295,7 +325,7 @@ pub fn run(plan: &Plan, subject: Subject) -> RunReport {
             if sim.elapsed() < *at {
                 break;
             }
-            apply(&mut sim, fault);
+            apply(&mut sim, fault, &era);
             shared
                 .borrow_mut()
                 .log
@@ -340,11 +370,16 @@ pub fn run(plan: &Plan, subject: Subject) -> RunReport {
         stats: shared.stats,
         shutdown: shared.shutdown,
         served,
+        cache_events: shared.cache_events,
     }
 }
 
-fn apply(sim: &mut turmoil::Sim<'_>, fault: &Fault) {
+fn apply(sim: &mut turmoil::Sim<'_>, fault: &Fault, era: &Cell<Era>) {
     match *fault {
+        Fault::Swap(next) => {
+            era.set(next);
+            sim.bounce(BACKEND);
+        }
         Fault::Crash => sim.crash(BACKEND),
         Fault::Bounce => sim.bounce(BACKEND),
         Fault::Partition => sim.partition(GATEWAY, BACKEND),
@@ -377,6 +412,7 @@ async fn gateway(plan: Plan, subject: Subject, shared: Rc<RefCell<Shared>>) -> t
             .request_timeout(s.request_timeout)
             .check_timeout(s.check_timeout)
             .initialize_timeout(s.connect_timeout)
+            .cache_audit(true)
             .build_with_client(SimHttpClient::new(s.tcp_connect_timeout)),
     );
     let gateway = Rc::new(match subject {
@@ -460,12 +496,28 @@ async fn gateway(plan: Plan, subject: Subject, shared: Rc<RefCell<Shared>>) -> t
         if let Gateway::Pool(pool) = &*gateway {
             sh.stats = Some(pool.metrics().stats);
         }
+        sh.cache_events = counted.inner().cache_events();
         sh.calls.len()
     };
+    let (cached, private) = {
+        let sh = shared.borrow();
+        let private = sh
+            .cache_events
+            .iter()
+            .filter(|e| e.scope == rmcp::model::CacheScope::Private)
+            .count();
+        (sh.cache_events.len(), private)
+    };
+    let era = counted
+        .inner()
+        .era_of(key_of(&plan, 0).0.url())
+        .map_or("unknown".to_owned(), |(era, version)| {
+            format!("{era} {version}")
+        });
     note(
         &shared,
         format!(
-            "end: {calls} calls, {} sessions opened, {} closed, {} connects",
+            "end: {calls} calls, {} sessions opened, {} closed, {} connects, {cached} cached results served ({private} private), era {era}",
             counted.opened(),
             counted.closes(),
             counted.connects()
@@ -486,7 +538,8 @@ async fn caller(plan: Plan, c: usize, gateway: Rc<Gateway>, shared: Rc<RefCell<S
         }
         let delay = draw.within(plan.delay);
         let give_up = plan.give_up.map(|range| draw.within(range));
-        let call = gateway.call(&key, format!("{tag}/{c}/{n}"), delay);
+        let list_tools = plan.list_tools_every.is_some_and(|every| n % every == 0);
+        let call = gateway.call(&key, format!("{tag}/{c}/{n}"), delay, list_tools);
         let result = match give_up {
             Some(after) => tokio::time::timeout(after, call)
                 .await
@@ -495,7 +548,7 @@ async fn caller(plan: Plan, c: usize, gateway: Rc<Gateway>, shared: Rc<RefCell<S
         };
         let end = now();
         let outcome = match result {
-            Ok(()) => format!("ok {}ms", (end - start).as_millis()),
+            Ok(era) => format!("ok {}ms {era}", (end - start).as_millis()),
             Err(cause) => format!("failed {cause} after {}ms", (end - start).as_millis()),
         };
         {

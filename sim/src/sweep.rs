@@ -1,10 +1,11 @@
 //! Many seeds of many scenarios, with the oracles checked on each run.
 
 use std::ops::Range;
+use std::time::Duration;
 
 use crate::oracle::{self, Violation};
-use crate::plan::{Plan, Scenario};
-use crate::run::{self, Cause, RunReport, Subject};
+use crate::plan::{Era, Plan, Scenario, ERAS, SWAPS};
+use crate::run::{self, Cause, RunReport, SessionEra, Subject};
 
 /// The environment variable that sets how many seeds a sweep runs per
 /// scenario.
@@ -28,6 +29,8 @@ pub struct Failure {
     pub seed: u64,
     /// The pool.
     pub subject: Subject,
+    /// The backend's era, or its eras in order (see [`Plan::era_label`]).
+    pub era: String,
     /// What did not hold.
     pub violations: Vec<Violation>,
     /// The command that replays the run exactly and prints its event log.
@@ -38,8 +41,8 @@ impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(
             f,
-            "{} seed {} ({}):",
-            self.scenario, self.seed, self.subject
+            "{} seed {} ({}, {}):",
+            self.scenario, self.seed, self.subject, self.era
         )?;
         for v in &self.violations {
             writeln!(f, "  {v}")?;
@@ -54,8 +57,9 @@ impl std::fmt::Display for Failure {
 /// unreachable backend tripped the breaker, the partition and the flaky
 /// link failed calls, the held link timed calls out, the slow checks timed
 /// out, callers gave up and their sessions were checked, the shutdown
-/// refused calls, the identities were served by several sessions. `Err`
-/// says what was not met.
+/// refused calls, the identities were served by several sessions and
+/// private cached results by several identities, the swapped backend
+/// served calls issued after the swap. `Err` says what was not met.
 pub fn exercised(scenario: Scenario, reports: &[RunReport]) -> Result<(), String> {
     let runs: Vec<&RunReport> = reports
         .iter()
@@ -99,9 +103,121 @@ pub fn exercised(scenario: Scenario, reports: &[RunReport]) -> Result<(), String
                 .iter()
                 .flat_map(|r| r.served.iter().filter_map(|(s, _)| s.as_ref()))
                 .collect();
-            need(sessions.len() > 1, "one session served every call")
+            need(sessions.len() > 1, "one session served every call")?;
+            need(
+                runs.iter().any(|r| private_identities(r) > 1),
+                "no run served private cached results to several identities",
+            )
+        }
+        Scenario::EraSwap => {
+            for run in &runs {
+                let after = run.plan.recovered_at.unwrap_or_default();
+                need(
+                    run.calls
+                        .iter()
+                        .any(|c| c.start >= after && c.era().is_some()),
+                    &format!(
+                        "seed {} ({}): no call issued after the swap succeeded",
+                        run.plan.seed,
+                        run.plan.era_label()
+                    ),
+                )?;
+            }
+            need(
+                runs.iter().any(|r| private_identities(r) > 1),
+                "no run served private cached results to several identities",
+            )
         }
     }
+}
+
+/// How many identities `report`'s connector served private results from
+/// its cache to (the oracle of C1 is vacuous in a run where this is below
+/// 2).
+pub fn private_identities(report: &RunReport) -> usize {
+    report
+        .cache_events
+        .iter()
+        .filter(|e| e.scope == rmcp::model::CacheScope::Private)
+        .map(|e| e.served_to)
+        .collect::<std::collections::BTreeSet<_>>()
+        .len()
+}
+
+/// The era a connector should detect for a backend serving `era` (a dual
+/// backend is spoken to in 2026-07-28).
+pub fn session_era(era: Era) -> SessionEra {
+    match era {
+        Era::Legacy => SessionEra::LegacyStateful,
+        Era::LegacyStateless => SessionEra::LegacyStateless,
+        Era::Modern | Era::Dual => SessionEra::Modern,
+    }
+}
+
+/// Whether mcp-pool's runs of `scenario` in `reports` met every era the
+/// scenario claims, as the connector saw them (the era of the session each
+/// successful call ran on), so that no era passed vacuously:
+///
+/// - a scenario with a fixed backend claims every era of [`ERAS`]: some
+///   run against each served successful calls in that era, and no call
+///   ever ran in an era other than its backend's;
+/// - [`Scenario::EraSwap`] claims every change of [`SWAPS`]: some run of
+///   each served calls in the first era before the swap, and calls issued
+///   after it in the new era.
+///
+/// `Err` says what was not met.
+pub fn eras_met(scenario: Scenario, reports: &[RunReport]) -> Result<(), String> {
+    let runs: Vec<&RunReport> = reports
+        .iter()
+        .filter(|r| r.plan.scenario == scenario && r.subject == Subject::Pool)
+        .collect();
+    let served_in = |run: &RunReport, era: Era, from: Duration, to: Duration| {
+        run.calls
+            .iter()
+            .any(|c| c.start >= from && c.start < to && c.era() == Some(session_era(era)))
+    };
+    if scenario == Scenario::EraSwap {
+        for (from, to) in SWAPS {
+            let met = runs.iter().any(|run| {
+                let at = run.plan.recovered_at.unwrap_or_default();
+                run.plan.eras() == [from, to]
+                    && served_in(run, from, Duration::ZERO, at)
+                    && served_in(run, to, at, Duration::MAX)
+            });
+            if !met {
+                return Err(format!(
+                    "no run served calls in {from} before the swap and in {to} after it"
+                ));
+            }
+        }
+        return Ok(());
+    }
+    for run in &runs {
+        let expected = session_era(run.plan.era);
+        if let Some(call) = run
+            .calls
+            .iter()
+            .find(|c| c.era().is_some_and(|e| e != expected))
+        {
+            return Err(format!(
+                "seed {}: a call to a {} backend ran on a {} session (caller {} call {})",
+                run.plan.seed,
+                run.plan.era,
+                call.era().map_or("?", SessionEra::name),
+                call.caller,
+                call.n
+            ));
+        }
+    }
+    for era in ERAS {
+        let met = runs
+            .iter()
+            .any(|run| run.plan.era == era && served_in(run, era, Duration::ZERO, Duration::MAX));
+        if !met {
+            return Err(format!("no run served a call in the {era} era"));
+        }
+    }
+    Ok(())
 }
 
 /// The result of a sweep: every run's report, and the runs that failed.
@@ -138,6 +254,7 @@ impl Sweep {
                         scenario,
                         seed,
                         subject,
+                        era: plan.era_label(),
                         violations,
                         replay: report.replay_command(),
                     });
@@ -156,9 +273,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn no_run_exercises_any_fault() {
+    fn no_run_exercises_any_fault_or_meets_any_era() {
         for scenario in Scenario::ALL {
             assert!(exercised(scenario, &[]).is_err(), "{scenario}");
+            assert!(eras_met(scenario, &[]).is_err(), "{scenario}");
         }
     }
 

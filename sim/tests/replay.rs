@@ -13,11 +13,13 @@ const CHILD: &str = "MCP_POOL_SIM_REPLAY_CHILD";
 const BEGIN: &str = "--- event log ---";
 const END: &str = "--- end ---";
 
-fn cases() -> [(Scenario, u64, Subject); 3] {
+fn cases() -> [(Scenario, u64, Subject); 4] {
     [
         (Scenario::CrashBounce, 7, Subject::Pool),
-        (Scenario::CrashBounce, 7, Subject::Naive),
+        (Scenario::CrashBounce, 6, Subject::Naive),
         (Scenario::Cancel, 4, Subject::Pool),
+        // Modern to legacy stateful, with a private cache in play.
+        (Scenario::EraSwap, 5, Subject::Pool),
     ]
 }
 
@@ -89,6 +91,39 @@ fn different_seeds_make_different_runs() {
     let b = run(&Plan::new(Scenario::CrashBounce, 2), Subject::Pool).log;
     assert!(a.len() > 20 && b.len() > 20);
     assert_ne!(a, b);
+}
+
+#[test]
+fn the_backend_era_is_drawn_from_the_seed_and_logged() {
+    use mcp_pool_sim::plan::{Era, Fault, ERAS, SWAPS};
+    for seed in 0..6 {
+        let plan = Plan::new(Scenario::Steady, seed);
+        assert_eq!(plan.era, ERAS[seed as usize % 3]);
+        assert_eq!(plan.eras(), [plan.era]);
+        let swap = Plan::new(Scenario::EraSwap, seed);
+        let (from, to) = SWAPS[seed as usize % 4];
+        assert_eq!(swap.eras(), [from, to]);
+        assert_eq!(swap.era_label(), format!("{from} → {to}"));
+        assert!(
+            matches!(swap.faults.as_slice(), [(at, Fault::Swap(era))] if *era == to && Some(*at) == swap.recovered_at)
+        );
+    }
+    assert_eq!(Plan::era_of_seed(1), Era::Modern);
+    let log = run(&Plan::new(Scenario::EraSwap, 5), Subject::Pool).log;
+    assert!(
+        log[0].contains("scenario: EraSwap, seed: 5") && log[0].contains("era: Modern"),
+        "{}",
+        log[0]
+    );
+    assert!(
+        log.iter()
+            .any(|l| l.ends_with("fault swap backend for a legacy one")),
+        "{log:?}"
+    );
+    assert!(
+        log.iter().any(|l| l.ends_with(" modern"))
+            && log.iter().any(|l| l.ends_with(" legacy-stateful"))
+    );
 }
 
 #[test]

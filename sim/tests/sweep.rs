@@ -1,9 +1,11 @@
 //! The seed sweep: every scenario over `MCP_POOL_SIM_SEEDS` seeds (a
-//! CI-sized default), every oracle checked on every run, and the naive
-//! baseline's cascade shown on the reported scenario.
+//! CI-sized default), every oracle checked on every run, every scenario
+//! meeting its fault and every backend era it claims (seeds take the eras
+//! in turn), and the naive baseline's cascade shown on the reported
+//! scenario.
 
 use mcp_pool_sim::report::{rows, table};
-use mcp_pool_sim::sweep::{exercised, seeds_from_env};
+use mcp_pool_sim::sweep::{eras_met, exercised, seeds_from_env};
 use mcp_pool_sim::{Scenario, Sweep};
 
 /// Seeds per scenario when `MCP_POOL_SIM_SEEDS` is not set.
@@ -16,6 +18,9 @@ fn sweep(scenario: Scenario) {
     println!("{}", table(&rows(&sweep.reports)));
     if let Err(what) = exercised(scenario, &sweep.reports) {
         panic!("{scenario} did not exercise its fault over {seeds} seeds: {what}");
+    }
+    if let Err(what) = eras_met(scenario, &sweep.reports) {
+        panic!("{scenario} did not meet every era it claims over {seeds} seeds: {what}");
     }
     let failures: Vec<String> = sweep.failures.iter().map(|f| f.to_string()).collect();
     assert!(
@@ -80,4 +85,9 @@ fn shutdown() {
 #[test]
 fn identities() {
     sweep(Scenario::Identities);
+}
+
+#[test]
+fn era_swap() {
+    sweep(Scenario::EraSwap);
 }

@@ -19,7 +19,8 @@ pub struct SimArgs {
     pub seeds: Option<u64>,
     /// Run only this scenario: steady, crash-bounce, crash-forever,
     /// partition, hold, flaky, slow-checks, breaker, cancel, shutdown,
-    /// identities. Default: all.
+    /// identities, era-swap. Default: all. Each seed draws the backend's
+    /// era (legacy stateful, modern, legacy stateless, in turn).
     #[arg(long, env = "MCP_POOL_SIM_SCENARIO")]
     pub scenario: Option<Scenario>,
     /// Replay this one seed (of `--scenario`, or of every scenario) instead
@@ -68,11 +69,12 @@ fn replay(scenarios: &[Scenario], seed: u64, args: &SimArgs) -> ExitCode {
             }
         }
         let violations = oracle::check(&report);
+        let era = report.plan.era_label();
         if violations.is_empty() {
-            println!("{scenario} seed {seed} ({subject}): every oracle holds");
+            println!("{scenario} seed {seed} ({subject}, {era}): every oracle holds");
         } else {
             failed = true;
-            println!("{scenario} seed {seed} ({subject}):");
+            println!("{scenario} seed {seed} ({subject}, {era}):");
             for v in violations {
                 println!("  {v}");
             }

@@ -19,19 +19,21 @@ fn sim(args: &[&str]) -> (bool, String) {
 
 #[test]
 fn a_sweep_prints_the_table_with_the_naive_cascade() {
+    // Seed 0 meets a legacy stateful backend, seed 1 a modern one.
     let (ok, out) = sim(&["--scenario", "crash-bounce", "--seeds", "2"]);
     assert!(ok, "{out}");
+    assert!(out.contains("| crash-bounce | pool | modern |"), "{out}");
     let row = |subject: &str| {
         out.lines()
-            .find(|l| l.starts_with(&format!("| crash-bounce | {subject} |")))
-            .unwrap_or_else(|| panic!("no {subject} row in:\n{out}"))
+            .find(|l| l.starts_with(&format!("| crash-bounce | {subject} | legacy |")))
+            .unwrap_or_else(|| panic!("no {subject} legacy row in:\n{out}"))
             .split('|')
             .map(str::trim)
             .map(str::to_owned)
             .collect::<Vec<_>>()
     };
-    // Columns: "", scenario, pool, seeds, calls, failures, after recovery, ...
-    let after_recovery = |r: &[String]| r[6].parse::<u64>().expect("a count");
+    // Columns: "", scenario, pool, era, seeds, calls, failures, after recovery, ...
+    let after_recovery = |r: &[String]| r[7].parse::<u64>().expect("a count");
     assert_eq!(after_recovery(&row("pool")), 0, "{out}");
     assert!(after_recovery(&row("naive")) > 0, "{out}");
 }
@@ -43,6 +45,27 @@ fn a_replay_prints_the_same_event_log() {
     assert!(ok, "{first}");
     let (_, second) = sim(&args);
     assert!(first.lines().count() > 100, "{first}");
+    assert_eq!(first, second);
+}
+
+#[test]
+fn an_era_swap_replays_with_its_eras() {
+    let args = ["--scenario", "era-swap", "--seed", "1", "--log"];
+    let (ok, first) = sim(&args);
+    assert!(ok, "{first}");
+    assert!(
+        first.contains("era-swap seed 1 (pool, modern → legacy): every oracle holds"),
+        "{first}"
+    );
+    assert!(
+        first.contains("fault swap backend for a legacy one"),
+        "{first}"
+    );
+    assert!(
+        first.contains("| era-swap | pool | modern → legacy | 1 |"),
+        "{first}"
+    );
+    let (_, second) = sim(&args);
     assert_eq!(first, second);
 }
 
