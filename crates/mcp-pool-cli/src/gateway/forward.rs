@@ -1,0 +1,230 @@
+//! Forwarding one downstream request upstream, through the pool: the key it
+//! runs under, the retry of requests the upstream provably never took, the
+//! downstream cancellation, and the JSON-RPC error a failure becomes.
+
+use std::sync::Arc;
+
+use axum::http::request::Parts;
+use mcp_pool::{Pool, RunError};
+use mcp_pool_rmcp::{Era, Error, SessionKey};
+use rmcp::model::{ClientRequest, ErrorData, ListToolsResult, ServerResult};
+use rmcp::service::RequestContext;
+use rmcp::{RoleServer, ServiceError};
+use serde_json::json;
+use tokio_util::task::TaskTracker;
+
+use super::args::Affinity;
+use super::metrics::{Exporter, MeteredConnector, Upstream};
+
+/// One upstream as the gateway serves it.
+#[derive(Clone, Debug)]
+pub struct Route {
+    /// The name in `/mcp/NAME`.
+    pub name: Arc<str>,
+    /// The upstream's MCP endpoint.
+    pub url: Arc<str>,
+}
+
+/// What a downstream request asks of the upstream.
+#[derive(Clone, Debug)]
+pub enum Forward {
+    /// `tools/list` without a cursor: every page, from the connector's
+    /// identity-keyed cache while the upstream's `ttlMs` allows.
+    ListAllTools,
+    /// Any other request, sent as it is (its `_meta` removed: the upstream
+    /// request gets the gateway's own).
+    Request(ClientRequest),
+}
+
+impl Forward {
+    /// The MCP method, for logs and metrics.
+    pub fn method(&self) -> &'static str {
+        match self {
+            Forward::ListAllTools => "tools/list",
+            Forward::Request(request) => method_name(request),
+        }
+    }
+}
+
+fn method_name(request: &ClientRequest) -> &'static str {
+    match request {
+        ClientRequest::ListToolsRequest(_) => "tools/list",
+        ClientRequest::CallToolRequest(_) => "tools/call",
+        ClientRequest::ListResourcesRequest(_) => "resources/list",
+        ClientRequest::ReadResourceRequest(_) => "resources/read",
+        ClientRequest::ListPromptsRequest(_) => "prompts/list",
+        ClientRequest::GetPromptRequest(_) => "prompts/get",
+        _ => "other",
+    }
+}
+
+/// What every forwarded request shares: the one pool, the exporter, the
+/// key policy and the drain.
+pub struct Shared {
+    /// The pool of upstream sessions, all upstreams and identities in one.
+    pub pool: Pool<MeteredConnector>,
+    /// The `/metrics` recorder.
+    pub exporter: Exporter,
+    /// Identity headers, lower case.
+    pub identity_headers: Vec<String>,
+    /// Who shares sessions of legacy stateful upstreams.
+    pub affinity: Affinity,
+    /// Requests in flight; closed when the gateway drains.
+    pub in_flight: TaskTracker,
+}
+
+impl Shared {
+    /// The pool key of a request from a downstream caller with HTTP request
+    /// `parts` to `route`: the upstream URL, the caller's identity headers
+    /// (forwarded upstream), and, under [`Affinity::PerSession`], the
+    /// downstream `Mcp-Session-Id` when the upstream keeps sessions or its
+    /// era is not known yet (the first requests of a gateway's life).
+    pub fn key(&self, route: &Route, parts: Option<&Parts>) -> Result<SessionKey, ErrorData> {
+        let mut builder =
+            SessionKey::builder(route.url.as_ref()).identity_headers(&self.identity_headers);
+        if let Some(parts) = parts {
+            builder = builder.headers(&parts.headers);
+            let stateful = match self.pool.connector().inner().era_of(&route.url) {
+                None => true,
+                Some((era, _)) => era == Era::LegacyStateful,
+            };
+            if stateful && self.affinity == Affinity::PerSession {
+                builder = builder.affinity_from(&parts.headers);
+            }
+        }
+        builder.build().map_err(|e| {
+            ErrorData::invalid_request(
+                format!("upstream `{}`: {e}", route.name),
+                Some(json!({ "upstream": &*route.name })),
+            )
+        })
+    }
+
+    /// Forwards `forward` to `route` for the downstream request `ctx`: on a
+    /// pooled session of the caller's key, again on another session while
+    /// it fails in a way the upstream provably never accepted (at most
+    /// `max_sessions_per_key` more times), until the downstream caller
+    /// cancels. The upstream's result passes through unchanged (a tool's
+    /// `isError: true` result included); the upstream's JSON-RPC error too;
+    /// any other failure becomes a JSON-RPC error naming the upstream and
+    /// what happened.
+    pub async fn forward(
+        &self,
+        route: &Route,
+        ctx: &RequestContext<RoleServer>,
+        forward: Forward,
+    ) -> Result<ServerResult, ErrorData> {
+        let method = forward.method();
+        if self.in_flight.is_closed() {
+            self.exporter
+                .count_request(&route.name, method, "refused_draining");
+            return Err(ErrorData::internal_error(
+                format!(
+                    "upstream `{}`: the gateway is shutting down and takes no new requests",
+                    route.name
+                ),
+                Some(json!({ "upstream": &*route.name })),
+            ));
+        }
+        let _in_flight = self.in_flight.token();
+        let key = self.key(route, ctx.extensions.get::<Parts>())?;
+        let call = run(&self.pool, &key, ctx, &forward);
+        let result = tokio::select! {
+            result = call => result,
+            () = ctx.ct.cancelled() => {
+                tracing::debug!(upstream = %route.name, method, "cancelled by the downstream caller");
+                self.exporter.count_request(&route.name, method, "cancelled");
+                return Err(ErrorData::internal_error(
+                    format!("upstream `{}`: `{method}` was cancelled by the caller", route.name),
+                    None,
+                ));
+            }
+        };
+        let outcome = match &result {
+            Ok(ServerResult::CallToolResult(r)) if r.is_error == Some(true) => "tool_error",
+            Ok(_) => "ok",
+            Err(RunError::Call(Error::Service {
+                source: ServiceError::McpError(_),
+                ..
+            })) => "upstream_error",
+            Err(_) => "failed",
+        };
+        self.exporter.count_request(&route.name, method, outcome);
+        result.map_err(|e| to_jsonrpc(route, method, e))
+    }
+}
+
+/// Runs `forward` on a session of `key`, again while it fails in a way the
+/// upstream provably never accepted (as [`mcp_pool_rmcp::run_with_retry`]).
+async fn run(
+    pool: &Pool<MeteredConnector>,
+    key: &SessionKey,
+    ctx: &RequestContext<RoleServer>,
+    forward: &Forward,
+) -> Result<ServerResult, RunError<Error>> {
+    let mut retries = pool.config().max_sessions_per_key;
+    loop {
+        let result = pool
+            .run(key, async |session: &Upstream| {
+                send(session, ctx, forward.clone()).await
+            })
+            .await;
+        match result {
+            Err(RunError::Call(e)) if e.is_safe_to_retry() && retries > 0 => {
+                retries -= 1;
+                tracing::debug!(error = %e, "the upstream never took the request; sending it again");
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Sends one request on one upstream session. The one place that talks to
+/// the upstream.
+async fn send(
+    session: &Upstream,
+    ctx: &RequestContext<RoleServer>,
+    forward: Forward,
+) -> Result<ServerResult, Error> {
+    let _ = ctx;
+    match forward {
+        Forward::ListAllTools => {
+            let tools = session.list_all_tools().await?;
+            Ok(ServerResult::ListToolsResult(
+                ListToolsResult::with_all_items(tools),
+            ))
+        }
+        Forward::Request(request) => session.request(request).await,
+    }
+}
+
+/// The JSON-RPC error a failed forward becomes: the upstream's own error
+/// unchanged, else -32603 (internal error) whose message names the
+/// upstream, the method and what happened (the pool's or the connector's
+/// words, which carry no credential), with `data.upstream` and
+/// `data.retry_safe` (whether the upstream provably never took the request).
+pub fn to_jsonrpc(route: &Route, method: &str, error: RunError<Error>) -> ErrorData {
+    match error {
+        RunError::Call(Error::Service {
+            source: ServiceError::McpError(data),
+            ..
+        }) => data,
+        RunError::Call(e) => {
+            tracing::warn!(upstream = %route.name, method, error = %e, "upstream request failed");
+            ErrorData::internal_error(
+                format!("upstream `{}`: `{method}` failed: {e}", route.name),
+                Some(json!({ "upstream": &*route.name, "retry_safe": e.is_safe_to_retry() })),
+            )
+        }
+        RunError::Acquire(e) => {
+            tracing::warn!(upstream = %route.name, method, error = %e, "no upstream session");
+            ErrorData::internal_error(
+                format!(
+                    "upstream `{}`: `{method}` was not sent: no session: {e}",
+                    route.name
+                ),
+                Some(json!({ "upstream": &*route.name, "retry_safe": true })),
+            )
+        }
+    }
+}
