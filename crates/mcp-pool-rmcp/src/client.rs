@@ -21,6 +21,7 @@ use rmcp::transport::streamable_http_client::{
 };
 use sse_stream::Sse;
 
+use crate::events::{Router, StreamOf};
 use crate::health::Health;
 use crate::http::{redacted, redacted_sse};
 use crate::loss::{judge_failure, judge_reply, Posted, Verdict};
@@ -72,6 +73,8 @@ pub struct HealthClient<C> {
     /// POST with, without I/O (a fresh cached result).
     local_discover: Arc<Mutex<Option<DiscoverResult>>>,
     answered_locally: Arc<AtomicBool>,
+    /// Where the server's messages about calls go (none: nowhere).
+    router: Option<Arc<Router>>,
 }
 
 impl<C> HealthClient<C> {
@@ -84,6 +87,33 @@ impl<C> HealthClient<C> {
             request_scoped_streams: false,
             local_discover: Arc::default(),
             answered_locally: Arc::default(),
+            router: None,
+        }
+    }
+
+    /// Routes every notification read from the streams of this client
+    /// through `router` (see the [crate docs](crate#call-events)).
+    pub(crate) fn with_router(mut self, router: Arc<Router>) -> Self {
+        self.router = Some(router);
+        self
+    }
+
+    /// Which stream the answer to `message` is, for routing.
+    fn stream_of(&self, message: &ClientJsonRpcMessage) -> Option<StreamOf> {
+        let router = self.router.as_ref()?;
+        Some(match router.posting(message) {
+            Some(sink) => StreamOf::Call(sink),
+            None => StreamOf::Request,
+        })
+    }
+
+    /// `result`, with its response stream (if any) routed.
+    fn routed(&self, on: Option<StreamOf>, result: PostResult) -> PostResult {
+        match (result, &self.router, on) {
+            (Ok(StreamableHttpPostResponse::Sse(stream, id)), Some(router), Some(on)) => Ok(
+                StreamableHttpPostResponse::Sse(router.watch(on, stream), id),
+            ),
+            (result, ..) => result,
         }
     }
 
@@ -220,7 +250,13 @@ impl<C> HealthClient<C> {
 
     fn observe_get(&self, session: bool, result: SseResult) -> SseResult {
         match result {
-            Ok(stream) => Ok(Watched::new(stream, self.health.clone(), "event stream").boxed()),
+            Ok(stream) => {
+                let stream = Watched::new(stream, self.health.clone(), "event stream").boxed();
+                Ok(match &self.router {
+                    Some(router) => router.watch(StreamOf::Session, stream),
+                    None => stream,
+                })
+            }
             Err(error) => {
                 if session && matches!(error, StreamableHttpError::SessionExpired) {
                     self.health
@@ -292,6 +328,7 @@ impl<C: StreamableHttpClient + Sync> StreamableHttpClient for HealthClient<C> {
             return Ok(answer);
         }
         let posted = Posted::of(&message, session_id.is_some());
+        let on = self.stream_of(&message);
         let result = self
             .inner
             .post_message(
@@ -303,7 +340,8 @@ impl<C: StreamableHttpClient + Sync> StreamableHttpClient for HealthClient<C> {
             )
             .await
             .map_err(redacted);
-        self.observe_post(posted, result).await
+        let result = self.observe_post(posted, result).await;
+        self.routed(on, result)
     }
 
     async fn post_message_with_max_sse_event_size(
@@ -319,6 +357,7 @@ impl<C: StreamableHttpClient + Sync> StreamableHttpClient for HealthClient<C> {
             return Ok(answer);
         }
         let posted = Posted::of(&message, session_id.is_some());
+        let on = self.stream_of(&message);
         let result = self
             .inner
             .post_message_with_max_sse_event_size(
@@ -331,7 +370,8 @@ impl<C: StreamableHttpClient + Sync> StreamableHttpClient for HealthClient<C> {
             )
             .await
             .map_err(redacted);
-        self.observe_post(posted, result).await
+        let result = self.observe_post(posted, result).await;
+        self.routed(on, result)
     }
 
     async fn post_message_with_response_limits(
@@ -347,6 +387,7 @@ impl<C: StreamableHttpClient + Sync> StreamableHttpClient for HealthClient<C> {
             return Ok(answer);
         }
         let posted = Posted::of(&message, session_id.is_some());
+        let on = self.stream_of(&message);
         let result = self
             .inner
             .post_message_with_response_limits(
@@ -359,7 +400,8 @@ impl<C: StreamableHttpClient + Sync> StreamableHttpClient for HealthClient<C> {
             )
             .await
             .map_err(redacted);
-        self.observe_post(posted, result).await
+        let result = self.observe_post(posted, result).await;
+        self.routed(on, result)
     }
 
     async fn delete_session(

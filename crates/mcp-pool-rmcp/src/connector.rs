@@ -7,12 +7,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mcp_pool::{ConnectFailure, Connector, Outcome};
-use rmcp::model::{ClientRequest, ListToolsRequest, PingRequest};
+use rmcp::model::{
+    ClientCapabilities, ClientRequest, ClientResult, ErrorData, ListToolsRequest, PingRequest,
+    ServerNotification, ServerRequest,
+};
 use rmcp::transport::common::client_side_sse::SseRetryPolicy;
 use rmcp::transport::streamable_http_client::StreamableHttpClient;
+use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::cache::{CacheEvent, ResultCache};
 use crate::era::EraBook;
+use crate::events::Notices;
+use crate::handler::{PoolClientHandler, ServerRequestHook};
 use crate::redact::redact_urls;
 use crate::{Era, EraPolicy, Error, HttpError, McpSession, SessionKey};
 
@@ -84,6 +90,8 @@ pub(crate) struct Settings {
     pub(crate) root_certificates: Vec<Vec<u8>>,
     /// `https://` URLs cannot be served (reqwest without the `tls` feature).
     pub(crate) refuse_https: bool,
+    /// The client service of every session (its server request hook).
+    pub(crate) client: PoolClientHandler,
 }
 
 impl Settings {
@@ -125,6 +133,7 @@ impl Default for Settings {
             http_idle_timeout: Duration::from_secs(90),
             root_certificates: Vec::new(),
             refuse_https: !cfg!(feature = "tls"),
+            client: PoolClientHandler::default(),
         }
     }
 }
@@ -262,6 +271,25 @@ impl McpConnectorBuilder {
         self
     }
 
+    /// Answers the requests servers send the client (`sampling/createMessage`,
+    /// `elicitation/create`, `roots/list`, custom methods) with `hook`, and
+    /// declares `capabilities` to every server (in `initialize`, or in each
+    /// 2026-07-28 request's `_meta`). Without a hook (the default) every
+    /// such request is refused with JSON-RPC error -32601 "`METHOD` is not
+    /// supported by this client", and no capability is declared. A
+    /// server's `ping` is always answered. The hook does not answer a
+    /// 2026-07-28 server's requests for input (MRTR): those are returned to
+    /// the caller as [`Error::InputRequired`].
+    pub fn on_server_request<F, Fut>(mut self, capabilities: ClientCapabilities, hook: F) -> Self
+    where
+        F: Fn(ServerRequest) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<ClientResult, ErrorData>> + Send + 'static,
+    {
+        let hook: ServerRequestHook = Arc::new(move |request| Box::pin(hook(request)));
+        self.settings.client = PoolClientHandler::new(Some(hook), capabilities);
+        self
+    }
+
     /// Trusts `certificate` (DER) as a root for `https://` servers, in
     /// addition to the platform's roots (with the `tls` feature; ignored
     /// without it).
@@ -361,6 +389,7 @@ pub struct McpConnector<H = reqwest::Client> {
     pub(crate) settings: Arc<Settings>,
     pub(crate) eras: Arc<EraBook>,
     pub(crate) cache: Arc<ResultCache>,
+    pub(crate) notices: Arc<Notices>,
 }
 
 impl<H> fmt::Debug for McpConnector<H> {
@@ -380,7 +409,32 @@ impl<H> McpConnector<H> {
             cache: Arc::new(ResultCache::new(settings.cache_audit)),
             settings: Arc::new(settings),
             eras: Arc::default(),
+            notices: Arc::default(),
         }
+    }
+
+    /// Sends every server notification that belongs to no call, from any
+    /// session of `key` (open now or later), to the returned receiver (see
+    /// the [crate docs](crate#call-events)): list changes, resource updates,
+    /// log lines and progress on a session's event stream that no call in
+    /// flight claims. Replaces an earlier subscriber of the key. While a key
+    /// has no subscriber (or its receiver is closed), such notifications
+    /// are dropped and counted by [`McpConnector::dropped_notifications`].
+    pub fn subscribe(&self, key: &SessionKey) -> UnboundedReceiver<ServerNotification> {
+        let (to, from) = tokio::sync::mpsc::unbounded_channel();
+        self.notices.subscribe(key, to);
+        from
+    }
+
+    /// Removes the subscriber of `key`, if any.
+    pub fn unsubscribe(&self, key: &SessionKey) {
+        self.notices.unsubscribe(key);
+    }
+
+    /// How many server notifications that belong to no call reached no
+    /// subscriber, over all keys, since the connector was built.
+    pub fn dropped_notifications(&self) -> u64 {
+        self.notices.dropped()
     }
 
     /// The era and protocol version last detected for the origin of `url`

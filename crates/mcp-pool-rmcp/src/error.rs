@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use mcp_pool::{ConnectFailure, Outcome};
-use rmcp::model::{CallToolResult, ErrorCode};
+use rmcp::model::{CallToolResult, ErrorCode, InputRequiredResult};
 use rmcp::service::ClientInitializeError;
 use rmcp::transport::streamable_http_client::{SseError, StreamableHttpError};
 use rmcp::ServiceError;
@@ -152,6 +152,21 @@ pub enum Error {
         message: String,
         /// The full result.
         result: Box<CallToolResult>,
+    },
+    /// A 2026-07-28 server answered with a request for input (MRTR,
+    /// `InputRequiredResult`): the result is returned untouched, for the
+    /// caller to fulfil (or relay to its own client) and retry the request
+    /// with `inputResponses` and `requestState`, on any session. An
+    /// application error: the session is healthy.
+    #[error(
+        "the MCP server needs input to answer `{method}` ({} input request(s)); retry with inputResponses",
+        result.input_requests.as_ref().map_or(0, |r| r.len())
+    )]
+    InputRequired {
+        /// The MCP method.
+        method: &'static str,
+        /// The server's answer, untouched.
+        result: Box<InputRequiredResult>,
     },
     /// A health check step failed.
     #[error("health check `{step}` failed: {source}")]
@@ -334,7 +349,7 @@ impl Error {
         match self {
             Error::Service { source, .. } => classify_service_error(source),
             Error::TimedOut { .. } => Outcome::Timeout,
-            Error::Tool { .. } => Outcome::ApplicationError,
+            Error::Tool { .. } | Error::InputRequired { .. } => Outcome::ApplicationError,
             Error::Key(_)
             | Error::HttpClient(_)
             | Error::Initialize { .. }

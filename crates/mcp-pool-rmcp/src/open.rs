@@ -16,6 +16,7 @@ use tracing::Instrument;
 use crate::cache::{CachedResult, Value};
 use crate::detect::{modern_version, said, MODERN_CODES};
 use crate::era::{EraWatch, OriginSlot};
+use crate::events::Router;
 use crate::http::find_failure;
 use crate::redact::shown_hash;
 use crate::{
@@ -245,16 +246,19 @@ impl<H: StreamableHttpClient + Sync> McpConnector<H> {
             false => None,
         };
         let health = Health::new();
+        let router = Arc::new(Router::new(key.clone(), self.notices.clone()));
         let client = HealthClient::new(self.http.clone(), health.clone())
             .with_endpoint(key.url())
             .modern()
-            .with_local_discover(local);
+            .with_local_discover(local)
+            .with_router(router.clone());
+        router.set_exclusive(self.settings.leases_for(Era::Modern) == 1);
         let transport =
             StreamableHttpClientTransport::with_client(client.clone(), self.transport_config(key));
         let version = modern_version();
         // The peer info's version seeds every request's `_meta`.
         let info = ServerPeerInfo::new(version.clone(), ServerCapabilities::default());
-        let running = serve_directly((), transport, Some(info));
+        let running = serve_directly(self.settings.client.clone(), transport, Some(info));
         // One cache for all sessions, keyed by identity: rmcp's own
         // (per session, serving stale entries on errors) stays off.
         running
@@ -271,6 +275,7 @@ impl<H: StreamableHttpClient + Sync> McpConnector<H> {
             cache: self.cache.clone(),
             endpoint,
             identity,
+            router,
         };
         let discovered = session
             .discover_uncached(self.settings.discover_timeout())
@@ -395,11 +400,19 @@ impl<H: StreamableHttpClient + Sync> McpConnector<H> {
     ) -> Result<McpSession, Error> {
         let url = key.redacted_url();
         let health = Health::new();
-        let client = HealthClient::new(self.http.clone(), health.clone()).with_endpoint(key.url());
+        let router = Arc::new(Router::new(key.clone(), self.notices.clone()));
+        let client = HealthClient::new(self.http.clone(), health.clone())
+            .with_endpoint(key.url())
+            .with_router(router.clone());
         let transport =
             StreamableHttpClientTransport::with_client(client, self.transport_config(key));
         let after = self.settings.initialize_timeout;
-        let running = match tokio::time::timeout(after, ().serve(transport)).await {
+        let running = match tokio::time::timeout(
+            after,
+            self.settings.client.clone().serve(transport),
+        )
+        .await
+        {
             Ok(Ok(running)) => running,
             Ok(Err(source)) => {
                 let error = Error::initialize(url, source, &health);
@@ -420,8 +433,11 @@ impl<H: StreamableHttpClient + Sync> McpConnector<H> {
             .peer_info()
             .map(|info| info.protocol_version.clone())
             .unwrap_or_default();
+        let era = Era::legacy(health.session_id().is_some());
+        router.set_exclusive(self.settings.leases_for(era) == 1);
         Ok(McpSession {
-            era: Era::legacy(health.session_id().is_some()),
+            era,
+            router,
             running,
             health,
             settings: self.settings.clone(),

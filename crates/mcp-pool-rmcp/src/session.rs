@@ -7,17 +7,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rmcp::model::{
-    CallToolRequestParams, CallToolResult, ClientRequest, DiscoverRequest, DiscoverRequestParams,
-    DiscoverResult, PingRequest, ProtocolVersion, ServerResult, Tool,
+    CallToolRequest, CallToolRequestParams, CallToolResult, CancelledNotification,
+    CancelledNotificationParam, ClientRequest, DiscoverRequest, DiscoverRequestParams,
+    DiscoverResult, MetaObject, PingRequest, ProtocolVersion, RequestId, ServerResult, Tool,
 };
 use rmcp::service::{PeerRequestOptions, RunningService};
 use rmcp::transport::streamable_http_client::StreamableHttpError;
 use rmcp::{Peer, RoleClient, ServiceError};
+use tokio::sync::mpsc::UnboundedSender;
 
 use crate::cache::{CachedResult, ResultCache, Value};
 use crate::connector::Settings;
 use crate::detect::{http_asks_for_session, refuses_era, said};
 use crate::era::EraWatch;
+use crate::events::{CallEvent, Router};
+use crate::handler::PoolClientHandler;
 use crate::http::find_failure;
 use crate::{Era, Error, Health, Identity};
 
@@ -54,7 +58,7 @@ const REFUSED_GRACE: Duration = Duration::from_secs(2);
 /// [`Error::EraChanged`]. Use [`McpSession::peer`] for anything else
 /// (without those guarantees).
 pub struct McpSession {
-    pub(crate) running: RunningService<RoleClient, ()>,
+    pub(crate) running: RunningService<RoleClient, PoolClientHandler>,
     pub(crate) health: Health,
     pub(crate) settings: Arc<Settings>,
     pub(crate) era: Era,
@@ -66,6 +70,8 @@ pub struct McpSession {
     /// The key's URL: the cache's endpoint.
     pub(crate) endpoint: Arc<str>,
     pub(crate) identity: Identity,
+    /// Where the server's messages about this session's calls go.
+    pub(crate) router: Arc<Router>,
 }
 
 impl fmt::Debug for McpSession {
@@ -85,30 +91,45 @@ fn discover_request() -> ClientRequest {
 impl McpSession {
     /// Calls tool `params.name`. A tool that reports failure
     /// (`is_error: true`) is returned as [`Error::Tool`], an application
-    /// error; any other result is `Ok`.
+    /// error; a 2026-07-28 server's request for input (MRTR) as
+    /// [`Error::InputRequired`], untouched; any other result is `Ok`. The
+    /// server's messages about the call are not delivered (see
+    /// [`McpSession::call_tool_with_events`]).
     pub async fn call_tool(&self, params: CallToolRequestParams) -> Result<CallToolResult, Error> {
         let tool = params.name.to_string();
-        let result = self
-            .guard(
-                "tools/call",
-                self.settings.request_timeout,
-                self.running.call_tool(params),
-            )
-            .await?;
-        if result.is_error == Some(true) {
-            let message = result
-                .content
-                .iter()
-                .filter_map(|c| c.as_text().map(|t| t.text.as_str()))
-                .collect::<Vec<_>>()
-                .join("\n");
-            return Err(Error::Tool {
-                tool,
-                message,
-                result: Box::new(result),
-            });
-        }
-        Ok(result)
+        let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
+        let result = self.request(request).await?;
+        tool_result(tool, result)
+    }
+
+    /// Like [`McpSession::call_tool`], with every event of this call sent
+    /// to `events` as it arrives, before the result: its progress, the log
+    /// lines the server sends on its response stream, and its cancellation
+    /// by the server (see the [crate docs](crate#call-events)). The request
+    /// carries a progress token of the session's own, unique among its
+    /// calls in flight, in place of any in `params`' `_meta`; the events
+    /// carry none. A closed receiver is not an error: the call goes on.
+    pub async fn call_tool_with_events(
+        &self,
+        params: CallToolRequestParams,
+        events: UnboundedSender<CallEvent>,
+    ) -> Result<CallToolResult, Error> {
+        let tool = params.name.to_string();
+        let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
+        let result = self.request_with_events(request, events).await?;
+        tool_result(tool, result)
+    }
+
+    /// Like [`McpSession::request`], with the events of this request sent to
+    /// `events` as they arrive, before the result, as
+    /// [`McpSession::call_tool_with_events`] does.
+    pub async fn request_with_events(
+        &self,
+        mut request: ClientRequest,
+        events: UnboundedSender<CallEvent>,
+    ) -> Result<ServerResult, Error> {
+        let _registration = self.router.register(&mut request, events);
+        self.request(request).await
     }
 
     /// Sends `ping` (legacy sessions; 2026-07-28 has no `ping`, and a modern
@@ -205,11 +226,22 @@ impl McpSession {
         // rmcp's own timeout cancels the request on the server; the guard's
         // (slightly later) is the backstop.
         let peer = self.running.peer();
+        // `initialize` and `server/discover` are never cancelled.
+        let cancellable = !matches!(
+            request,
+            ClientRequest::InitializeRequest(_) | ClientRequest::DiscoverRequest(_)
+        );
         let send = async move {
-            peer.send_request_with_option(request, PeerRequestOptions::with_timeout(after))
-                .await?
-                .await_response()
-                .await
+            let handle = peer
+                .send_request_with_option(request, PeerRequestOptions::with_timeout(after))
+                .await?;
+            let mut abandoned = AbandonedRequest {
+                peer: cancellable.then(|| peer.clone()),
+                id: handle.id.clone(),
+            };
+            let result = handle.await_response().await;
+            abandoned.peer = None;
+            result
         };
         self.guard(method, after + Duration::from_millis(100), send)
             .await
@@ -362,7 +394,7 @@ impl McpSession {
     }
 
     /// The rmcp service.
-    pub fn service(&self) -> &RunningService<RoleClient, ()> {
+    pub fn service(&self) -> &RunningService<RoleClient, PoolClientHandler> {
         &self.running
     }
 
@@ -379,6 +411,84 @@ impl McpSession {
             Err(e) => tracing::debug!(error = %e, "close failed"),
         }
         health.mark_dead("the session was closed");
+    }
+}
+
+/// Tells the server a request was given up (`notifications/cancelled`) when
+/// dropped while `peer` is set: the caller dropped the call's future.
+struct AbandonedRequest {
+    peer: Option<Peer<RoleClient>>,
+    id: RequestId,
+}
+
+impl Drop for AbandonedRequest {
+    fn drop(&mut self) {
+        let (Some(peer), Ok(runtime)) = (self.peer.take(), tokio::runtime::Handle::try_current())
+        else {
+            return;
+        };
+        let notice = CancelledNotification::new(CancelledNotificationParam::new(
+            Some(self.id.clone()),
+            Some("the caller gave up the request".to_owned()),
+        ));
+        runtime.spawn(async move {
+            let _ = peer.send_notification(notice.into()).await;
+        });
+    }
+}
+
+/// A `tools/call` answer as the result of tool `tool`: a tool error as
+/// [`Error::Tool`], a request for input as [`Error::InputRequired`], an
+/// answer without content (as rmcp's own `call_tool` accepts it) as an
+/// empty result.
+fn tool_result(tool: String, result: ServerResult) -> Result<CallToolResult, Error> {
+    let result = match result {
+        ServerResult::CallToolResult(result) => result,
+        ServerResult::InputRequiredResult(result) => {
+            return Err(Error::InputRequired {
+                method: "tools/call",
+                result: Box::new(result),
+            })
+        }
+        ServerResult::EmptyResult(_) => CallToolResult::default(),
+        ServerResult::CustomResult(custom) => match custom.0 {
+            serde_json::Value::Object(mut fields) if fields.len() == 1 => {
+                let meta = fields
+                    .remove("_meta")
+                    .map(serde_json::from_value::<MetaObject>);
+                match meta {
+                    Some(Ok(meta)) => {
+                        let mut result = CallToolResult::default();
+                        result.meta = Some(meta);
+                        result
+                    }
+                    _ => return Err(unexpected("tools/call")),
+                }
+            }
+            _ => return Err(unexpected("tools/call")),
+        },
+        _ => return Err(unexpected("tools/call")),
+    };
+    if result.is_error == Some(true) {
+        let message = result
+            .content
+            .iter()
+            .filter_map(|c| c.as_text().map(|t| t.text.as_str()))
+            .collect::<Vec<_>>()
+            .join("\n");
+        return Err(Error::Tool {
+            tool,
+            message,
+            result: Box::new(result),
+        });
+    }
+    Ok(result)
+}
+
+fn unexpected(method: &'static str) -> Error {
+    Error::Service {
+        method,
+        source: ServiceError::UnexpectedResponse,
     }
 }
 
