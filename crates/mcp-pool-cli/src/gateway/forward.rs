@@ -1,13 +1,21 @@
 //! Forwarding one downstream request upstream, through the pool: the key it
 //! runs under, the retry of requests the upstream provably never took, the
-//! downstream cancellation, and the JSON-RPC error a failure becomes.
+//! downstream cancellation, the events of the call relayed to the
+//! downstream caller, and the JSON-RPC error a failure becomes.
+// rmcp marks logging deprecated (SEP-2577); 2026-07-28 still carries
+// `notifications/message`, and servers of every era send it.
+#![allow(deprecated)]
 
 use std::sync::Arc;
 
 use axum::http::request::Parts;
 use mcp_pool::{Pool, RunError};
+use mcp_pool_rmcp::CallEvent;
 use mcp_pool_rmcp::{Era, Error, SessionKey};
-use rmcp::model::{ClientRequest, ErrorData, ListToolsResult, ServerResult};
+use rmcp::model::{
+    ClientRequest, ErrorData, ListToolsResult, LoggingLevel, ProgressNotificationParam,
+    ServerResult,
+};
 use rmcp::service::RequestContext;
 use rmcp::{RoleServer, ServiceError};
 use serde_json::json;
@@ -108,11 +116,18 @@ impl Shared {
     /// `isError: true` result included); the upstream's JSON-RPC error too;
     /// any other failure becomes a JSON-RPC error naming the upstream and
     /// what happened.
+    ///
+    /// The upstream's messages about this call reach this downstream
+    /// request only, before its result: progress re-labelled with the
+    /// downstream request's own progress token (dropped if it sent none),
+    /// log lines at `min_level` or above (all when `None`) through the
+    /// downstream peer.
     pub async fn forward(
         &self,
         route: &Route,
         ctx: &RequestContext<RoleServer>,
         forward: Forward,
+        min_level: Option<LoggingLevel>,
     ) -> Result<ServerResult, ErrorData> {
         let method = forward.method();
         if self.in_flight.is_closed() {
@@ -128,7 +143,8 @@ impl Shared {
         }
         let _in_flight = self.in_flight.token();
         let key = self.key(route, ctx.extensions.get::<Parts>())?;
-        let call = run(&self.pool, &key, ctx, &forward);
+        let relay = Relay { ctx, min_level };
+        let call = run(&self.pool, &key, &relay, &forward);
         let result = tokio::select! {
             result = call => result,
             () = ctx.ct.cancelled() => {
@@ -159,14 +175,14 @@ impl Shared {
 async fn run(
     pool: &Pool<MeteredConnector>,
     key: &SessionKey,
-    ctx: &RequestContext<RoleServer>,
+    relay: &Relay<'_>,
     forward: &Forward,
 ) -> Result<ServerResult, RunError<Error>> {
     let mut retries = pool.config().max_sessions_per_key;
     loop {
         let result = pool
             .run(key, async |session: &Upstream| {
-                send(session, ctx, forward.clone()).await
+                send(session, relay, forward.clone()).await
             })
             .await;
         match result {
@@ -179,22 +195,81 @@ async fn run(
     }
 }
 
-/// Sends one request on one upstream session. The one place that talks to
+/// Where the events of one forwarded call go: the downstream request.
+struct Relay<'a> {
+    ctx: &'a RequestContext<RoleServer>,
+    min_level: Option<LoggingLevel>,
+}
+
+impl Relay<'_> {
+    /// Passes one event of the upstream call to the downstream caller. A
+    /// downstream caller gone is not an error: the call goes on.
+    async fn pass(&self, event: CallEvent) {
+        match event {
+            CallEvent::Progress {
+                progress,
+                total,
+                message,
+            } => {
+                let Some(token) = self.ctx.meta.get_progress_token() else {
+                    return;
+                };
+                let mut param = ProgressNotificationParam::new(token, progress);
+                param.total = total;
+                param.message = message;
+                let _ = self.ctx.peer.notify_progress(param).await;
+            }
+            CallEvent::Log(line) => {
+                if self
+                    .min_level
+                    .is_some_and(|min| (line.level as u8) < (min as u8))
+                {
+                    return;
+                }
+                let _ = self.ctx.peer.notify_logging_message(line).await;
+            }
+            CallEvent::Cancelled { reason } => {
+                tracing::debug!(
+                    reason = reason.as_deref().unwrap_or(""),
+                    "the upstream cancelled the call"
+                );
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Sends one request on one upstream session, relaying its events as they
+/// arrive and all of them before the result. The one place that talks to
 /// the upstream.
 async fn send(
     session: &Upstream,
-    ctx: &RequestContext<RoleServer>,
+    relay: &Relay<'_>,
     forward: Forward,
 ) -> Result<ServerResult, Error> {
-    let _ = ctx;
-    match forward {
+    let request = match forward {
         Forward::ListAllTools => {
             let tools = session.list_all_tools().await?;
-            Ok(ServerResult::ListToolsResult(
+            return Ok(ServerResult::ListToolsResult(
                 ListToolsResult::with_all_items(tools),
-            ))
+            ));
         }
-        Forward::Request(request) => session.request(request).await,
+        Forward::Request(request) => request,
+    };
+    let (events, mut received) = tokio::sync::mpsc::unbounded_channel();
+    let call = session.request_with_events(request, events);
+    tokio::pin!(call);
+    loop {
+        tokio::select! {
+            biased;
+            Some(event) = received.recv() => relay.pass(event).await,
+            result = &mut call => {
+                while let Ok(event) = received.try_recv() {
+                    relay.pass(event).await;
+                }
+                return result;
+            }
+        }
     }
 }
 

@@ -1,15 +1,18 @@
 //! The MCP server each downstream client talks to at `/mcp/NAME`: an rmcp
 //! [`ServerHandler`] that forwards the six methods to upstream NAME.
+// rmcp marks logging deprecated (SEP-2577); 2026-07-28 still carries
+// `notifications/message`, and clients of every era receive it.
+#![allow(deprecated)]
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use rmcp::model::{
     CallToolRequest, CallToolRequestParams, CallToolResponse, ClientRequest, ErrorData,
     GetPromptRequest, GetPromptRequestParams, GetPromptResponse, Implementation,
     ListPromptsRequest, ListPromptsResult, ListResourcesRequest, ListResourcesResult,
-    ListToolsRequest, ListToolsResult, PaginatedRequestParams, ReadResourceRequest,
+    ListToolsRequest, ListToolsResult, LoggingLevel, PaginatedRequestParams, ReadResourceRequest,
     ReadResourceRequestParams, ReadResourceResponse, ServerCapabilities, ServerConfig,
-    ServerResult,
+    ServerResult, SetLevelRequestParams,
 };
 use rmcp::service::RequestContext;
 use rmcp::{RoleServer, ServerHandler};
@@ -26,16 +29,25 @@ use super::forward::{Forward, Route, Shared};
 /// `resources/read`, `prompts/list` and `prompts/get`; every other
 /// request is answered by rmcp's defaults (`ping`, `initialize`,
 /// `server/discover`) or refused as method not found.
+///
+/// `logging/setLevel` sets the lowest level of the upstream log lines this
+/// downstream session (or request) receives; it is not forwarded (the
+/// upstream session may be shared).
 #[derive(Clone)]
 pub struct GatewayHandler {
     shared: Arc<Shared>,
     route: Route,
+    min_level: Arc<Mutex<Option<LoggingLevel>>>,
 }
 
 impl GatewayHandler {
     /// The handler of `route`.
     pub fn new(shared: Arc<Shared>, route: Route) -> Self {
-        Self { shared, route }
+        Self {
+            shared,
+            route,
+            min_level: Arc::new(Mutex::new(None)),
+        }
     }
 
     async fn forward(
@@ -43,7 +55,10 @@ impl GatewayHandler {
         ctx: &RequestContext<RoleServer>,
         forward: Forward,
     ) -> Result<ServerResult, ErrorData> {
-        self.shared.forward(&self.route, ctx, forward).await
+        let min_level = *self.min_level.lock().unwrap_or_else(|e| e.into_inner());
+        self.shared
+            .forward(&self.route, ctx, forward, min_level)
+            .await
     }
 
     fn unexpected(&self, method: &str, result: &ServerResult) -> ErrorData {
@@ -72,7 +87,6 @@ fn paginated(request: Option<PaginatedRequestParams>) -> Option<PaginatedRequest
 }
 
 impl ServerHandler for GatewayHandler {
-    #[allow(deprecated)] // logging: 2026-07-28 still carries notifications/message
     fn get_info(&self) -> ServerConfig {
         ServerConfig::new(
             ServerCapabilities::builder()
@@ -90,6 +104,15 @@ impl ServerHandler for GatewayHandler {
             "mcp-pool gateway to the upstream MCP server `{}`.",
             self.route.name
         ))
+    }
+
+    async fn set_level(
+        &self,
+        request: SetLevelRequestParams,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        *self.min_level.lock().unwrap_or_else(|e| e.into_inner()) = Some(request.level);
+        Ok(())
     }
 
     async fn list_tools(
