@@ -41,10 +41,15 @@ pub enum Forward {
     ListAllTools,
     /// Any other request, sent as it is (its `_meta` removed: the upstream
     /// request gets the gateway's own).
-    Request(ClientRequest),
+    Request(Box<ClientRequest>),
 }
 
 impl Forward {
+    /// Forwards `request` as it is.
+    pub fn request(request: ClientRequest) -> Forward {
+        Forward::Request(Box::new(request))
+    }
+
     /// The MCP method, for logs and metrics.
     pub fn method(&self) -> &'static str {
         match self {
@@ -254,7 +259,7 @@ async fn send(
                 ListToolsResult::with_all_items(tools),
             ));
         }
-        Forward::Request(request) => request,
+        Forward::Request(request) => *request,
     };
     let (events, mut received) = tokio::sync::mpsc::unbounded_channel();
     let call = session.request_with_events(request, events);

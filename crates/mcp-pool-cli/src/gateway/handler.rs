@@ -121,7 +121,7 @@ impl ServerHandler for GatewayHandler {
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
         let forward = match paginated(request) {
-            Some(p) if p.cursor.is_some() => Forward::Request(ClientRequest::ListToolsRequest(
+            Some(p) if p.cursor.is_some() => Forward::request(ClientRequest::ListToolsRequest(
                 ListToolsRequest::with_param(p),
             )),
             _ => Forward::ListAllTools,
@@ -138,7 +138,7 @@ impl ServerHandler for GatewayHandler {
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         request.meta = None;
-        let forward = Forward::Request(ClientRequest::CallToolRequest(CallToolRequest::new(
+        let forward = Forward::request(ClientRequest::CallToolRequest(CallToolRequest::new(
             request,
         )));
         match self.forward(&ctx, forward).await? {
@@ -158,7 +158,7 @@ impl ServerHandler for GatewayHandler {
             params: paginated(request),
             ..ListResourcesRequest::default()
         };
-        let forward = Forward::Request(ClientRequest::ListResourcesRequest(request));
+        let forward = Forward::request(ClientRequest::ListResourcesRequest(request));
         match self.forward(&ctx, forward).await? {
             ServerResult::ListResourcesResult(r) => Ok(r),
             other => Err(self.unexpected("resources/list", &other)),
@@ -171,7 +171,7 @@ impl ServerHandler for GatewayHandler {
         ctx: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
         request.meta = None;
-        let forward = Forward::Request(ClientRequest::ReadResourceRequest(
+        let forward = Forward::request(ClientRequest::ReadResourceRequest(
             ReadResourceRequest::new(request),
         ));
         match self.forward(&ctx, forward).await? {
@@ -190,7 +190,7 @@ impl ServerHandler for GatewayHandler {
             params: paginated(request),
             ..ListPromptsRequest::default()
         };
-        let forward = Forward::Request(ClientRequest::ListPromptsRequest(request));
+        let forward = Forward::request(ClientRequest::ListPromptsRequest(request));
         match self.forward(&ctx, forward).await? {
             ServerResult::ListPromptsResult(r) => Ok(r),
             other => Err(self.unexpected("prompts/list", &other)),
@@ -203,7 +203,7 @@ impl ServerHandler for GatewayHandler {
         ctx: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, ErrorData> {
         request.meta = None;
-        let forward = Forward::Request(ClientRequest::GetPromptRequest(GetPromptRequest::new(
+        let forward = Forward::request(ClientRequest::GetPromptRequest(GetPromptRequest::new(
             request,
         )));
         match self.forward(&ctx, forward).await? {

@@ -6,11 +6,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::Request;
 use axum::http::{header, StatusCode, Uri};
-use axum::response::IntoResponse;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::serve::ListenerExt;
 use axum::Router;
+use futures_util::StreamExt;
 use mcp_pool::{Pool, ShutdownReport};
 use mcp_pool_rmcp::{McpConnector, SessionKey};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
@@ -147,6 +150,13 @@ impl Gateway {
             );
             router = router.route_service(&path, service);
         }
+        // A POST is in flight until its response body (an event stream for
+        // a call) has been sent to the end, not only until the handler
+        // returned, so the drain never ends a session under a response.
+        let tracker = shared.in_flight.clone();
+        router = router.route_layer(middleware::from_fn(move |request, next| {
+            track_post(tracker.clone(), request, next)
+        }));
         let metrics_shared = shared.clone();
         router = router
             .route(
@@ -248,6 +258,22 @@ impl Gateway {
         }
         DrainReport { cut_off, pool }
     }
+}
+
+/// Runs `request`, holding a token of `tracker` until the response body of
+/// a POST has been sent in full (or dropped).
+async fn track_post(tracker: TaskTracker, request: Request, next: Next) -> Response {
+    if request.method() != axum::http::Method::POST {
+        return next.run(request).await;
+    }
+    let token = tracker.token();
+    let response = next.run(request).await;
+    let (parts, body) = response.into_parts();
+    let body = body.into_data_stream().map(move |chunk| {
+        let _held = &token;
+        chunk
+    });
+    Response::from_parts(parts, axum::body::Body::from_stream(body))
 }
 
 async fn not_found(uri: Uri) -> impl IntoResponse {
