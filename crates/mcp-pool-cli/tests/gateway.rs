@@ -380,6 +380,8 @@ async fn rmcp_and_raw_clients_list_and_call_tools_through_the_gateway() {
             answer["result"]["content"][0]["text"], "raw",
             "{era}: {answer}"
         );
+        // 2026-07-28 wants `resultType`, which a legacy upstream never sends.
+        assert_eq!(answer["result"]["resultType"], "complete", "{era}: {answer}");
 
         // An unknown upstream is an HTTP 404.
         let (status, _) = post_modern(&gateway.url("nope"), 3, "tools/list", json!({}), &[]).await;
@@ -432,7 +434,18 @@ async fn each_caller_gets_the_progress_of_its_own_call_only() {
             pending.push(start_stepped(c, &format!("caller-{i}")).await);
         }
         // A raw caller without a progress token, sharing the upstream.
-        let (status, raw) = post_modern(&url, 9, "tools/call", json!({ "name": "echo", "arguments": { "message": "raw", "delay_ms": 90, "steps": 3 } }), &[("x-tenant-id", "t1")]).await;
+        let (status, raw) = post_modern(
+            &url,
+            9,
+            "tools/call",
+            json!({
+                "name": "echo",
+                "arguments": { "message": "raw", "delay_ms": 90, "steps": 3 },
+                "_meta": { "io.modelcontextprotocol/logLevel": "info" },
+            }),
+            &[("x-tenant-id", "t1")],
+        )
+        .await;
         assert_eq!(status, 200);
         assert!(
             raw.iter().all(|m| m["method"] != "notifications/progress"),
@@ -451,6 +464,25 @@ async fn each_caller_gets_the_progress_of_its_own_call_only() {
         if era == Era::Modern {
             assert_eq!(raw_logs.len(), 3, "{era}: {raw:?}");
         }
+        // Without the `_meta` opt-in, a 2026-07-28 request gets no log lines.
+        let (_, quiet) = post_modern(
+            &url,
+            10,
+            "tools/call",
+            json!({ "name": "echo", "arguments": { "message": "quiet", "delay_ms": 30, "steps": 3 } }),
+            &[("x-tenant-id", "t1")],
+        )
+        .await;
+        assert!(
+            quiet.iter().all(|m| m["method"] != "notifications/message"),
+            "{era}: log lines without opt-in: {quiet:?}"
+        );
+        assert!(
+            quiet
+                .iter()
+                .any(|m| m["id"] == 10 && m["result"].is_object()),
+            "{era}: {quiet:?}"
+        );
         let mut tokens = Vec::new();
         for (token, answer) in pending {
             answer.await.expect("the stepped call answers");

@@ -13,7 +13,7 @@ use mcp_pool::{Pool, RunError};
 use mcp_pool_rmcp::CallEvent;
 use mcp_pool_rmcp::{Era, Error, SessionKey};
 use rmcp::model::{
-    ClientRequest, ErrorData, ListToolsResult, LoggingLevel, ProgressNotificationParam,
+    ClientRequest, ErrorData, ListToolsResult, LoggingLevel, ProgressNotificationParam, ResultType,
     ServerResult,
 };
 use rmcp::service::RequestContext;
@@ -125,8 +125,15 @@ impl Shared {
     /// The upstream's messages about this call reach this downstream
     /// request only, before its result: progress re-labelled with the
     /// downstream request's own progress token (dropped if it sent none),
-    /// log lines at `min_level` or above (all when `None`) through the
-    /// downstream peer.
+    /// log lines through the downstream peer: for a 2026-07-28 request,
+    /// only those at or above the level its `_meta` opts in to
+    /// (`io.modelcontextprotocol/logLevel`; none without it); for a legacy
+    /// one, those at `min_level` (the session's `logging/setLevel`) or
+    /// above, all when `None`.
+    ///
+    /// A result of a legacy upstream is marked `resultType: complete`, as
+    /// 2026-07-28 requires (rmcp removes it again for legacy downstream
+    /// peers).
     pub async fn forward(
         &self,
         route: &Route,
@@ -171,7 +178,9 @@ impl Shared {
             Err(_) => "failed",
         };
         self.exporter.count_request(&route.name, method, outcome);
-        result.map_err(|e| to_jsonrpc(route, method, e))
+        result
+            .map(mark_complete)
+            .map_err(|e| to_jsonrpc(route, method, e))
     }
 }
 
@@ -200,6 +209,21 @@ async fn run(
     }
 }
 
+/// Marks a final result without a `resultType` as `complete`.
+fn mark_complete(mut result: ServerResult) -> ServerResult {
+    let result_type = match &mut result {
+        ServerResult::CallToolResult(r) => &mut r.result_type,
+        ServerResult::ListToolsResult(r) => &mut r.result_type,
+        ServerResult::ListResourcesResult(r) => &mut r.result_type,
+        ServerResult::ReadResourceResult(r) => &mut r.result_type,
+        ServerResult::ListPromptsResult(r) => &mut r.result_type,
+        ServerResult::GetPromptResult(r) => &mut r.result_type,
+        _ => return result,
+    };
+    result_type.get_or_insert(ResultType::COMPLETE);
+    result
+}
+
 /// Where the events of one forwarded call go: the downstream request.
 struct Relay<'a> {
     ctx: &'a RequestContext<RoleServer>,
@@ -225,10 +249,14 @@ impl Relay<'_> {
                 let _ = self.ctx.peer.notify_progress(param).await;
             }
             CallEvent::Log(line) => {
-                if self
-                    .min_level
-                    .is_some_and(|min| (line.level as u8) < (min as u8))
-                {
+                // A 2026-07-28 request opts in to log lines with its own
+                // `_meta` level; a legacy session with `logging/setLevel`.
+                let min = match (self.ctx.meta.log_level(), self.ctx.meta.protocol_version()) {
+                    (Some(level), _) => Some(level),
+                    (None, Some(_)) => return,
+                    (None, None) => self.min_level,
+                };
+                if min.is_some_and(|min| (line.level as u8) < (min as u8)) {
                     return;
                 }
                 let _ = self.ctx.peer.notify_logging_message(line).await;
