@@ -136,21 +136,82 @@
 //! which rmcp treats apart, is never a caller's).
 //!
 //! **What modern sessions pass through untouched**, as rmcp's peer does it
-//! in 2026-07-28: progress and log notifications on a request's own
-//! response stream; `subscriptions/listen` ([`rmcp::Peer::listen`] through
+//! in 2026-07-28: `subscriptions/listen` ([`rmcp::Peer::listen`] through
 //! [`McpSession::peer`], which holds the lease for as long as it listens;
-//! not exercised by this crate's tests); MRTR rounds of `tools/call`
-//! (`InputRequiredResult`), which rmcp's `call_tool` drives by asking the
-//! session's client handler, `()`, for each input: it supports none of
-//! sampling, elicitation or roots, so such a call fails with the handler's
-//! JSON-RPC error (`ApplicationError`). **Not supported yet**: answering
-//! MRTR input requests on the downstream caller's behalf, routing a
-//! `listen` subscription to a per-key subscriber, and the tasks extension
-//! (`call_tool` refuses a task answer as `UnexpectedResponse`). A broken
-//! response stream loses its request alone (no resumability in 2026-07-28:
-//! rmcp fails it as `TransportClosed`; it may have run, so
-//! [`run_with_retry`] never re-issues it), without killing the other
-//! requests sharing the session.
+//! not exercised by this crate's tests); a request for input (MRTR,
+//! `InputRequiredResult`), which [`McpSession::call_tool`] returns as
+//! [`Error::InputRequired`] and [`McpSession::request`] as
+//! `ServerResult::InputRequiredResult`, for the caller to fulfil or relay
+//! and retry (on any session) with `inputResponses` and `requestState`.
+//! **Not supported yet**: routing a `listen` subscription to a per-key
+//! subscriber, and the tasks extension (`call_tool` refuses a task answer
+//! as `UnexpectedResponse`). A broken response stream loses its request
+//! alone (no resumability in 2026-07-28: rmcp fails it as
+//! `TransportClosed`; it may have run, so [`run_with_retry`] never
+//! re-issues it), without killing the other requests sharing the session.
+//!
+//! ## Call events
+//!
+//! A gateway must carry the server's messages about a call to that call's
+//! caller, while other callers share the upstream session.
+//! [`McpSession::call_tool_with_events`] and
+//! [`McpSession::request_with_events`] send each [`CallEvent`] of their call
+//! to the caller's channel, in exclusive and shared leases, in every era:
+//!
+//! | message | belongs to the call when | event |
+//! |---|---|---|
+//! | `notifications/progress` | its token is the call's (on any stream of the session) | [`CallEvent::Progress`] |
+//! | `notifications/message` | it arrives on the call's response stream; or, on an exclusive session (legacy stateful, or `shared_leases(1)`), on the session's event stream while this is the one call with events in flight | [`CallEvent::Log`] |
+//! | `notifications/cancelled` | its `requestId` is the call's | [`CallEvent::Cancelled`] |
+//!
+//! **How**: the session tags the request (in its extensions, never sent),
+//! and its [`HealthClient`] sees the POST that carries it, with the
+//! progress token rmcp put in its `_meta`, and the response stream that
+//! answers it; each event of that stream (and of the session's GET stream)
+//! is routed as it is read, before rmcp gets it. So a call's events reach
+//! its channel in the order the server sent them on the call's stream, each
+//! exactly once, and before the result, which comes later on the same
+//! stream. Not through rmcp's client handler: rmcp 3.11 runs each
+//! notification's handler in a task of its own and hands a result to its
+//! caller directly, so a handler sees notifications out of order and after
+//! the result. Concurrent calls on one shared session each get only their
+//! own: each has its own response stream and its own token.
+//!
+//! **Progress tokens**: every request carries a token of the session's own
+//! (rmcp's per-session counter, unique among the session's requests), which
+//! replaces any `progressToken` the caller put in `_meta`; the server sees
+//! only the session's token, and the events carry none: a gateway labels
+//! them with its downstream caller's own token.
+//!
+//! **Limits**: an rmcp server in a legacy stateful session sends log lines
+//! on the session's GET stream, not the call's (its progress and results
+//! go on the call's stream; the TypeScript and Python SDK servers send a
+//! request's log lines on its own stream). Such a line reaches the call
+//! only while the call is in flight and alone on its exclusive session,
+//! and may trail the result, since two HTTP streams keep no order between
+//! them; a line that comes after the call returned goes to the key's
+//! subscriber. On a shared session, a log line on the GET stream is no
+//! call's. A call's stream resumed by rmcp (legacy `Last-Event-ID`) is
+//! read as the session's stream. Events after the call's result are no
+//! longer the call's.
+//!
+//! **Messages about no call** (list changes, resource updates, progress
+//! with an unknown token or a log line on the session's GET stream,
+//! cancellations of no call) go to the key's subscriber
+//! ([`McpConnector::subscribe`]), else are dropped and counted
+//! ([`McpConnector::dropped_notifications`]). A notification on another
+//! request's stream (a request sent without events, a `listen`
+//! subscription) is that request's business, and is left to rmcp.
+//!
+//! **Server requests**: a legacy server may ask the client for sampling
+//! (`sampling/createMessage`), elicitation or roots (`roots/list`). Each
+//! session's client service is a [`PoolClientHandler`]: it answers them
+//! through the hook registered with
+//! [`McpConnectorBuilder::on_server_request`], or refuses them with
+//! JSON-RPC error -32601 "`METHOD` is not supported by this client"
+//! (rmcp's own default handler would answer `roots/list` with no roots and
+//! decline every elicitation). A 2026-07-28 server asks with MRTR instead,
+//! which is returned to the caller untouched (above).
 //!
 //! ## Result caches and identities
 //!
@@ -239,6 +300,7 @@
 //! | `Service(ServiceError::UnexpectedResponse)` | `TransportError` | answers no longer match requests |
 //! | `Service(ServiceError::SubscriptionLagged)` | `ApplicationError` | a local consumer was slow; the transport is fine |
 //! | `Service(ServiceError::InputRequiredRoundsExceeded)` | `ApplicationError` | the server kept answering |
+//! | [`Error::InputRequired`] (MRTR `InputRequiredResult`) | `ApplicationError` | the server answered: it needs input |
 //! | `Service(ServiceError::Cancelled)` | `Cancelled` | unknown state: check before reuse |
 //! | `Service(ServiceError::Timeout)`, [`Error::TimedOut`] | `Timeout` | unknown state: check before reuse |
 //! | any `ServiceError` variant added later | `TransportError` | when unsure, poison |
