@@ -381,7 +381,10 @@ async fn rmcp_and_raw_clients_list_and_call_tools_through_the_gateway() {
             "{era}: {answer}"
         );
         // 2026-07-28 wants `resultType`, which a legacy upstream never sends.
-        assert_eq!(answer["result"]["resultType"], "complete", "{era}: {answer}");
+        assert_eq!(
+            answer["result"]["resultType"], "complete",
+            "{era}: {answer}"
+        );
 
         // An unknown upstream is an HTTP 404.
         let (status, _) = post_modern(&gateway.url("nope"), 3, "tools/list", json!({}), &[]).await;
