@@ -62,6 +62,16 @@ async fn open_after_restart(connector: &McpConnector, key: &SessionKey) -> McpSe
     panic!("no session after a restart: {}", last.unwrap());
 }
 
+/// Kills `server` and waits until every HTTP connection the client pooled
+/// to it has been idle for longer than the connectors' 1 ms
+/// `http_idle_timeout`, so none is handed out again: the client may not
+/// have seen the server close it yet (a loaded machine), and a request sent
+/// on it would break instead of reaching the next server.
+async fn kill_and_let_pooled_connections_expire(server: EchoServerHandle) {
+    server.kill().await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+}
+
 fn connector(policy: EraPolicy) -> McpConnector {
     McpConnector::builder()
         .era(policy)
@@ -176,7 +186,7 @@ async fn a_modern_session_outlives_a_restart_of_its_server() {
     let key = SessionKey::anonymous(first.url()).unwrap();
     let session = connector.open(&key).await.unwrap();
     assert_eq!(call(&session, "before").await.unwrap(), "before");
-    first.kill().await;
+    kill_and_let_pooled_connections_expire(first).await;
     let second = server_at(addr, EchoConfig::default().with_era(EchoEra::Modern)).await;
     // Nothing about the server's restart concerns a session without
     // server-side state: no session loss, the same session goes on.
@@ -192,9 +202,9 @@ async fn a_modern_session_outlives_a_restart_of_its_server() {
 async fn call_across_an_era_change(from: EchoEra, to: EchoEra) -> (Error, Era) {
     let first = server(from).await;
     let addr = first.addr();
-    // No HTTP connection outlives its idle millisecond, so the call after
-    // the restart reaches the new server instead of racing the close of a
-    // pooled connection to the old one (the restart takes far longer).
+    // No HTTP connection outlives its idle millisecond (and the restart
+    // waits past it), so the call after the restart reaches the new server
+    // instead of racing the close of a pooled connection to the old one.
     let connector = McpConnector::builder()
         .http_idle_timeout(Duration::from_millis(1))
         .initialize_timeout(Duration::from_secs(2))
@@ -204,7 +214,7 @@ async fn call_across_an_era_change(from: EchoEra, to: EchoEra) -> (Error, Era) {
     let key = SessionKey::anonymous(first.url()).unwrap();
     let session = connector.open(&key).await.unwrap();
     assert_eq!(call(&session, "before").await.unwrap(), "before");
-    first.kill().await;
+    kill_and_let_pooled_connections_expire(first).await;
     let second = server_at(addr, EchoConfig::default().with_era(to)).await;
     let err = call(&session, "after").await.unwrap_err();
     assert!(session.is_closed(), "{from} -> {to}: the session is dead");
