@@ -35,17 +35,27 @@ struct Proc {
 impl Proc {
     /// Starts `mcp-pool ARGS` and waits for its `listening on` line.
     fn start(args: &[&str]) -> Proc {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_mcp-pool"))
-            .args(args)
-            .stdout(Stdio::piped())
+        Proc::start_logging(args, None)
+    }
+
+    /// [`Proc::start`], with `RUST_LOG=trace` and stderr into `log` if given.
+    fn start_logging(args: &[&str], log: Option<&std::path::Path>) -> Proc {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_mcp-pool"));
+        command.args(args).stdout(Stdio::piped());
+        match log {
+            Some(path) => {
+                let file = std::fs::File::create(path).expect("a log file");
+                command.env("RUST_LOG", "trace").stderr(file);
+            }
             // MCP_POOL_TEST_LOGS=1 shows the processes' logs.
-            .stderr(if std::env::var_os("MCP_POOL_TEST_LOGS").is_some() {
-                Stdio::inherit()
-            } else {
-                Stdio::null()
-            })
-            .spawn()
-            .expect("the mcp-pool binary starts");
+            None if std::env::var_os("MCP_POOL_TEST_LOGS").is_some() => {
+                command.stderr(Stdio::inherit());
+            }
+            None => {
+                command.stderr(Stdio::null());
+            }
+        }
+        let mut child = command.spawn().expect("the mcp-pool binary starts");
         let stdout = child.stdout.take().expect("stdout is piped");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -74,6 +84,15 @@ impl Proc {
     /// A gateway on a free port serving `upstreams` (NAME, URL), with `extra`
     /// options.
     fn gateway(upstreams: &[(&str, &str)], extra: &[&str]) -> Proc {
+        Proc::gateway_logging(upstreams, extra, None)
+    }
+
+    /// [`Proc::gateway`] logging at TRACE into `log`, if given.
+    fn gateway_logging(
+        upstreams: &[(&str, &str)],
+        extra: &[&str],
+        log: Option<&std::path::Path>,
+    ) -> Proc {
         let mut args = vec![
             "gateway".to_owned(),
             "--listen".into(),
@@ -85,7 +104,7 @@ impl Proc {
         }
         args.extend(extra.iter().map(|s| (*s).to_owned()));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        Proc::start(&args)
+        Proc::start_logging(&args, log)
     }
 
     /// `mcp-pool serve-echo` on `port` (0: any), retrying while a port just
@@ -545,10 +564,14 @@ async fn identities_never_share_an_upstream_session_and_metrics_count_each_key()
     let upstream = spawn_local_server("127.0.0.1:0".parse().unwrap(), &EchoConfig::default())
         .await
         .unwrap();
-    // Per identity: downstream sessions of one identity may share.
-    let gateway = Proc::gateway(
+    // Per identity: downstream sessions of one identity may share. Logs at
+    // TRACE, to show they carry no credential.
+    let log =
+        std::env::temp_dir().join(format!("mcp-pool-gateway-test-{}.log", std::process::id()));
+    let mut gateway = Proc::gateway_logging(
         &[("echo", &upstream.url())],
         &["--affinity", "per-identity"],
+        Some(&log),
     );
     let url = gateway.url("echo");
     let identities = ["Bearer alice-secret", "Bearer bob-secret"];
@@ -611,6 +634,18 @@ async fn identities_never_share_an_upstream_session_and_metrics_count_each_key()
     for (_, c) in clients {
         c.cancel().await.unwrap();
     }
+    gateway.terminate();
+    let gateway = tokio::task::spawn_blocking(move || {
+        assert!(gateway.wait_exit().success());
+        gateway
+    })
+    .await
+    .unwrap();
+    drop(gateway);
+    let logs = std::fs::read_to_string(&log).expect("the log file");
+    let _ = std::fs::remove_file(&log);
+    assert!(logs.lines().count() > 10, "TRACE logs were written: {logs}");
+    assert!(!logs.contains("secret"), "a credential in the logs");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -256,6 +256,13 @@ impl Gateway {
         {
             server.abort();
         }
+        // The downstream sessions' tasks hold the pool until they wind
+        // down; the pool's last handle gone, its background task stops
+        // before the runtime does (bounded wait).
+        let deadline = tokio::time::Instant::now() + SERVER_STOP_TIMEOUT;
+        while Arc::strong_count(&self.shared) > 1 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         DrainReport { cut_off, pool }
     }
 }
