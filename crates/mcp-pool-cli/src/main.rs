@@ -1,10 +1,12 @@
 //! The `mcp-pool` command: `loadtest` reproduces the dead-session cascade of
 //! a naive pool and shows mcp-pool's recovery beside it, `serve-echo` serves
 //! the echo MCP server alone, `check` model-checks the pool's core, `sim`
-//! runs the simulations.
+//! runs the simulations, `gateway` serves upstream MCP servers to downstream
+//! clients through one pool.
 #![forbid(unsafe_code)]
 
 mod check;
+mod gateway;
 mod loadtest;
 mod serve_echo;
 mod sim;
@@ -47,6 +49,11 @@ enum Command {
     /// oracle checked; or replays one seed exactly. Exits 1 if an oracle
     /// fails, printing the command that replays the run.
     Sim(sim::SimArgs),
+    /// Serves upstream MCP servers to downstream MCP clients through one
+    /// pool: each --upstream NAME=URL at /mcp/NAME (Streamable HTTP, both
+    /// protocol eras), Prometheus metrics at /metrics; drains on SIGTERM or
+    /// Ctrl-C. Logs to stderr (RUST_LOG).
+    Gateway(Box<gateway::GatewayArgs>),
 }
 
 /// A setting that cannot work, in one line; the command exits with code 2.
@@ -130,6 +137,20 @@ fn main() -> ExitCode {
                 }
                 code
             })
+        }
+        Command::Gateway(args) => {
+            let config = match args.config() {
+                Ok(config) => config,
+                Err(UsageError(message)) => return usage(&message),
+            };
+            let runtime = match runtime() {
+                Ok(rt) => rt,
+                Err(e) => return failure(e),
+            };
+            match runtime.block_on(gateway::run(config)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => failure(e),
+            }
         }
         Command::ServeEcho(args) => {
             let config = match args.config() {
