@@ -138,35 +138,47 @@ fn main() -> ExitCode {
                 code
             })
         }
-        Command::Gateway(args) => {
-            let config = match args.config() {
-                Ok(config) => config,
-                Err(UsageError(message)) => return usage(&message),
-            };
-            let runtime = match runtime() {
-                Ok(rt) => rt,
-                Err(e) => return failure(e),
-            };
-            match runtime.block_on(gateway::run(config)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => failure(e),
+        Command::Gateway(args) => serve(args.config(), gateway::run),
+        Command::ServeEcho(args) => serve(args.config(), serve_echo::run),
+    }
+}
+
+/// Runs a server subcommand: a usage error exits 2 with its one line; the
+/// server runs on a new runtime until it stops, and its error exits 1.
+fn serve<C, F, E>(config: Result<C, UsageError>, run: impl FnOnce(C) -> F) -> ExitCode
+where
+    F: std::future::Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    let config = match config {
+        Ok(config) => config,
+        Err(UsageError(message)) => return usage(&message),
+    };
+    let runtime = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => return failure(e),
+    };
+    match runtime.block_on(run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => failure(e),
+    }
+}
+
+/// Resolves at the first SIGTERM or Ctrl-C (Ctrl-C alone where SIGTERM
+/// cannot be watched).
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
             }
-        }
-        Command::ServeEcho(args) => {
-            let config = match args.config() {
-                Ok(config) => config,
-                Err(UsageError(message)) => return usage(&message),
-            };
-            let runtime = match runtime() {
-                Ok(rt) => rt,
-                Err(e) => return failure(e),
-            };
-            match runtime.block_on(serve_echo::run(config)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => failure(e),
-            }
+            return;
         }
     }
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, String> {

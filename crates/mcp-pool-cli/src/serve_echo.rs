@@ -93,32 +93,17 @@ pub async fn run(config: ServeConfig) -> Result<(), String> {
     let control = ServerControl::new();
     let stopper = control.clone();
     tokio::spawn(async move {
-        stop_signal().await;
+        crate::stop_signal().await;
         eprintln!("stopping (again to kill)");
         stopper.stop();
         tokio::select! {
-            () = stop_signal() => {}
+            () = crate::stop_signal() => {}
             () = tokio::time::sleep(Duration::from_secs(5)) => {}
         }
         stopper.kill();
     });
     serve_tcp(listener, EchoApp::new(&config.echo), control).await;
     Ok(())
-}
-
-async fn stop_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
 }
 
 #[cfg(test)]

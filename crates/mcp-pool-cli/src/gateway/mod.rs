@@ -58,11 +58,11 @@ pub async fn run(config: GatewayConfig) -> Result<(), StartError> {
         println!("{name} http://{addr}/mcp/{name} -> {shown}");
     }
     tracing::info!(%addr, upstreams = config.upstreams.len(), "gateway started");
-    stop_signal().await;
+    crate::stop_signal().await;
     tracing::info!(grace = ?config.grace, "stopping: draining requests in flight (again to cut the wait short)");
     let report = tokio::select! {
         report = gateway.drain(config.grace) => report,
-        () = stop_signal() => {
+        () = crate::stop_signal() => {
             tracing::warn!("second signal: exiting without waiting");
             return Ok(());
         }
@@ -74,19 +74,4 @@ pub async fn run(config: GatewayConfig) -> Result<(), StartError> {
         "gateway stopped"
     );
     Ok(())
-}
-
-async fn stop_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
 }
