@@ -5,6 +5,7 @@
 //! clients through one pool.
 #![forbid(unsafe_code)]
 
+mod calls;
 mod check;
 mod gateway;
 mod loadtest;

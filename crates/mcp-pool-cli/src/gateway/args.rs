@@ -32,6 +32,22 @@ impl fmt::Display for Affinity {
     }
 }
 
+/// How the gateway gets the upstream session a request runs on.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub enum UpstreamSessions {
+    /// From mcp-pool: the gateway's one pool (the only choice of the
+    /// command line).
+    #[default]
+    Pool,
+    /// From a naive pool that puts every session back, dead or alive
+    /// ([`mcp_pool_naive`]), with no retry: the gateways the reported
+    /// cascade happened in, for `loadtest --via-gateway`.
+    Naive,
+    /// A new upstream session for every request, closed after it: no pool,
+    /// for `loadtest --via-gateway`.
+    PerRequest,
+}
+
 /// `mcp-pool gateway`: the options, each also read from an `MCP_POOL_*`
 /// environment variable.
 #[derive(Clone, Debug, clap::Args)]
@@ -142,6 +158,9 @@ pub struct GatewayConfig {
     pub max_keys: usize,
     /// Idle session lifetime.
     pub idle_timeout: Duration,
+    /// Where upstream sessions come from ([`UpstreamSessions::Pool`] unless
+    /// set in code).
+    pub sessions: UpstreamSessions,
 }
 
 impl GatewayConfig {
@@ -163,6 +182,7 @@ impl GatewayConfig {
             max_sessions: 1024,
             max_keys: 4096,
             idle_timeout: Duration::from_secs(300),
+            sessions: UpstreamSessions::Pool,
         }
     }
 }

@@ -6,10 +6,11 @@
 // `notifications/message`, and servers of every era send it.
 #![allow(deprecated)]
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use axum::http::request::Parts;
-use mcp_pool::{Pool, RunError};
+use mcp_pool::{Connector, RunError};
 use mcp_pool_rmcp::CallEvent;
 use mcp_pool_rmcp::{Era, Error, SessionKey};
 use rmcp::model::{
@@ -22,7 +23,9 @@ use serde_json::json;
 use tokio_util::task::TaskTracker;
 
 use super::args::Affinity;
-use super::metrics::{Exporter, MeteredConnector, Upstream};
+use super::metrics::{Exporter, Upstream};
+use super::upstreams::{Failed, Upstreams};
+use crate::calls::EraTally;
 
 /// One upstream as the gateway serves it.
 #[derive(Clone, Debug)]
@@ -74,8 +77,12 @@ fn method_name(request: &ClientRequest) -> &'static str {
 /// What every forwarded request shares: the one pool, the exporter, the
 /// key policy and the drain.
 pub struct Shared {
-    /// The pool of upstream sessions, all upstreams and identities in one.
-    pub pool: Pool<MeteredConnector>,
+    /// Where upstream sessions come from: the one pool, all upstreams and
+    /// identities in it.
+    pub upstreams: Upstreams,
+    /// The protocol era and version of the upstream sessions requests ran
+    /// on, counted per request.
+    pub eras: EraTally,
     /// The `/metrics` recorder.
     pub exporter: Exporter,
     /// Identity headers, lower case.
@@ -97,7 +104,7 @@ impl Shared {
             SessionKey::builder(route.url.as_ref()).identity_headers(&self.identity_headers);
         if let Some(parts) = parts {
             builder = builder.headers(&parts.headers);
-            let stateful = match self.pool.connector().inner().era_of(&route.url) {
+            let stateful = match self.upstreams.connector().inner().era_of(&route.url) {
                 None => true,
                 Some((era, _)) => era == Era::LegacyStateful,
             };
@@ -156,7 +163,7 @@ impl Shared {
         let _in_flight = self.in_flight.token();
         let key = self.key(route, ctx.extensions.get::<Parts>())?;
         let relay = Relay { ctx, min_level };
-        let call = run(&self.pool, &key, &relay, &forward);
+        let call = run(&self.upstreams, &key, &self.eras, &relay, &forward);
         let result = tokio::select! {
             result = call => result,
             () = ctx.ct.cancelled() => {
@@ -171,7 +178,7 @@ impl Shared {
         let outcome = match &result {
             Ok(ServerResult::CallToolResult(r)) if r.is_error == Some(true) => "tool_error",
             Ok(_) => "ok",
-            Err(RunError::Call(Error::Service {
+            Err(Failed::Call(Error::Service {
                 source: ServiceError::McpError(_),
                 ..
             })) => "upstream_error",
@@ -184,27 +191,53 @@ impl Shared {
     }
 }
 
-/// Runs `forward` on a session of `key`, again while it fails in a way the
-/// upstream provably never accepted (as [`mcp_pool_rmcp::run_with_retry`]).
+/// Runs `forward` on a session of `key`, counting the session's era in
+/// `eras`; with mcp-pool, again on another session while it fails in a way
+/// the upstream provably never accepted, at most `max_sessions_per_key`
+/// more times (as [`mcp_pool_rmcp::run_with_retry`]). The naive pool and a
+/// session per request run it once, as the gateways without mcp-pool did.
 async fn run(
-    pool: &Pool<MeteredConnector>,
+    upstreams: &Upstreams,
     key: &SessionKey,
+    eras: &EraTally,
     relay: &Relay<'_>,
     forward: &Forward,
-) -> Result<ServerResult, RunError<Error>> {
-    let mut retries = pool.config().max_sessions_per_key;
-    loop {
-        let result = pool
-            .run(key, async |session: &Upstream| {
-                send(session, relay, forward.clone()).await
-            })
-            .await;
-        match result {
-            Err(RunError::Call(e)) if e.is_safe_to_retry() && retries > 0 => {
-                retries -= 1;
-                tracing::debug!(error = %e, "the upstream never took the request; sending it again");
+) -> Result<ServerResult, Failed> {
+    match upstreams {
+        Upstreams::Pool(pool) => {
+            let mut retries = pool.config().max_sessions_per_key;
+            loop {
+                let result = pool
+                    .run(key, async |session: &Upstream| {
+                        eras.saw(session);
+                        send(session, relay, forward.clone()).await
+                    })
+                    .await;
+                match result {
+                    Err(RunError::Call(e)) if e.is_safe_to_retry() && retries > 0 => {
+                        retries -= 1;
+                        tracing::debug!(error = %e, "the upstream never took the request; sending it again");
+                    }
+                    other => return other.map_err(Failed::from),
+                }
             }
-            other => return other,
+        }
+        Upstreams::Naive { pool, runs } => {
+            runs.fetch_add(1, Ordering::Relaxed);
+            let result = pool
+                .run(key, async |session: &Upstream| {
+                    eras.saw(session);
+                    send(session, relay, forward.clone()).await
+                })
+                .await;
+            result.map_err(Failed::from)
+        }
+        Upstreams::PerRequest(connector) => {
+            let session = connector.connect(key).await.map_err(Failed::Connect)?;
+            eras.saw(&session);
+            let result = send(&session, relay, forward.clone()).await;
+            connector.close(session).await;
+            result.map_err(Failed::Call)
         }
     }
 }
@@ -309,30 +342,36 @@ async fn send(
 /// The JSON-RPC error a failed forward becomes: the upstream's own error
 /// unchanged, else -32603 (internal error) whose message names the
 /// upstream, the method and what happened (the pool's or the connector's
-/// words, which carry no credential), with `data.upstream` and
-/// `data.retry_safe` (whether the upstream provably never took the request).
-pub fn to_jsonrpc(route: &Route, method: &str, error: RunError<Error>) -> ErrorData {
-    match error {
-        RunError::Call(Error::Service {
-            source: ServiceError::McpError(data),
-            ..
-        }) => data,
-        RunError::Call(e) => {
-            tracing::warn!(upstream = %route.name, method, error = %e, "upstream request failed");
-            ErrorData::internal_error(
-                format!("upstream `{}`: `{method}` failed: {e}", route.name),
-                Some(json!({ "upstream": &*route.name, "retry_safe": e.is_safe_to_retry() })),
-            )
-        }
-        RunError::Acquire(e) => {
-            tracing::warn!(upstream = %route.name, method, error = %e, "no upstream session");
-            ErrorData::internal_error(
-                format!(
-                    "upstream `{}`: `{method}` was not sent: no session: {e}",
-                    route.name
-                ),
-                Some(json!({ "upstream": &*route.name, "retry_safe": true })),
-            )
-        }
+/// words, which carry no credential), with `data.upstream`,
+/// `data.retry_safe` (whether the upstream provably never took the request)
+/// and `data.reason`, the kind of failure by a stable name (`transport`,
+/// `session_lost`, `timeout`, `connect`, `circuit_open`, `acquire_timeout`,
+/// `queue_full`, `other`).
+pub fn to_jsonrpc(route: &Route, method: &str, error: Failed) -> ErrorData {
+    if let Failed::Call(Error::Service {
+        source: ServiceError::McpError(data),
+        ..
+    }) = error
+    {
+        return data;
     }
+    let data = json!({
+        "upstream": &*route.name,
+        "retry_safe": error.is_safe_to_retry(),
+        "reason": error.cause().as_str(),
+    });
+    let message = match &error {
+        Failed::Call(e) => {
+            tracing::warn!(upstream = %route.name, method, error = %e, "upstream request failed");
+            format!("upstream `{}`: `{method}` failed: {e}", route.name)
+        }
+        Failed::Acquire(_) | Failed::Connect(_) => {
+            tracing::warn!(upstream = %route.name, method, error = %error, "no upstream session");
+            format!(
+                "upstream `{}`: `{method}` was not sent: {error}",
+                route.name
+            )
+        }
+    };
+    ErrorData::internal_error(message, Some(data))
 }

@@ -188,12 +188,18 @@ impl Exporter {
     /// key's connect and close counts:
     /// `mcp_gateway_key_connects_total{key, result="started"|"connected"}`
     /// and `mcp_gateway_key_closes_total{key}`.
-    pub fn export(&self, pool: &mcp_pool::Pool<MeteredConnector>) {
-        let snapshot = pool.metrics();
-        let live: Vec<KeyHash> = snapshot.keys.iter().map(|k| k.key).collect();
-        let counts = pool.connector().counts();
+    ///
+    /// Without a pool (see [`super::UpstreamSessions`]) only the per-key
+    /// counts are recorded, and never forgotten.
+    pub fn export(&self, upstreams: &super::upstreams::Upstreams) {
+        let connector = upstreams.connector();
+        let counts = connector.counts();
+        let pool = upstreams.pool();
+        let snapshot = pool.map(|p| (p.name(), p.metrics()));
         self.record(|| {
-            snapshot.export(pool.name());
+            if let Some((name, snapshot)) = &snapshot {
+                snapshot.export(name);
+            }
             for (key, c) in &counts {
                 let key = key.to_string();
                 metrics::counter!("mcp_gateway_key_connects_total", "key" => key.clone(), "result" => "started")
@@ -203,7 +209,10 @@ impl Exporter {
                 metrics::counter!("mcp_gateway_key_closes_total", "key" => key).absolute(c.closes);
             }
         });
-        pool.connector().prune(&live);
+        if let Some((_, snapshot)) = &snapshot {
+            let live: Vec<KeyHash> = snapshot.keys.iter().map(|k| k.key).collect();
+            connector.prune(&live);
+        }
     }
 
     /// Counts one forwarded request: `mcp_gateway_requests_total{upstream,

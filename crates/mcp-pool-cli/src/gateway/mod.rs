@@ -16,17 +16,20 @@
 //! - [`server`]: the HTTP server, the pool, the drain;
 //! - [`handler`]: the MCP server each downstream client talks to;
 //! - [`forward`]: one request forwarded through the pool;
-//! - [`metrics`]: `/metrics` and the per-key counters.
+//! - [`metrics`]: `/metrics` and the per-key counters;
+//! - [`upstreams`]: where upstream sessions come from (the pool, or, for
+//!   `loadtest --via-gateway`, the naive pool or none).
 
 pub mod args;
 pub mod forward;
 pub mod handler;
 pub mod metrics;
 pub mod server;
+pub mod upstreams;
 
 use tracing_subscriber::EnvFilter;
 
-pub use args::{GatewayArgs, GatewayConfig};
+pub use args::{Affinity, GatewayArgs, GatewayConfig, UpstreamSessions};
 pub use server::{Gateway, StartError};
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `info,rmcp=warn`),
@@ -67,10 +70,13 @@ pub async fn run(config: GatewayConfig) -> Result<(), StartError> {
             return Ok(());
         }
     };
+    let (closed, force_closed) = report
+        .pool
+        .map_or((0, 0), |pool| (pool.closed, pool.force_closed.len()));
     tracing::info!(
         cut_off = report.cut_off,
-        sessions_closed = report.pool.closed,
-        force_closed = report.pool.force_closed.len(),
+        sessions_closed = closed,
+        force_closed,
         "gateway stopped"
     );
     Ok(())

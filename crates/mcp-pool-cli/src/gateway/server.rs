@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::calls::{EraSeen, EraTally};
 use axum::extract::Request;
 use axum::http::{header, StatusCode, Uri};
 use axum::middleware::{self, Next};
@@ -23,9 +24,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::args::GatewayConfig;
+#[cfg(doc)]
+use super::args::UpstreamSessions;
 use super::forward::{Route, Shared};
 use super::handler::GatewayHandler;
 use super::metrics::{Exporter, MeteredConnector, EXPORT_INTERVAL};
+use super::upstreams::Upstreams;
 
 /// How long the HTTP server may take to close its connections once the
 /// downstream sessions are ended.
@@ -82,28 +86,38 @@ pub struct DrainReport {
     /// Downstream requests still in flight when the grace period ended
     /// (each was cut off).
     pub cut_off: usize,
-    /// How the pool's shutdown went.
-    pub pool: ShutdownReport,
+    /// How the pool's shutdown went (`None` when the sessions came from
+    /// elsewhere: see [`UpstreamSessions`]).
+    pub pool: Option<ShutdownReport>,
 }
 
-/// The pool every upstream shares.
-fn pool(
+/// The upstream sessions every upstream shares: one pool (unless the
+/// configuration asks for another source, see [`UpstreamSessions`]).
+fn upstreams(
     config: &GatewayConfig,
     names: BTreeMap<String, String>,
-) -> Result<Pool<MeteredConnector>, StartError> {
+) -> Result<Upstreams, StartError> {
     let connector = McpConnector::builder()
         .request_timeout(config.call_timeout)
         .build()?;
-    let pool = Pool::builder(MeteredConnector::new(connector, names))
-        .name("gateway")
-        .max_sessions_per_key(config.sessions_per_key)
-        .max_sessions_total(config.max_sessions)
-        .max_keys(config.max_keys)
-        .acquire_timeout(config.call_timeout)
-        .idle_timeout(Some(config.idle_timeout))
-        .shutdown_timeout(POOL_SHUTDOWN_TIMEOUT)
-        .build()?;
-    Ok(pool)
+    let connector = MeteredConnector::new(connector, names);
+    let upstreams = Upstreams::new(
+        config.sessions,
+        connector,
+        config.sessions_per_key,
+        |connector| {
+            Pool::builder(connector)
+                .name("gateway")
+                .max_sessions_per_key(config.sessions_per_key)
+                .max_sessions_total(config.max_sessions)
+                .max_keys(config.max_keys)
+                .acquire_timeout(config.call_timeout)
+                .idle_timeout(Some(config.idle_timeout))
+                .shutdown_timeout(POOL_SHUTDOWN_TIMEOUT)
+                .build()
+        },
+    )?;
+    Ok(upstreams)
 }
 
 impl Gateway {
@@ -126,7 +140,8 @@ impl Gateway {
             });
         }
         let shared = Arc::new(Shared {
-            pool: pool(config, names)?,
+            upstreams: upstreams(config, names)?,
+            eras: EraTally::default(),
             exporter: Exporter::new(),
             identity_headers: config.identity_headers.clone(),
             affinity: config.affinity,
@@ -164,7 +179,7 @@ impl Gateway {
                 get(move || {
                     let shared = metrics_shared.clone();
                     async move {
-                        shared.exporter.export(&shared.pool);
+                        shared.exporter.export(&shared.upstreams);
                         (
                             [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
                             shared.exporter.render(),
@@ -206,7 +221,7 @@ impl Gateway {
             loop {
                 tokio::select! {
                     _ = tick.tick() => {
-                        exporting.exporter.export(&exporting.pool);
+                        exporting.exporter.export(&exporting.upstreams);
                         exporting.exporter.upkeep();
                     }
                     () = stop.cancelled() => return,
@@ -228,6 +243,17 @@ impl Gateway {
         self.addr
     }
 
+    /// The upstream side's counters, by the names the loadtest's table
+    /// uses (see [`Upstreams::counters`]).
+    pub fn counters(&self) -> BTreeMap<String, u64> {
+        self.shared.upstreams.counters()
+    }
+
+    /// The protocol eras of the upstream sessions requests ran on so far.
+    pub fn eras(&self) -> Vec<EraSeen> {
+        self.shared.eras.snapshot()
+    }
+
     /// Drains: stops accepting connections and new requests (refused with
     /// a JSON-RPC error naming the shutdown), lets requests in flight finish
     /// for up to `grace`, then ends every downstream session and shuts the
@@ -247,7 +273,7 @@ impl Gateway {
             self.shared.in_flight.len()
         };
         self.sessions.cancel();
-        let pool = self.shared.pool.shutdown().await;
+        let pool = self.shared.upstreams.shutdown().await;
         self.export.cancel();
         let mut server = self.server;
         if tokio::time::timeout(SERVER_STOP_TIMEOUT, &mut server)

@@ -115,6 +115,15 @@ pub struct LoadtestArgs {
           value_parser = era_choice)]
     pub era: EraChoice,
 
+    /// Put an embedded `mcp-pool gateway` between the users and the server,
+    /// one per mode, its upstream sessions taken as the mode takes them
+    /// (mcp-pool, the naive pool, or a new one per call): the topology the
+    /// cascade was reported in. Users call the gateway over sessions of
+    /// their own (which stay healthy: the gateway is never restarted); the
+    /// table's counters and eras are the gateway's upstream side.
+    #[arg(long, env = "MCP_POOL_VIA_GATEWAY")]
+    pub via_gateway: bool,
+
     /// Load an external MCP server (Streamable HTTP) instead of the
     /// embedded one. Nothing is injected into it: to judge faults made from
     /// outside, declare them with --outage-at and --down-for.
@@ -167,12 +176,18 @@ The embedded server serves the protocol era given by --era (legacy
 stateful by default); each mode's row `era (detected)` is what its sessions
 found, for --url too.
 
+With --via-gateway, users call an embedded gateway (`mcp-pool gateway`),
+which calls the server over sessions taken the mode's way; its /metrics
+page is read at the end of each mode, and the JSON report holds its
+figures beside the table's (`metrics_connects`, `metrics_closes`).
+
 Durations are written like 500ms, 20s, 1m30s.
 
 Examples:
   mcp-pool loadtest --duration 20s
   mcp-pool loadtest --duration 20s --era modern
   mcp-pool loadtest --era all --mode pool --json eras.json
+  mcp-pool loadtest --duration 20s --via-gateway
   mcp-pool loadtest --users 50 --delay 100ms --restart instant --json out.json --plot out.svg
   mcp-pool loadtest --url http://127.0.0.1:8000/mcp --tool search --args '{\"q\":\"x\"}' --mode pool";
 
@@ -236,6 +251,8 @@ pub struct Plan {
     /// `--era all`: the loadtest runs once per era (see [`Plan::runs`]);
     /// the target's era is the first.
     pub all_eras: bool,
+    /// `--via-gateway`: each mode runs behind an embedded gateway.
+    pub via_gateway: bool,
 }
 
 impl Plan {
@@ -337,6 +354,7 @@ impl LoadtestArgs {
             json: self.json,
             plot: self.plot,
             all_eras: self.era == EraChoice::All && self.url.is_none(),
+            via_gateway: self.via_gateway,
         })
     }
 

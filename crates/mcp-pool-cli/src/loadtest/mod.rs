@@ -11,6 +11,7 @@ pub mod record;
 pub mod run;
 pub mod table;
 pub mod verdict;
+pub mod via_gateway;
 
 use std::io;
 use std::path::PathBuf;
@@ -28,6 +29,7 @@ use self::progress::Progress;
 use self::record::{ModeReport, ModeRun};
 use self::run::{run_mode, Mode};
 use self::verdict::Verdict;
+use self::via_gateway::ViaGateway;
 
 /// Why a loadtest could not run to the end.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +45,9 @@ pub enum LoadtestError {
     /// The embedded echo server could not be brought back after the outage.
     #[error("{0}")]
     Restart(io::Error),
+    /// The embedded gateway of `--via-gateway` could not be started.
+    #[error("cannot start the embedded gateway: {0}")]
+    Gateway(String),
     /// The MCP client could not be built.
     #[error("cannot build the MCP client: {0}")]
     Client(#[from] mcp_pool_rmcp::Error),
@@ -113,6 +118,9 @@ pub struct LoadtestReport {
     /// `None` for an external server. What each mode's sessions detected
     /// is in its own report (`era`, `protocol_version`).
     pub served_era: Option<String>,
+    /// Whether each mode ran behind an embedded gateway (`--via-gateway`):
+    /// then each mode's counters and eras are the gateway's upstream side.
+    pub via_gateway: bool,
     /// The settings.
     pub settings: Settings,
     /// The outage planned for each mode; each mode's report holds when the
@@ -136,6 +144,7 @@ enum Running {
     Pool(Arc<PoolMode>),
     Naive(Arc<NaiveMode>),
     None(Arc<NoneMode>),
+    Via(ViaGateway),
 }
 
 impl Running {
@@ -144,6 +153,7 @@ impl Running {
             Running::Pool(m) => m.clone(),
             Running::Naive(m) => m.clone(),
             Running::None(m) => m.clone(),
+            Running::Via(m) => m.users.clone(),
         }
     }
 
@@ -162,6 +172,7 @@ impl Running {
                 (counters, m.eras())
             }
             Running::None(m) => (m.counters(), m.eras()),
+            Running::Via(m) => m.finish().await,
         }
     }
 }
@@ -214,6 +225,18 @@ pub async fn run(plan: &Plan) -> Result<LoadtestReport, LoadtestError> {
     for &name in &plan.modes {
         let connector = settings.connector()?;
         let running = match name {
+            _ if plan.via_gateway => Running::Via(
+                ViaGateway::start(
+                    name,
+                    &url,
+                    settings,
+                    plan.pool_size,
+                    plan.load.users,
+                    plan.load.identities,
+                    plan.call.clone(),
+                )
+                .await?,
+            ),
             ModeName::Pool => {
                 let pool = settings.pool(connector, plan.pool_size, keys.len())?;
                 Running::Pool(Arc::new(PoolMode::new(
@@ -297,6 +320,7 @@ pub async fn run(plan: &Plan) -> Result<LoadtestReport, LoadtestError> {
     let report = LoadtestReport {
         url,
         embedded: matches!(plan.target, Target::Embedded { .. }),
+        via_gateway: plan.via_gateway,
         served_era: match &plan.target {
             Target::Embedded { era, .. } => Some(era.name().to_string()),
             Target::External { .. } => None,
@@ -437,6 +461,7 @@ pub(crate) fn sample_report() -> LoadtestReport {
     LoadtestReport {
         url: "http://127.0.0.1:1/mcp".into(),
         embedded: true,
+        via_gateway: false,
         served_era: Some("legacy".into()),
         settings: Settings {
             users: 1,

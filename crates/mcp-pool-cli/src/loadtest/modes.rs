@@ -7,7 +7,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use mcp_pool::{AcquireError, EvictReason, Outcome, Pool, RunError};
+use mcp_pool::{Outcome, Pool, RunError};
 use mcp_pool_naive::{Counted, NaiveError, NaivePool};
 use mcp_pool_rmcp::{KeyError, McpConnector, McpPool, SessionKey};
 use rmcp::model::{CallToolRequestParams, JsonObject};
@@ -18,6 +18,7 @@ use super::ceiling::DELAY_ARGUMENT;
 use super::era::{EraSeen, EraTally};
 use super::record::{Cause, Failure};
 use super::run::{CallFuture, Mode};
+pub use crate::calls::{acquire_cause, cause_of, pool_counters};
 
 /// The modes the loadtest can run.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, clap::ValueEnum, Serialize)]
@@ -172,34 +173,10 @@ pub fn keys(url: &str, identities: usize) -> Result<Vec<SessionKey>, KeyError> {
         .collect()
 }
 
-/// What a failed rmcp request says about the call.
-pub fn cause_of(error: &mcp_pool_rmcp::Error) -> Cause {
-    use mcp_pool_rmcp::Error as E;
-    match error {
-        E::Initialize { .. } | E::InitializeTimedOut { .. } | E::HttpClient(_) | E::Key(_) => {
-            Cause::Connect
-        }
-        E::TimedOut { .. } => Cause::Timeout,
-        E::SessionLost { .. } => Cause::SessionLost,
-        other => match other.outcome() {
-            Outcome::ApplicationError => Cause::Application,
-            Outcome::TransportError => Cause::Transport,
-            Outcome::Timeout => Cause::Timeout,
-            Outcome::Ok | Outcome::Cancelled => Cause::Other,
-        },
-    }
-}
-
-/// What a failed [`Pool::run`] says about the call. A refused acquire
-/// keeps its own cause (the connect failure it carries, if any, is in the
-/// message: see [`AcquireError::connect_failure`]).
+/// What a failed [`Pool::run`] says about the call (see [`acquire_cause`]).
 pub fn pool_failure(error: RunError<mcp_pool_rmcp::Error>) -> Failure {
     let cause = match &error {
-        RunError::Acquire(AcquireError::TimedOut { .. }) => Cause::AcquireTimeout,
-        RunError::Acquire(AcquireError::CircuitOpen { .. }) => Cause::CircuitOpen,
-        RunError::Acquire(AcquireError::ConnectFailed { .. }) => Cause::Connect,
-        RunError::Acquire(AcquireError::QueueFull) => Cause::QueueFull,
-        RunError::Acquire(AcquireError::TooManyKeys | AcquireError::ShuttingDown) => Cause::Other,
+        RunError::Acquire(e) => acquire_cause(e),
         RunError::Call(e) => cause_of(e),
     };
     Failure::new(cause, error)
@@ -237,22 +214,7 @@ impl PoolMode {
     /// hits, misses, evictions (all reasons), checks and more, from the
     /// pool's core counters.
     pub fn counters(&self) -> BTreeMap<String, u64> {
-        let s = self.pool.metrics().stats;
-        let evictions = EvictReason::ALL.iter().map(|r| s.evictions(*r)).sum();
-        [
-            ("hits", s.hits),
-            ("misses", s.misses),
-            ("evictions", evictions),
-            ("checks", s.checks),
-            ("checks_failed", s.checks_failed),
-            ("connects", s.connects),
-            ("connect_failures", s.connect_failures),
-            ("breaker_trips", s.breaker_trips),
-            ("rejects", s.rejects()),
-        ]
-        .into_iter()
-        .map(|(name, n)| (name.to_string(), n))
-        .collect()
+        pool_counters(&self.pool.metrics().stats)
     }
 
     /// Shuts the pool down, closing its sessions.
@@ -441,6 +403,7 @@ impl Mode for NoneMode {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mcp_pool::AcquireError;
 
     fn echo(jitter_ms: u64) -> ToolCall {
         ToolCall {

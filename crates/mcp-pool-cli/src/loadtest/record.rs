@@ -8,69 +8,7 @@ use serde::Serialize;
 
 use super::era::EraSeen;
 
-/// Why a call failed, as a loadtest reports it.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Cause {
-    /// Sending or receiving on the session failed.
-    Transport,
-    /// The server answered that it does not know the session (it forgot or
-    /// expired it, or restarted), and no other session was left to run the
-    /// call on.
-    SessionLost,
-    /// The call did not finish within its timeout.
-    Timeout,
-    /// No session could be opened.
-    Connect,
-    /// The pool's circuit breaker refused the call.
-    CircuitOpen,
-    /// No session was free before the acquire deadline.
-    AcquireTimeout,
-    /// Too many callers already waited for a session of this key: the pool
-    /// refused one more.
-    QueueFull,
-    /// The server answered with an error.
-    Application,
-    /// Anything else.
-    Other,
-}
-
-impl Cause {
-    /// Every cause, in table order.
-    pub const ALL: [Cause; 9] = [
-        Cause::Transport,
-        Cause::SessionLost,
-        Cause::Connect,
-        Cause::Timeout,
-        Cause::CircuitOpen,
-        Cause::AcquireTimeout,
-        Cause::QueueFull,
-        Cause::Application,
-        Cause::Other,
-    ];
-
-    /// A stable snake_case name for tables and JSON.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Cause::Transport => "transport",
-            Cause::SessionLost => "session_lost",
-            Cause::Timeout => "timeout",
-            Cause::Connect => "connect",
-            Cause::CircuitOpen => "circuit_open",
-            Cause::AcquireTimeout => "acquire_timeout",
-            Cause::QueueFull => "queue_full",
-            Cause::Application => "application",
-            Cause::Other => "other",
-        }
-    }
-
-    /// Whether a call failing so says something about the sessions the
-    /// mode handed out: every cause but [`Cause::Application`], the server's
-    /// own error answer to the call, made on a working session.
-    pub fn is_session_failure(self) -> bool {
-        self != Cause::Application
-    }
-}
+pub use crate::calls::Cause;
 
 /// A failed call: its cause and the error's message.
 #[derive(Clone, Debug, PartialEq, Eq)]

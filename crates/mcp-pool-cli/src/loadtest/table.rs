@@ -27,8 +27,13 @@ pub fn headline(plan: &Plan, url: &str) -> String {
         Target::Embedded { era, .. } => format!(" (era {era})"),
         Target::External { .. } => String::new(),
     };
+    let via = if plan.via_gateway {
+        " through a gateway"
+    } else {
+        ""
+    };
     format!(
-        "mcp-pool loadtest: {} against {url}{era}, {} each",
+        "mcp-pool loadtest: {}{via} against {url}{era}, {} each",
         modes.join(", "),
         show(plan.load.duration)
     )
@@ -74,6 +79,14 @@ pub fn render(report: &LoadtestReport) -> String {
         (false, _) => {
             let _ = writeln!(out, "backend: external server at {}", report.url);
         }
+    }
+    if report.via_gateway {
+        let _ = writeln!(
+            out,
+            "via gateway: users call an embedded mcp-pool gateway (its own per mode), which \
+             calls the backend over sessions taken the mode's way; counters and eras are the \
+             gateway's upstream side"
+        );
     }
     match &report.outage {
         Some(o) if report.embedded => {
