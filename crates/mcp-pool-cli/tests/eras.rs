@@ -4,89 +4,19 @@
 //! Each run is judged from its exit code and its `--json` file; the era is
 //! always what the client detected, never what it was told.
 
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+mod common;
+
+use std::time::Duration;
 
 use mcp_pool_echo::{spawn_local_server, EchoConfig, Era};
 use serde_json::Value;
 
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-    report: Value,
-}
-
-impl Run {
-    fn context(&self) -> String {
-        format!(
-            "exit code {:?}\nstdout:\n{}\nstderr:\n{}",
-            self.code, self.stdout, self.stderr
-        )
-    }
-}
+use common::{f, mode, Run};
 
 /// Runs `mcp-pool loadtest ARGS --json FILE`, killed if it has not finished
 /// within two minutes, and reads its JSON report.
 fn loadtest(args: &[&str], name: &str) -> Run {
-    let json = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("eras-{name}-{}.json", std::process::id()));
-    let _ = std::fs::remove_file(&json);
-    let mut command = Command::new(env!("CARGO_BIN_EXE_mcp-pool"));
-    for (var, _) in std::env::vars() {
-        if var.starts_with("MCP_POOL_") {
-            command.env_remove(var);
-        }
-    }
-    let mut child = command
-        .arg("loadtest")
-        .args(args)
-        .arg("--json")
-        .arg(&json)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("mcp-pool runs");
-    let give_up = Instant::now() + Duration::from_secs(120);
-    while child.try_wait().expect("waits").is_none() {
-        if Instant::now() > give_up {
-            let _ = child.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = child.wait_with_output().expect("its output");
-    let stdout = String::from_utf8_lossy(&stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&stderr).into_owned();
-    let report = match std::fs::read(&json) {
-        Ok(bytes) => serde_json::from_slice(&bytes).expect("valid JSON"),
-        Err(e) => panic!("no JSON report ({e})\n{stdout}\n{stderr}"),
-    };
-    let _ = std::fs::remove_file(&json);
-    Run {
-        code: status.code(),
-        stdout,
-        stderr,
-        report,
-    }
-}
-
-fn mode<'a>(report: &'a Value, name: &str) -> &'a Value {
-    report["modes"]
-        .as_array()
-        .expect("modes")
-        .iter()
-        .find(|m| m["mode"] == name)
-        .unwrap_or_else(|| panic!("no mode {name} in {report}"))
-}
-
-fn f(v: &Value) -> f64 {
-    v.as_f64().unwrap_or_else(|| panic!("not a number: {v}"))
+    common::loadtest(args, &format!("eras-{name}"), Duration::from_secs(120))
 }
 
 /// The era and protocol version a client detects on an echo server serving

@@ -5,12 +5,14 @@
 //! and a tool that ignores `delay_ms`. Each run is judged from its exit
 //! code, its stderr and its `--json` file.
 
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+mod common;
+
+use std::time::Duration;
 
 use mcp_pool_tests::{ForgetfulServer, NotMcp, SessionLossForm};
 use serde_json::Value;
+
+use common::{f, Run};
 
 /// The call timeout every run uses; no call may come near it.
 const TIMEOUT: &str = "10s";
@@ -18,31 +20,6 @@ const TIMEOUT: &str = "10s";
 /// Far below the 10 s call timeout: a call that took this long waited for
 /// its timeout rather than get an answer.
 const FAR_BELOW_TIMEOUT_MS: f64 = 5000.0;
-
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-    report: Value,
-}
-
-impl Run {
-    fn mode(&self, name: &str) -> &Value {
-        self.report["modes"]
-            .as_array()
-            .expect("modes")
-            .iter()
-            .find(|m| m["mode"] == name)
-            .unwrap_or_else(|| panic!("no mode {name} in\n{}", self.stdout))
-    }
-
-    fn context(&self) -> String {
-        format!(
-            "exit code {:?}\nstdout:\n{}\nstderr:\n{}",
-            self.code, self.stdout, self.stderr
-        )
-    }
-}
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -55,54 +32,8 @@ fn runtime() -> tokio::runtime::Runtime {
 /// Runs `mcp-pool loadtest --url URL ARGS --json FILE`, killed if it has not
 /// finished within a minute, and reads its JSON report.
 fn loadtest(url: &str, args: &[&str], name: &str) -> Run {
-    let json = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("foreign-{name}-{}.json", std::process::id()));
-    let _ = std::fs::remove_file(&json);
-    let mut command = Command::new(env!("CARGO_BIN_EXE_mcp-pool"));
-    for (var, _) in std::env::vars() {
-        if var.starts_with("MCP_POOL_") {
-            command.env_remove(var);
-        }
-    }
-    let mut child = command
-        .args(["loadtest", "--url", url, "--timeout", TIMEOUT])
-        .args(args)
-        .arg("--json")
-        .arg(&json)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("mcp-pool runs");
-    let give_up = Instant::now() + Duration::from_secs(60);
-    while child.try_wait().expect("waits").is_none() {
-        if Instant::now() > give_up {
-            let _ = child.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = child.wait_with_output().expect("its output");
-    let stdout = String::from_utf8_lossy(&stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&stderr).into_owned();
-    let report = match std::fs::read(&json) {
-        Ok(bytes) => serde_json::from_slice(&bytes).expect("valid JSON"),
-        Err(e) => panic!("no JSON report ({e})\n{stdout}\n{stderr}"),
-    };
-    let _ = std::fs::remove_file(&json);
-    Run {
-        code: status.code(),
-        stdout,
-        stderr,
-        report,
-    }
-}
-
-fn f(v: &Value) -> f64 {
-    v.as_f64().unwrap_or_else(|| panic!("not a number: {v}"))
+    let args = [&["--url", url, "--timeout", TIMEOUT], args].concat();
+    common::loadtest(&args, &format!("foreign-{name}"), Duration::from_secs(60))
 }
 
 /// The slowest call of a mode, ok or failed, in ms (the report carries

@@ -1,35 +1,14 @@
 //! The `mcp-pool` binary end to end: a short loadtest with the default
 //! outage, judged from its `--json` file; usage errors; the echo server.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
+use common::{f, mcp_pool, mode};
 use serde_json::Value;
-
-fn mcp_pool() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_mcp-pool"));
-    // Settings come from the arguments only.
-    for (name, _) in std::env::vars() {
-        if name.starts_with("MCP_POOL_") {
-            command.env_remove(name);
-        }
-    }
-    command
-}
-
-fn mode<'a>(report: &'a Value, name: &str) -> &'a Value {
-    report["modes"]
-        .as_array()
-        .expect("modes")
-        .iter()
-        .find(|m| m["mode"] == name)
-        .unwrap_or_else(|| panic!("no mode {name}"))
-}
-
-fn f(v: &Value) -> f64 {
-    v.as_f64().unwrap_or_else(|| panic!("not a number: {v}"))
-}
 
 #[test]
 fn a_short_loadtest_shows_the_three_modes_apart() {

@@ -5,64 +5,31 @@
 //! through the naive pool it fails to the end, and its `/metrics` page,
 //! read at the end of each mode, counts what the table counts.
 
-use std::path::PathBuf;
-use std::process::Command;
+mod common;
 
-use serde_json::Value;
+use std::time::Duration;
 
-fn mcp_pool() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_mcp-pool"));
-    for (name, _) in std::env::vars() {
-        if name.starts_with("MCP_POOL_") {
-            command.env_remove(name);
-        }
-    }
-    command
-}
-
-fn mode<'a>(report: &'a Value, name: &str) -> &'a Value {
-    report["modes"]
-        .as_array()
-        .expect("modes")
-        .iter()
-        .find(|m| m["mode"] == name)
-        .unwrap_or_else(|| panic!("no mode {name}"))
-}
-
-fn n(v: &Value) -> u64 {
-    v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"))
-}
+use common::n;
 
 #[test]
 fn through_the_gateway_the_pool_recovers_and_the_naive_pool_cascades() {
-    let json = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("via-gateway-{}.json", std::process::id()));
-    let output = mcp_pool()
-        .args([
-            "loadtest",
-            "--via-gateway",
-            "--duration",
-            "5s",
-            "--users",
-            "4",
-            "--delay",
-            "100ms",
-        ])
-        .arg("--json")
-        .arg(&json)
-        .output()
-        .expect("mcp-pool runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stderr}\n{stdout}");
-    let report: Value =
-        serde_json::from_slice(&std::fs::read(&json).expect("the JSON file")).expect("valid JSON");
-    let _ = std::fs::remove_file(&json);
+    let args = [
+        "--via-gateway",
+        "--duration",
+        "5s",
+        "--users",
+        "4",
+        "--delay",
+        "100ms",
+    ];
+    let run = common::loadtest(&args, "via-gateway", Duration::from_secs(120));
+    let (stdout, report) = (run.context(), &run.report);
+    assert_eq!(run.code, Some(0), "{stdout}");
     assert_eq!(report["verdict"]["passed"], true, "{stdout}");
 
-    let pool = mode(&report, "pool");
-    let naive = mode(&report, "naive");
-    let none = mode(&report, "none");
+    let pool = run.mode("pool");
+    let naive = run.mode("naive");
+    let none = run.mode("none");
     for m in [pool, naive, none] {
         assert!(
             n(&m["ok"]) > 0,
