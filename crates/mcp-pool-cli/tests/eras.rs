@@ -9,7 +9,6 @@ mod common;
 use std::time::Duration;
 
 use mcp_pool_echo::{spawn_local_server, EchoConfig, Era};
-use serde_json::Value;
 
 use common::{f, mode, Run};
 
