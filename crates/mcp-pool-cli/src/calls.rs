@@ -89,19 +89,8 @@ impl Cause {
 /// ([`Cause::Application`]).
 pub fn cause_of(error: &mcp_pool_rmcp::Error) -> Cause {
     use mcp_pool_rmcp::Error as E;
-    if let E::Service {
-        source: rmcp::ServiceError::McpError(e),
-        ..
-    } = error
-    {
-        let relayed = e.data.as_ref().filter(|d| d.get("upstream").is_some());
-        if let Some(cause) = relayed
-            .and_then(|d| d.get("reason"))
-            .and_then(|r| r.as_str())
-            .and_then(Cause::named)
-        {
-            return cause;
-        }
+    if let Some((cause, _)) = relayed(error) {
+        return cause;
     }
     match error {
         E::Initialize { .. } | E::InitializeTimedOut { .. } | E::HttpClient(_) | E::Key(_) => {
@@ -116,6 +105,25 @@ pub fn cause_of(error: &mcp_pool_rmcp::Error) -> Cause {
             Outcome::Ok | Outcome::Cancelled => Cause::Other,
         },
     }
+}
+
+/// The cause and the message of a failure an mcp-pool gateway relayed: a
+/// JSON-RPC error with `data.upstream` and a `data.reason` naming a
+/// [`Cause`]; `None` for any other error.
+pub fn relayed(error: &mcp_pool_rmcp::Error) -> Option<(Cause, &str)> {
+    let mcp_pool_rmcp::Error::Service {
+        source: rmcp::ServiceError::McpError(e),
+        ..
+    } = error
+    else {
+        return None;
+    };
+    let data = e.data.as_ref().filter(|d| d.get("upstream").is_some())?;
+    let cause = data
+        .get("reason")
+        .and_then(|r| r.as_str())
+        .and_then(Cause::named)?;
+    Some((cause, &e.message))
 }
 
 /// Why an acquire was refused, as a cause: a refused acquire keeps its own
@@ -228,15 +236,20 @@ mod tests {
 
     #[test]
     fn a_failure_a_gateway_relayed_keeps_the_cause_it_named() {
-        let relayed = answered(json!({ "upstream": "echo", "reason": "transport" }));
-        assert_eq!(cause_of(&relayed), Cause::Transport);
-        let relayed = answered(json!({ "upstream": "echo", "reason": "circuit_open" }));
-        assert_eq!(cause_of(&relayed), Cause::CircuitOpen);
+        let transport = answered(json!({ "upstream": "echo", "reason": "transport" }));
+        assert_eq!(cause_of(&transport), Cause::Transport);
+        let open = answered(json!({ "upstream": "echo", "reason": "circuit_open" }));
+        assert_eq!(cause_of(&open), Cause::CircuitOpen);
         // The server's own error, or a reason nobody knows, is the
         // server's answer.
         let own = answered(json!({ "reason": "transport" }));
         assert_eq!(cause_of(&own), Cause::Application);
         let unknown = answered(json!({ "upstream": "echo", "reason": "gone" }));
         assert_eq!(cause_of(&unknown), Cause::Application);
+        let relayed_one = answered(json!({ "upstream": "echo", "reason": "session_lost" }));
+        let (cause, message) = relayed(&relayed_one).expect("relayed");
+        assert_eq!(cause, Cause::SessionLost);
+        assert!(message.starts_with("upstream `echo`"), "{message}");
+        assert!(relayed(&own).is_none());
     }
 }

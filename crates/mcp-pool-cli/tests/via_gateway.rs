@@ -51,6 +51,14 @@ fn through_the_gateway_the_pool_recovers_and_the_naive_pool_cascades() {
         causes.keys().all(|c| c != "application"),
         "the gateway's relayed failures were counted as tool errors: {causes:?}"
     );
+    // Each says what happened upstream, in the gateway's words.
+    let samples = naive["error_samples"].as_object().expect("error samples");
+    assert!(
+        samples.values().all(|m| m
+            .as_str()
+            .is_some_and(|m| m.starts_with("via the gateway: upstream `backend`"))),
+        "{samples:?}"
+    );
     // A session per call recovers too.
     assert_eq!(none["errors_after_recovery"], 0, "{stdout}");
 

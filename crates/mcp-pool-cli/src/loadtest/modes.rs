@@ -18,7 +18,7 @@ use super::ceiling::DELAY_ARGUMENT;
 use super::era::{EraSeen, EraTally};
 use super::record::{Cause, Failure};
 use super::run::{CallFuture, Mode};
-pub use crate::calls::{acquire_cause, cause_of, pool_counters};
+pub use crate::calls::{acquire_cause, cause_of, pool_counters, relayed};
 
 /// The modes the loadtest can run.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, clap::ValueEnum, Serialize)]
@@ -174,7 +174,15 @@ pub fn keys(url: &str, identities: usize) -> Result<Vec<SessionKey>, KeyError> {
 }
 
 /// What a failed [`Pool::run`] says about the call (see [`acquire_cause`]).
+/// A failure an mcp-pool gateway relayed is described by the gateway's own
+/// words (`via the gateway: upstream ...`), which say what the upstream
+/// did.
 pub fn pool_failure(error: RunError<mcp_pool_rmcp::Error>) -> Failure {
+    if let RunError::Call(e) = &error {
+        if let Some((cause, message)) = relayed(e) {
+            return Failure::new(cause, format!("via the gateway: {message}"));
+        }
+    }
     let cause = match &error {
         RunError::Acquire(e) => acquire_cause(e),
         RunError::Call(e) => cause_of(e),
