@@ -229,7 +229,7 @@ impl<C: Connector> Shared<C> {
         // The close this may lead to needs the only reference.
         drop(cell);
         self.step(|st, now| {
-            st.lent.remove(&session);
+            st.unlend(session);
             report(st.core.lane_returned(session, back, now));
         });
     }

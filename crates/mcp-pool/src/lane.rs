@@ -2,11 +2,13 @@
 //!
 //! The core lends a fresh exclusive session to its key's lane with a
 //! freshness bound and the rule that renews it (`Action::Lend`). Here a lane
-//! keeps its lent sessions ([`Cell`]s) parked in a few stacks ([`Shard`]s,
-//! one per group of threads, so two threads rarely touch the same memory),
-//! and callers take and give them back without the pool's lock:
+//! keeps its lent sessions ([`Cell`]s) parked in a bag of slots (one region
+//! of `max_sessions` slots per group of threads, where each thread looks
+//! first, so two threads rarely touch the same memory, and a take or a park
+//! touches one cache line of the lane's), and callers take and give them
+//! back without the pool's lock:
 //!
-//! - take: pop a parked cell (own stack first), claim it with one
+//! - take: pop a parked cell (own region first), claim it with one
 //!   compare-and-swap of its state, and check its bound against the clock;
 //! - give back after `Ok` or `ApplicationError`: renew its bound by the
 //!   published rule, then hand it to the first caller waiting in the lane,
@@ -31,10 +33,10 @@ use std::sync::atomic::fence;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
-use crossbeam_queue::ArrayQueue;
 use std::time::Duration;
 
 use crate::reply;
+use crate::slots::Slots;
 use mcp_pool_core::{SessionId, Time};
 
 use crate::shared::{Answer, Shared};
@@ -64,8 +66,9 @@ pub(crate) struct Cell<C: Connector> {
     last_used: AtomicU64,
     renew: u64,
     hard_end: u64,
-    /// The shard it is parked in.
-    shard: AtomicUsize,
+    /// Times callers took it from its lane (counted on its own cache line,
+    /// which the take writes anyway).
+    takes: AtomicU64,
 }
 
 impl<C: Connector> Cell<C> {
@@ -86,8 +89,13 @@ impl<C: Connector> Cell<C> {
             last_used: AtomicU64::new(NEVER),
             renew: u64::try_from(renew.as_nanos()).unwrap_or(u64::MAX),
             hard_end: hard_end.as_nanos(),
-            shard: AtomicUsize::new(0),
+            takes: AtomicU64::new(0),
         }
+    }
+
+    /// Times callers took it from its lane.
+    pub(crate) fn takes(&self) -> u64 {
+        self.takes.load(Ordering::Relaxed)
     }
 
     /// When its last use in the lane ended well, if it was used there.
@@ -121,14 +129,6 @@ impl<C: Connector> Cell<C> {
     }
 }
 
-/// One queue of parked cells (lock-free), alone on its cache lines.
-#[repr(align(128))]
-struct Shard<C: Connector> {
-    cells: ArrayQueue<Arc<Cell<C>>>,
-    /// Sessions taken from this queue (for metrics).
-    takes: AtomicU64,
-}
-
 /// A caller waiting in a lane.
 pub(crate) struct LaneWaiter<C: Connector> {
     pub(crate) token: u64,
@@ -148,14 +148,21 @@ struct Queue<C: Connector> {
     adopted: u64,
 }
 
-/// What every take and give-back reads, alone on its cache lines (away
-/// from the lane's reference count and its lock).
+/// What every take and give-back reads, together on one cache line and
+/// alone on it (away from the lane's reference count and its lock): for a
+/// pool of many keys, a take touches the key's map entry, this line, one
+/// line of slots and the cell.
 #[repr(align(128))]
-struct Hot {
+struct Hot<C: Connector> {
     /// Callers in the queue (read without the lock).
     waiting: AtomicUsize,
     /// Mirrors `queue.open` (read without the lock).
     open: AtomicBool,
+    /// Parked cells: `regions` regions of `region` slots.
+    parked: Slots<Cell<C>>,
+    regions: usize,
+    region: usize,
+    connector: Arc<C>,
 }
 
 /// The callers a lane served or refused, for [`Metrics`](crate::Metrics).
@@ -188,11 +195,9 @@ impl LaneCounts {
 
 /// One key's lane.
 pub(crate) struct Lane<C: Connector> {
-    hot: Hot,
-    shards: Box<[Shard<C>]>,
+    hot: Hot<C>,
     queue: Mutex<Queue<C>>,
     pub(crate) shared: Weak<Shared<C>>,
-    pub(crate) connector: Arc<C>,
     pub(crate) unused: AtomicU64,
     /// Whether a reaper task watches the queue's deadlines.
     reaping: AtomicBool,
@@ -274,18 +279,17 @@ fn home(shards: usize) -> usize {
 impl<C: Connector> Lane<C> {
     /// A lane for a key with at most `max_sessions` sessions.
     pub(crate) fn new(shared: Weak<Shared<C>>, connector: Arc<C>, max_sessions: usize) -> Lane<C> {
-        let shards = std::thread::available_parallelism().map_or(4, |n| n.get().clamp(2, 16));
+        let regions = std::thread::available_parallelism().map_or(4, |n| n.get().clamp(2, 16));
+        // Every lent session of the key fits in any one region.
+        let region = max_sessions.max(1);
         Lane {
-            shards: (0..shards)
-                .map(|_| Shard {
-                    // Every lent session of the key fits in any one queue.
-                    cells: ArrayQueue::new(max_sessions.max(1)),
-                    takes: AtomicU64::new(0),
-                })
-                .collect(),
             hot: Hot {
                 waiting: AtomicUsize::new(0),
                 open: AtomicBool::new(false),
+                parked: Slots::new(regions * region),
+                regions,
+                region,
+                connector,
             },
             queue: Mutex::new(Queue {
                 open: false,
@@ -297,7 +301,6 @@ impl<C: Connector> Lane<C> {
                 adopted: 0,
             }),
             shared,
-            connector,
             unused: AtomicU64::new(0),
             reaping: AtomicBool::new(false),
         }
@@ -306,6 +309,11 @@ impl<C: Connector> Lane<C> {
     fn queue(&self) -> MutexGuard<'_, Queue<C>> {
         // Only plain queue operations happen under it: never inconsistent.
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The pool's connector.
+    pub(crate) fn connector(&self) -> &C {
+        &self.hot.connector
     }
 
     /// Whether callers wait here now (a hint, read without the lock).
@@ -318,39 +326,37 @@ impl<C: Connector> Lane<C> {
         self.hot.open.load(Ordering::Acquire)
     }
 
-    /// Takes a parked session fresh at `now`, this thread's stack first.
+    /// Where this thread's region of slots starts.
+    fn home(&self) -> usize {
+        home(self.hot.regions) * self.hot.region
+    }
+
+    /// Takes a parked session fresh at `now`, this thread's region first.
     pub(crate) fn take(&self, now: Time) -> Take<C> {
-        let n = self.shards.len();
-        let me = home(n);
-        for i in 0..n {
-            let shard = &self.shards[(me + i) % n];
-            while let Some(cell) = shard.cells.pop() {
-                // A recalled cell belongs to the pool now: skip it.
-                if cell
-                    .state
-                    .compare_exchange(PARKED, TAKEN, Ordering::AcqRel, Ordering::Acquire)
-                    .is_err()
-                {
-                    continue;
-                }
-                if now.as_nanos() >= cell.until.load(Ordering::Acquire) {
-                    cell.leave_lane();
-                    return Take::Stale(cell);
-                }
-                shard.takes.fetch_add(1, Ordering::Relaxed);
-                return Take::Hit(cell);
+        let me = self.home();
+        while let Some(cell) = self.hot.parked.pop(me) {
+            // A recalled cell belongs to the pool now: skip it.
+            if cell
+                .state
+                .compare_exchange(PARKED, TAKEN, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+            {
+                continue;
             }
+            if now.as_nanos() >= cell.until.load(Ordering::Acquire) {
+                cell.leave_lane();
+                return Take::Stale(cell);
+            }
+            cell.takes.fetch_add(1, Ordering::Relaxed);
+            return Take::Hit(cell);
         }
         Take::Miss
     }
 
-    /// Parks `cell` (held by the caller) in this thread's stack, then makes
+    /// Parks `cell` (held by the caller) in this thread's region, then makes
     /// sure no caller waits in the lane while a session fresh at `now` is
     /// parked.
     fn park(&self, cell: Arc<Cell<C>>, now: Time) -> GiveBack<C> {
-        let n = self.shards.len();
-        let me = home(n);
-        cell.shard.store(me, Ordering::Relaxed);
         // Parked only if the pool did not recall it meanwhile.
         if cell
             .state
@@ -359,8 +365,8 @@ impl<C: Connector> Lane<C> {
         {
             return GiveBack::ToPool(cell);
         }
-        if let Err(cell) = self.shards[me].cells.push(cell) {
-            // Cannot happen (every lent session fits in one queue); the
+        if let Err(cell) = self.hot.parked.push(cell, self.home()) {
+            // Cannot happen (every lent session fits in one region); the
             // pool takes it back rather than lose it.
             cell.leave_lane();
             return GiveBack::ToPool(cell);
@@ -430,24 +436,9 @@ impl<C: Connector> Lane<C> {
         if before != PARKED {
             return false;
         }
-        // Out of its queue, so no reference outlives its close: the others
-        // go back (takers skip recalled cells they pop meanwhile).
-        let shard = &self.shards[cell.shard.load(Ordering::Relaxed) % self.shards.len()];
-        let mut others = Vec::new();
-        for _ in 0..shard.cells.len() {
-            match shard.cells.pop() {
-                Some(c) if Arc::ptr_eq(&c, cell) => break,
-                Some(c) => others.push(c),
-                None => break,
-            }
-        }
-        for c in others {
-            if let Err(c) = shard.cells.push(c) {
-                // Only if the queue filled meanwhile (it cannot): any
-                // queue will do.
-                let _ = self.shards[0].cells.force_push(c);
-            }
-        }
+        // Out of its slot, so no reference outlives its close (a taker
+        // that popped it meanwhile skips it: it is recalled).
+        self.hot.parked.remove(cell);
         true
     }
 
@@ -605,22 +596,17 @@ impl<C: Connector> Lane<C> {
     /// Drops everything parked and queued (the pool is gone), so no cell
     /// keeps its lane alive.
     pub(crate) fn clear(&self) {
-        for shard in self.shards.iter() {
-            while shard.cells.pop().is_some() {}
-        }
+        self.hot.parked.clear();
         self.queue().waiters.clear();
         self.hot.waiting.store(0, Ordering::SeqCst);
     }
 
-    /// What the lane served and refused.
+    /// What the lane served and refused (`takes` aside: each cell counts
+    /// its own, see [`Cell::takes`]).
     pub(crate) fn counts(&self) -> LaneCounts {
         let q = self.queue();
         LaneCounts {
-            takes: self
-                .shards
-                .iter()
-                .map(|s| s.takes.load(Ordering::Relaxed))
-                .sum(),
+            takes: 0,
             waits: q.waits,
             handoffs: q.handoffs,
             timeouts: q.timeouts,
@@ -633,12 +619,11 @@ impl<C: Connector> Lane<C> {
 
     /// Sessions parked in the lane now.
     pub(crate) fn parked(&self) -> usize {
-        self.shards.iter().map(|s| s.cells.len()).sum()
+        self.hot.parked.len()
     }
 
     /// Whether nothing is lent to or waiting in this lane.
     pub(crate) fn is_idle(&self) -> bool {
-        self.hot.waiting.load(Ordering::Relaxed) == 0
-            && self.shards.iter().all(|s| s.cells.is_empty())
+        self.hot.waiting.load(Ordering::Relaxed) == 0 && self.hot.parked.is_empty()
     }
 }

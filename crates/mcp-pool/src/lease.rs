@@ -102,7 +102,7 @@ impl<C: Connector> Lease<C> {
 /// Gives a session taken at `at` from its lane back after a use that ended
 /// with `outcome`: to the lane if it ended well, else to the pool.
 fn give_back<C: Connector>(cell: Arc<Cell<C>>, at: Time, outcome: Outcome) {
-    let dead = guard::is_closed(&*cell.lane.connector, &cell.session);
+    let dead = guard::is_closed(cell.lane.connector(), &cell.session);
     let well = matches!(outcome, Outcome::Ok | Outcome::ApplicationError) && !dead;
     let pool = |cell: &Arc<Cell<C>>| {
         let shared = cell.lane.shared.upgrade();
@@ -123,8 +123,14 @@ fn give_back<C: Connector>(cell: Arc<Cell<C>>, at: Time, outcome: Outcome) {
         let now = shared.now();
         return shared.lane_return(cell, LaneReturn::Released { outcome, at: now });
     }
-    let lane = cell.lane.clone();
-    match lane.give_back(cell, at) {
+    // A second reference to the cell (on its own cache line, which this
+    // use already holds) keeps its lane alive through the give-back, as a
+    // clone of the lane's would, without touching the lane's count.
+    let held = cell.clone();
+    let back = held.lane.give_back(cell, at);
+    // The close a return to the pool may lead to needs the only reference.
+    drop(held);
+    match back {
         GiveBack::Done => {}
         GiveBack::Handoff(tx, cell) => {
             if let Err(crate::reply::Gone(Answer::GrantedLane { cell })) =

@@ -84,12 +84,16 @@ mod lane;
 mod lease;
 mod metrics;
 mod pool;
-// The one module with `unsafe`: a waiting caller's reply slot, whose two
+// The two modules with `unsafe`: a waiting caller's reply slot, whose two
 // cells are handed between sender and receiver by one atomic word (see its
-// comment); its tests race sends against closes and drops.
+// comment), and the bag a lane parks its sessions in, whose slots each hold
+// one `Arc` as a raw pointer; their tests race every operation against the
+// others.
 #[allow(unsafe_code)]
 mod reply;
 mod shared;
+#[allow(unsafe_code)]
+mod slots;
 mod tasks;
 mod upkeep;
 

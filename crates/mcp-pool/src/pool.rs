@@ -194,12 +194,13 @@ impl<C: Connector> Pool<C> {
             return Metrics::default();
         };
         let shared = self.shared();
-        let lanes = shared
+        let mut lanes = shared
             .lanes
             .load()
             .values()
             .map(|lane| lane.counts())
             .fold(LaneCounts::default(), LaneCounts::add);
+        lanes.takes = st.lane_takes();
         let map = shared.lanes.load();
         Metrics::of(
             st.core.pool(),

@@ -73,6 +73,9 @@ pub(crate) struct State<C: Connector> {
     pub(crate) timer: Option<Time>,
     /// Every session lent to a lane and not back yet.
     pub(crate) lent: IdMap<SessionId, Arc<Cell<C>>>,
+    /// Takes from lanes of the cells no longer lent (each lent cell counts
+    /// its own).
+    pub(crate) retired_takes: u64,
     /// Callers who waited in a lane that closed: their token and the
     /// pool's acquire they became.
     pub(crate) adopted: IdMap<u64, AcquireId>,
@@ -236,6 +239,7 @@ impl<C: Connector> Shared<C> {
                 failures: Failures::new(config.max_keys),
                 timer: None,
                 lent: IdMap::default(),
+                retired_takes: 0,
                 adopted: IdMap::default(),
             }),
             origin: Instant::now(),
@@ -464,7 +468,7 @@ impl<C: Connector> Shared<C> {
                         .expect("a recalled session is lent");
                     if cell.lane.recall(&cell) {
                         // It was parked: back at once.
-                        st.lent.remove(&session);
+                        st.unlend(session);
                         let last_used = cell.last_used();
                         drop(cell);
                         report(st.core.lane_returned(
@@ -632,6 +636,20 @@ impl Hasher for IdHasher {
 
     fn write_u64(&mut self, n: u64) {
         self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+impl<C: Connector> State<C> {
+    /// `session` is no longer lent: its cell's takes join the retired ones.
+    pub(crate) fn unlend(&mut self, session: SessionId) {
+        if let Some(cell) = self.lent.remove(&session) {
+            self.retired_takes += cell.takes();
+        }
+    }
+
+    /// Takes from lanes so far, of every cell lent now or before.
+    pub(crate) fn lane_takes(&self) -> u64 {
+        self.retired_takes + self.lent.values().map(|c| c.takes()).sum::<u64>()
     }
 }
 
