@@ -42,7 +42,7 @@ use mcp_pool_core::{SessionId, Time};
 use crate::shared::{Answer, Shared};
 use crate::Connector;
 
-/// The cell is parked in a shard and may be taken.
+/// The cell is parked in its lane's slots and may be taken.
 const PARKED: u8 = 0;
 /// A caller holds it.
 const TAKEN: u8 = 1;
@@ -260,9 +260,9 @@ thread_local! {
     static HOME: ThreadCell<usize> = const { ThreadCell::new(usize::MAX) };
 }
 
-/// The shard index of this thread (threads are spread over the shards
-/// round-robin, once).
-fn home(shards: usize) -> usize {
+/// The region of slots of this thread (threads are spread over the
+/// regions round-robin, once).
+fn home(regions: usize) -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     let n = HOME.with(|h| {
         let v = h.get();
@@ -273,7 +273,7 @@ fn home(shards: usize) -> usize {
         h.set(n);
         n
     });
-    n % shards
+    n % regions
 }
 
 impl<C: Connector> Lane<C> {
