@@ -181,6 +181,18 @@ pub fn ci_lanes() -> Bounds {
     }
 }
 
+/// CI, lanes with a grant found closed: the lanes' configuration with 3
+/// acquires and a grant whose session died before its caller got it, while
+/// the lane may be open (its caller must then wait in the lane, I18).
+pub fn ci_lanes_closed() -> Bounds {
+    Bounds {
+        name: "ci-lanes-closed",
+        acquires: 3,
+        grant_closures: 1,
+        ..ci_lanes()
+    }
+}
+
 /// The suite checked in CI (`cargo test`).
 pub fn ci() -> Vec<Bounds> {
     vec![
@@ -190,6 +202,7 @@ pub fn ci() -> Vec<Bounds> {
         ci_breaker(false),
         ci_breaker(true),
         ci_lanes(),
+        ci_lanes_closed(),
     ]
 }
 

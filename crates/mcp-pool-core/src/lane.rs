@@ -246,28 +246,27 @@ impl<K: PoolKey> Pool<K> {
 
     /// Opens or closes `k`'s lane as its state says: open exactly while
     /// every session of the key is lent, the key is at its limit, and
-    /// nothing else is under way for it (I18).
+    /// nothing else is under way for it (I18). While it is open, the key's
+    /// callers wait in it, not here: those waiting when it opens, and one
+    /// that comes back while it is open (a grant found closed), in order.
     pub(crate) fn update_lane(&mut self, k: u32) {
         let open = self.lane_may_open(k);
         let ks = self.ks(k);
         if open != ks.lane_open {
             let key = ks.key.clone();
             self.ks_mut(k).lane_open = open;
-            self.actions.push_back(Action::LaneOpen {
-                key: key.clone(),
-                open,
-            });
-            if open {
-                // The key's callers wait in its lane now, in their order.
-                while let Some(id) = self.ks(k).waiters.head() {
-                    let deadline = self.take_waiter(k, id);
-                    self.stats.moved_to_lane += 1;
-                    self.actions.push_back(Action::WaitInLane {
-                        acquire: id,
-                        key: key.clone(),
-                        deadline,
-                    });
-                }
+            self.actions.push_back(Action::LaneOpen { key, open });
+        }
+        if open {
+            while let Some(id) = self.ks(k).waiters.head() {
+                let deadline = self.take_waiter(k, id);
+                self.stats.moved_to_lane += 1;
+                let key = self.ks(k).key.clone();
+                self.actions.push_back(Action::WaitInLane {
+                    acquire: id,
+                    key,
+                    deadline,
+                });
             }
         }
     }

@@ -1106,6 +1106,33 @@ fn i18_a_key_at_its_limit_moves_its_callers_to_its_lane_in_order() {
 }
 
 #[test]
+fn i18_a_grant_found_closed_while_the_lane_is_open_waits_in_the_lane() {
+    let mut h = Harness::new(with_lanes());
+    // a's session dies before a gets it; a second caller's session takes
+    // its place, leased, so the key is at its limit with its lane open.
+    let (a, actions) = h.acquire(1);
+    let dead = grant_of(&h.connected(connect_of(&actions), true), a);
+    h.step(Input::TransportClosed(dead.session())).0.unwrap();
+    let (b, actions) = h.acquire(1);
+    let lease = grant_of(&h.connected(connect_of(&actions), true), b);
+    assert!(h.pool.key_snapshot(&1).unwrap().lane_open);
+    // The dead grant comes back: its caller may not wait in the pool while
+    // the lane is open (I18), so it waits in the lane.
+    let (r, actions) = h.step(Input::GrantClosed(dead));
+    r.unwrap();
+    assert!(
+        actions
+            .iter()
+            .any(|x| matches!(x, Action::WaitInLane { acquire, .. } if *acquire == a)),
+        "{actions:?}"
+    );
+    assert_eq!(h.pool.waiting(), 0, "nobody waits in the pool");
+    // b's session, given back, is lent and handed to that caller there.
+    let actions = h.release(lease, Outcome::Ok);
+    assert_eq!(lends(&actions), vec![lease.session()]);
+}
+
+#[test]
 fn i11_a_lent_session_comes_back_at_its_bound_and_is_checked_if_unused() {
     let mut h = Harness::new(with_lanes());
     let lease = h.lease_new(1);

@@ -932,6 +932,76 @@ async fn random_cycles(fake: Fake, seed: u64) {
     assert_eq!(fake.counts().connects, fake.counts().closes);
 }
 
+/// Real threads on the lanes' lock-free path: 16 tasks on 4 worker threads
+/// take and give back sessions of two keys for 20,000 cycles, while short
+/// idle timeouts, checks and lifetimes make the core recall lent sessions
+/// under them and some transports die: no session is ever held by two
+/// callers at once, and after shutdown every session made is closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_threads_never_share_an_exclusive_session() {
+    const TASKS: u64 = 16;
+    const CYCLES: u64 = 20_000;
+    let fake = Fake::seeing(true);
+    let pool = build(&fake, |b| {
+        b.max_sessions_per_key(4)
+            .max_sessions_total(8)
+            .acquire_timeout(Duration::from_secs(10))
+            .check_interval(ms(2))
+            .idle_timeout(Some(ms(5)))
+            .max_lifetime(Some(ms(20)))
+            .lifetime_jitter(ms(5))
+            .shutdown_timeout(Duration::from_secs(5))
+    });
+    let held: Arc<Mutex<std::collections::HashSet<u64>>> = Arc::default();
+    let mut tasks = JoinSet::new();
+    for t in 0..TASKS {
+        let (pool, fake, held) = (pool.clone(), fake.clone(), held.clone());
+        tasks.spawn(async move {
+            let mut rng = Rng::new(100 + t);
+            for _ in 0..CYCLES / TASKS {
+                let key: &'static str = ["a", "b"][rng.below(2) as usize];
+                if rng.chance(1) {
+                    fake.kill_one(rng.next());
+                }
+                let lease = pool.acquire(&key).await.expect("a session in time");
+                assert_eq!(lease.key, key, "a session of another key");
+                assert!(
+                    held.lock().unwrap().insert(lease.id),
+                    "session {} held by two callers at once",
+                    lease.id
+                );
+                let result = lease.call().await;
+                if rng.chance(30) {
+                    tokio::task::yield_now().await;
+                }
+                held.lock().unwrap().remove(&lease.id);
+                lease.release(match result {
+                    Ok(_) => Outcome::Ok,
+                    Err(_) => Outcome::TransportError,
+                });
+            }
+        });
+    }
+    tasks.join_all().await;
+    let m = pool.metrics();
+    assert_eq!(
+        m.stats.acquires,
+        m.stats.grants - m.stats.grants_closed + m.stats.rejects() + m.stats.cancelled,
+        "{m:?}"
+    );
+    assert_eq!(m.stats.rejects() + m.stats.cancelled, 0, "{m:?}");
+    // The lanes lent sessions, recalled them, and queued callers.
+    assert!(
+        m.stats.lends > 100 && m.stats.recalls > 100 && m.stats.moved_to_lane > 100,
+        "{m:?}"
+    );
+    let report = pool.shutdown().await;
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(fake.open(), 0);
+    let counts = fake.counts();
+    assert_eq!(counts.connects, counts.closes, "{counts:?}");
+}
+
 /// The exporter records a snapshot (a no-op without a global recorder).
 #[cfg(feature = "metrics")]
 #[tokio::test(start_paused = true)]
