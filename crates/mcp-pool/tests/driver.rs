@@ -939,11 +939,64 @@ async fn random_cycles(fake: Fake, seed: u64) {
 /// callers at once, and after shutdown every session made is closed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn racing_threads_never_share_an_exclusive_session() {
+    let m = racing_threads(Race::default()).await;
+    assert_eq!(m.stats.rejects() + m.stats.cancelled, 0, "{m:?}");
+    // The lanes lent sessions, recalled them, and queued callers.
+    assert!(
+        m.stats.lends > 100 && m.stats.recalls > 100 && m.stats.moved_to_lane > 100,
+        "{m:?}"
+    );
+}
+
+/// The same with connects and checks that fail, callers who give up while
+/// they wait (racing the lanes' hand-offs) or drop their lease, and every
+/// outcome.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_threads_with_faults_and_callers_who_give_up() {
+    let m = racing_threads(Race {
+        faults: true,
+        ..Race::default()
+    })
+    .await;
+    assert!(m.stats.cancelled > 0 && m.stats.checks > 0, "{m:?}");
+}
+
+/// The same with sessions shared by two callers (no lanes: they lend
+/// exclusive sessions only).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_threads_with_shared_sessions() {
+    let m = racing_threads(Race {
+        faults: true,
+        shared: true,
+    })
+    .await;
+    assert_eq!(m.stats.lends, 0, "{m:?}");
+}
+
+#[derive(Default)]
+struct Race {
+    /// Failing connects and checks, callers who give up, every outcome.
+    faults: bool,
+    /// Two leases per session.
+    shared: bool,
+}
+
+/// 16 tasks on the runtime's threads make 20,000 acquires of two keys, as
+/// `race` says; checks that exclusive sessions are never held twice, that
+/// the counters add up, and that shutdown closes every session; returns the
+/// metrics from before the shutdown.
+async fn racing_threads(race: Race) -> mcp_pool::Metrics {
     const TASKS: u64 = 16;
     const CYCLES: u64 = 20_000;
     let fake = Fake::seeing(true);
+    if race.faults {
+        fake.set_flaky(3, 10, 10);
+        fake.set_connect_delay(ms(1));
+    }
+    let leases = if race.shared { 2 } else { 1 };
     let pool = build(&fake, |b| {
         b.max_sessions_per_key(4)
+            .max_leases_per_session(leases)
             .max_sessions_total(8)
             .acquire_timeout(Duration::from_secs(10))
             .check_interval(ms(2))
@@ -956,6 +1009,7 @@ async fn racing_threads_never_share_an_exclusive_session() {
     let mut tasks = JoinSet::new();
     for t in 0..TASKS {
         let (pool, fake, held) = (pool.clone(), fake.clone(), held.clone());
+        let (faults, exclusive) = (race.faults, !race.shared);
         tasks.spawn(async move {
             let mut rng = Rng::new(100 + t);
             for _ in 0..CYCLES / TASKS {
@@ -963,22 +1017,42 @@ async fn racing_threads_never_share_an_exclusive_session() {
                 if rng.chance(1) {
                     fake.kill_one(rng.next());
                 }
-                let lease = pool.acquire(&key).await.expect("a session in time");
+                let acquire = pool.acquire(&key);
+                let lease = if faults && rng.chance(10) {
+                    let patience = Duration::from_micros(rng.below(300));
+                    match tokio::time::timeout(patience, acquire).await {
+                        Ok(lease) => lease,
+                        Err(_) => continue,
+                    }
+                } else {
+                    acquire.await
+                };
+                let Ok(lease) = lease else {
+                    assert!(faults, "refused without a fault: {lease:?}");
+                    continue;
+                };
                 assert_eq!(lease.key, key, "a session of another key");
-                assert!(
-                    held.lock().unwrap().insert(lease.id),
-                    "session {} held by two callers at once",
-                    lease.id
-                );
+                if exclusive {
+                    assert!(
+                        held.lock().unwrap().insert(lease.id),
+                        "session {} held by two callers at once",
+                        lease.id
+                    );
+                }
                 let result = lease.call().await;
                 if rng.chance(30) {
                     tokio::task::yield_now().await;
                 }
-                held.lock().unwrap().remove(&lease.id);
-                lease.release(match result {
-                    Ok(_) => Outcome::Ok,
-                    Err(_) => Outcome::TransportError,
-                });
+                if exclusive {
+                    held.lock().unwrap().remove(&lease.id);
+                }
+                match (result, faults.then(|| rng.below(10))) {
+                    (Err(_), _) => lease.release(Outcome::TransportError),
+                    (Ok(_), Some(0)) => lease.release(Outcome::Timeout),
+                    (Ok(_), Some(1)) => drop(lease),
+                    (Ok(_), Some(2)) => lease.release(Outcome::ApplicationError),
+                    (Ok(_), _) => lease.release(Outcome::Ok),
+                }
             }
         });
     }
@@ -989,17 +1063,13 @@ async fn racing_threads_never_share_an_exclusive_session() {
         m.stats.grants - m.stats.grants_closed + m.stats.rejects() + m.stats.cancelled,
         "{m:?}"
     );
-    assert_eq!(m.stats.rejects() + m.stats.cancelled, 0, "{m:?}");
-    // The lanes lent sessions, recalled them, and queued callers.
-    assert!(
-        m.stats.lends > 100 && m.stats.recalls > 100 && m.stats.moved_to_lane > 100,
-        "{m:?}"
-    );
+    assert_eq!((m.leased(), m.waiting), (0, 0), "no lease or waiter leaked");
     let report = pool.shutdown().await;
     assert!(report.is_clean(), "{report:?}");
     assert_eq!(fake.open(), 0);
     let counts = fake.counts();
     assert_eq!(counts.connects, counts.closes, "{counts:?}");
+    m
 }
 
 /// The exporter records a snapshot (a no-op without a global recorder).
