@@ -146,6 +146,8 @@ struct Queue<C: Connector> {
     timeouts: u64,
     cancels: u64,
     adopted: u64,
+    /// Callers refused because `max_waiters_per_key` already waited here.
+    full: u64,
 }
 
 /// What every take and give-back reads, together on one cache line and
@@ -174,6 +176,7 @@ pub(crate) struct LaneCounts {
     pub(crate) timeouts: u64,
     pub(crate) cancels: u64,
     pub(crate) adopted: u64,
+    pub(crate) full: u64,
     pub(crate) unused: u64,
     pub(crate) waiting: usize,
 }
@@ -187,6 +190,7 @@ impl LaneCounts {
             timeouts: self.timeouts + o.timeouts,
             cancels: self.cancels + o.cancels,
             adopted: self.adopted + o.adopted,
+            full: self.full + o.full,
             unused: self.unused + o.unused,
             waiting: self.waiting + o.waiting,
         }
@@ -299,6 +303,7 @@ impl<C: Connector> Lane<C> {
                 timeouts: 0,
                 cancels: 0,
                 adopted: 0,
+                full: 0,
             }),
             shared,
             unused: AtomicU64::new(0),
@@ -460,6 +465,7 @@ impl<C: Connector> Lane<C> {
         }
         if q.waiters.len() >= limit {
             self.hot.waiting.fetch_sub(1, Ordering::SeqCst);
+            q.full += 1;
             return Wait::Full;
         }
         let (tx, rx) = reply::channel();
@@ -612,6 +618,7 @@ impl<C: Connector> Lane<C> {
             timeouts: q.timeouts,
             cancels: q.cancels,
             adopted: q.adopted,
+            full: q.full,
             unused: self.unused.load(Ordering::Relaxed),
             waiting: self.hot.waiting.load(Ordering::Relaxed),
         }

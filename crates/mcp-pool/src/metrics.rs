@@ -61,11 +61,13 @@ impl Metrics {
         let mut stats = pool.stats().clone();
         // A caller the pool takes back from a lane that closed asks it
         // again: count it once.
-        stats.acquires = (stats.acquires + lanes.takes + lanes.waits).saturating_sub(lanes.adopted);
+        stats.acquires =
+            (stats.acquires + lanes.takes + lanes.waits + lanes.full).saturating_sub(lanes.adopted);
         stats.hits += lanes.takes;
         stats.misses = (stats.misses + lanes.waits).saturating_sub(lanes.adopted);
         stats.grants += lanes.takes + lanes.handoffs;
         stats.rejected_timed_out += lanes.timeouts;
+        stats.rejected_queue_full += lanes.full;
         stats.cancelled += lanes.cancels;
         stats.returned_unused += lanes.unused;
         Metrics {

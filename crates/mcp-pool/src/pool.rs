@@ -314,6 +314,10 @@ impl<C: Connector> Builder<C> {
         /// Sessions each known key keeps idle or on the way (pre-warm); at
         /// most `max_sessions_per_key`.
         min_idle_per_key: usize => min_idle_per_key;
+        /// Most callers waiting for one key at once; at least 1 (default
+        /// 1,024). An acquire that would wait beyond it is refused at once
+        /// with [`AcquireError::QueueFull`](crate::AcquireError::QueueFull).
+        max_waiters_per_key: usize => max_waiters_per_key;
         /// How long [`Pool::acquire`] waits; non-zero.
         acquire_timeout: Duration => acquire_timeout;
         /// How long a connect may take; non-zero.

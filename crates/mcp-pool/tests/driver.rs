@@ -932,6 +932,33 @@ async fn random_cycles(fake: Fake, seed: u64) {
     assert_eq!(fake.counts().connects, fake.counts().closes);
 }
 
+/// `max_waiters_per_key` callers may wait for a key; the next is refused at
+/// once with `QueueFull`, whether they wait in the pool or in the key's
+/// lane, and the one waiting still gets the session.
+#[tokio::test(start_paused = true)]
+async fn a_full_queue_refuses_the_next_caller_at_once() {
+    for lanes in [false, true] {
+        let fake = Fake::blind();
+        let pool = build(&fake, |b| {
+            b.max_sessions_per_key(1)
+                .max_waiters_per_key(1)
+                .lanes(lanes)
+        });
+        let held = pool.acquire(&"srv").await.unwrap();
+        let mut waiting = Box::pin(pool.acquire(&"srv"));
+        assert!(poll_once(&mut waiting).await.is_none(), "lanes {lanes}");
+        let refused = pool.acquire(&"srv").await;
+        assert!(
+            matches!(refused, Err(AcquireError::QueueFull)),
+            "lanes {lanes}: {refused:?}"
+        );
+        held.release(Outcome::Ok);
+        let lease = waiting.await.expect("the waiting caller is served");
+        assert_eq!(lease.id, 0, "lanes {lanes}");
+        assert_eq!(pool.metrics().stats.rejected_queue_full, 1, "lanes {lanes}");
+    }
+}
+
 /// Real threads on the lanes' lock-free path: 16 tasks on 4 worker threads
 /// take and give back sessions of two keys for 20,000 cycles, while short
 /// idle timeouts, checks and lifetimes make the core recall lent sessions
