@@ -23,7 +23,7 @@
 
 use crate::pool::{Pool, PoolKey};
 use crate::session::{Entry, Phase, Session};
-use crate::{Action, EvictReason, InputError, LaneReturn, SessionId, Time};
+use crate::{AcquireId, Action, EvictReason, InputError, LaneReturn, SessionId, Time};
 
 impl<K: PoolKey> Pool<K> {
     /// A lent session comes back from its lane (see [`LaneReturn`]). The
@@ -260,15 +260,20 @@ impl<K: PoolKey> Pool<K> {
         if open {
             while let Some(id) = self.ks(k).waiters.head() {
                 let deadline = self.take_waiter(k, id);
-                self.stats.moved_to_lane += 1;
-                let key = self.ks(k).key.clone();
-                self.actions.push_back(Action::WaitInLane {
-                    acquire: id,
-                    key,
-                    deadline,
-                });
+                self.wait_in_lane(k, id, deadline);
             }
         }
+    }
+
+    /// Acquire `id` of `k` waits in the key's (open) lane until `deadline`.
+    pub(crate) fn wait_in_lane(&mut self, k: u32, id: AcquireId, deadline: Time) {
+        self.stats.moved_to_lane += 1;
+        let key = self.ks(k).key.clone();
+        self.actions.push_back(Action::WaitInLane {
+            acquire: id,
+            key,
+            deadline,
+        });
     }
 
     /// Whether `k`'s lane may queue callers (I18): the key is at its limit,

@@ -628,13 +628,7 @@ impl<K: PoolKey> Pool<K> {
         if self.ks(k).lane_open {
             // Its lane queues callers: it waits there, behind those who came
             // before it.
-            self.stats.moved_to_lane += 1;
-            let key = self.ks(k).key.clone();
-            self.actions.push_back(Action::WaitInLane {
-                acquire: id,
-                key,
-                deadline,
-            });
+            self.wait_in_lane(k, id, deadline);
             return;
         }
         if self.admit_waiting(id, k, deadline, now) {
