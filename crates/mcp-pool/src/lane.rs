@@ -170,6 +170,8 @@ struct Hot<C: Connector> {
 /// The callers a lane served or refused, for [`Metrics`](crate::Metrics).
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct LaneCounts {
+    /// Counted on the cells, not the lane: [`Lane::counts`] leaves it 0 and
+    /// the pool fills it in from its lent and retired cells.
     pub(crate) takes: u64,
     pub(crate) waits: u64,
     pub(crate) handoffs: u64,
@@ -371,8 +373,9 @@ impl<C: Connector> Lane<C> {
             return GiveBack::ToPool(cell);
         }
         if let Err(cell) = self.hot.parked.push(cell, self.home()) {
-            // Cannot happen (every lent session fits in one region); the
-            // pool takes it back rather than lose it.
+            // Only if every pass found the slots full while others took and
+            // parked (there are twice as many slots as the key's sessions, or
+            // more); the pool takes it back rather than lose it.
             cell.leave_lane();
             return GiveBack::ToPool(cell);
         }
