@@ -20,7 +20,8 @@
 //! and `MCP_POOL_BENCH_OPS` (default 200000) size the table's rounds;
 //! `MCP_POOL_BENCH_TABLE_ONLY=1` skips criterion's part;
 //! `MCP_POOL_BENCH_FILTER=text` keeps the combinations whose label (as in
-//! `2 workers/yield/1 key/64`) contains `text`.
+//! `2 workers/yield/1 key/64`) contains `text`; `MCP_POOL_BENCH_POOLS=mcp-pool`
+//! (names, comma-separated) runs only those pools' rounds, for a profile.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -352,6 +353,12 @@ fn selected(runtime: Runtime, case: Case) -> bool {
     std::env::var("MCP_POOL_BENCH_FILTER").map_or(true, |f| label.contains(&f))
 }
 
+/// Whether `MCP_POOL_BENCH_POOLS` (comma-separated names; all if unset)
+/// keeps this pool in the table's rounds (for profiling one pool alone).
+fn pool_selected(name: &str) -> bool {
+    std::env::var("MCP_POOL_BENCH_POOLS").map_or(true, |f| f.split(',').any(|p| p.trim() == name))
+}
+
 fn cases(keys: Keys) -> impl Iterator<Item = Case> {
     [Workload::Bare, Workload::Yield]
         .into_iter()
@@ -435,6 +442,9 @@ fn measure(
             for round in 0..rounds as usize {
                 for i in 0..POOLS.len() {
                     let at = (round + i) % POOLS.len();
+                    if !pool_selected(POOLS[at]) {
+                        continue;
+                    }
                     let (ran, time) = pools.run(&rt, POOLS[at], case, ops);
                     rates[at].push(ran as f64 / time.as_secs_f64());
                 }

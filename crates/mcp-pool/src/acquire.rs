@@ -17,8 +17,8 @@ use crate::reply;
 use mcp_pool_core::{AcquireId, InputError, LaneReturn, LeaseId, Outcome, RejectReason, Time};
 use tokio::time::Instant;
 
-use crate::lane::{Cell, GiveBack, Take, Wait};
-use crate::shared::{report, Answer, Jobs, Mine, Shared, Waiter};
+use crate::lane::{Cell, GiveBack, Lane, Take, Wait};
+use crate::shared::{report, Answer, Jobs, LaneEntry, Mine, Shared, Waiter};
 use crate::{guard, AcquireError, Connector, KeyHash, Lease};
 
 /// How long past its deadline a waiting caller waits for the core's answer
@@ -64,6 +64,14 @@ impl<C: Connector> Shared<C> {
         deadline: Option<Instant>,
     ) -> Result<Lease<C>, AcquireError<C::Error>> {
         self.ensure_upkeep();
+        // The key's lane is found, and the lines a take reads are asked
+        // for, before the clock is read: with many keys they are rarely in
+        // the nearest cache, and they arrive while the clock is read.
+        let lanes = self.lanes_on.then(|| self.lanes.load());
+        let lane = lanes.as_ref().and_then(|lanes| lanes.get(key));
+        if let Some(lane) = lane {
+            lane.prefetch(self.config.max_sessions_per_key);
+        }
         let started = self.now();
         let deadline = match deadline {
             Some(at) => self.time(at),
@@ -75,7 +83,8 @@ impl<C: Connector> Shared<C> {
                 last_failure: None,
             });
         }
-        let mut state = self.begin_acquire(key, deadline, started);
+        let mut state = self.first_try(lane, key, deadline, started);
+        drop(lanes);
         loop {
             let answer = match state {
                 Started::Answered(answer) => answer,
@@ -144,15 +153,31 @@ impl<C: Connector> Shared<C> {
         }
     }
 
-    /// The first try of an acquire at `now`: the key's lane, then the pool.
+    /// A try of an acquire at `now`: the key's lane, then the pool.
     fn begin_acquire<'a>(
         self: &'a Arc<Self>,
         key: &C::Key,
         deadline: Time,
         now: Time,
     ) -> Started<'a, C> {
-        if self.lanes_on {
-            if let Some(started) = self.from_lane(key, deadline, now) {
+        if !self.lanes_on {
+            return self.first_try(None, key, deadline, now);
+        }
+        let lanes = self.lanes.load();
+        self.first_try(lanes.get(key), key, deadline, now)
+    }
+
+    /// A try of an acquire at `now`: `lane` (the key's, if it has one),
+    /// then the pool.
+    fn first_try<'a>(
+        self: &'a Arc<Self>,
+        lane: Option<&LaneEntry<C>>,
+        key: &C::Key,
+        deadline: Time,
+        now: Time,
+    ) -> Started<'a, C> {
+        if let Some(lane) = lane {
+            if let Some(started) = self.from_lane(lane, key, deadline, now) {
                 return started;
             }
         }
@@ -167,12 +192,11 @@ impl<C: Connector> Shared<C> {
     /// a session it finds must go back.
     fn from_lane<'a>(
         self: &'a Arc<Self>,
+        lane: &Arc<Lane<C>>,
         key: &C::Key,
         deadline: Time,
         now: Time,
     ) -> Option<Started<'a, C>> {
-        let lanes = self.lanes.load();
-        let lane = lanes.get(key)?;
         // Behind callers already waiting there is nothing parked to find.
         while !(lane.is_open() && lane.has_waiters()) {
             match lane.take(now) {

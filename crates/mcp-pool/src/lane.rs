@@ -31,12 +31,12 @@ use std::cell::Cell as ThreadCell;
 use std::collections::VecDeque;
 use std::sync::atomic::fence;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 
 use std::time::Duration;
 
 use crate::reply;
-use crate::slots::Slots;
+use crate::slots::{prefetch, Slots};
 use mcp_pool_core::{SessionId, Time};
 
 use crate::shared::{Answer, Shared};
@@ -55,20 +55,25 @@ const GONE: u8 = 4;
 const NEVER: u64 = u64::MAX;
 
 /// One lent session, as its lane holds it.
+///
+/// Laid out in the order of use: what a take reads and writes (`state`,
+/// `until`, `takes`) first, then what the caller and the give-back read, so
+/// that a take touches one cache line of it in most placements.
+#[repr(C)]
 pub(crate) struct Cell<C: Connector> {
-    pub(crate) id: SessionId,
-    pub(crate) session: Arc<C::Session>,
-    pub(crate) lane: Arc<Lane<C>>,
     state: AtomicU8,
     /// Callers may take it while the time is before this (nanoseconds).
     until: AtomicU64,
-    /// The end of its last use in the lane, or [`NEVER`].
-    last_used: AtomicU64,
+    /// Times callers took it from its lane (written only by the caller that
+    /// just claimed it, so a plain load and store, no read-modify-write).
+    takes: AtomicU64,
+    pub(crate) session: Arc<C::Session>,
+    pub(crate) lane: Arc<Lane<C>>,
     renew: u64,
     hard_end: u64,
-    /// Times callers took it from its lane (counted on its own cache line,
-    /// which the take writes anyway).
-    takes: AtomicU64,
+    /// The end of its last use in the lane, or [`NEVER`].
+    last_used: AtomicU64,
+    pub(crate) id: SessionId,
 }
 
 impl<C: Connector> Cell<C> {
@@ -160,9 +165,8 @@ struct Hot<C: Connector> {
     waiting: AtomicUsize,
     /// Mirrors `queue.open` (read without the lock).
     open: AtomicBool,
-    /// Parked cells: `regions` regions of `region` slots.
+    /// Parked cells: [`regions`] regions of `region` slots.
     parked: Slots<Cell<C>>,
-    regions: usize,
     region: usize,
     connector: Arc<C>,
 }
@@ -262,38 +266,92 @@ fn lane_shared<C: Connector>(lane: &Weak<Lane<C>>) -> Option<Arc<Shared<C>>> {
     lane.upgrade()?.shared.upgrade()
 }
 
+/// How many regions of slots every lane has: one per thread the machine
+/// runs at once, from 2 to 16 (fixed for the process).
+fn regions() -> usize {
+    static REGIONS: OnceLock<usize> = OnceLock::new();
+    *REGIONS
+        .get_or_init(|| std::thread::available_parallelism().map_or(4, |n| n.get().clamp(2, 16)))
+}
+
+/// How many slots a region of a lane of at most `max_sessions` sessions
+/// has: every lent session of the key fits in any one region.
+fn region(max_sessions: usize) -> usize {
+    max_sessions.max(1)
+}
+
 thread_local! {
     static HOME: ThreadCell<usize> = const { ThreadCell::new(usize::MAX) };
 }
 
 /// The region of slots of this thread (threads are spread over the
 /// regions round-robin, once).
-fn home(regions: usize) -> usize {
+fn home() -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let n = HOME.with(|h| {
+    HOME.with(|h| {
         let v = h.get();
         if v != usize::MAX {
             return v;
         }
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed) % regions();
         h.set(n);
         n
-    });
-    n % regions
+    })
+}
+
+/// A key's lane as the pool's map of lanes holds it: the lane, and where
+/// its slots are, so a caller can ask for the lines a take reads before it
+/// reads any of them.
+pub(crate) struct LaneEntry<C: Connector> {
+    pub(crate) lane: Arc<Lane<C>>,
+    /// The address of the lane's first slot (a hint, never read through).
+    slots: usize,
+}
+
+impl<C: Connector> LaneEntry<C> {
+    pub(crate) fn new(lane: Arc<Lane<C>>) -> LaneEntry<C> {
+        let slots = lane.hot.parked.address();
+        LaneEntry { lane, slots }
+    }
+
+    /// Asks for the lines a take from this thread reads first: the lane's
+    /// hot line and the start of this thread's region of slots, for a lane
+    /// of at most `max_sessions` sessions (reading neither).
+    #[inline]
+    pub(crate) fn prefetch(&self, max_sessions: usize) {
+        prefetch(std::ptr::from_ref(&self.lane.hot) as usize);
+        let slot = std::mem::size_of::<usize>();
+        prefetch(self.slots + home() * region(max_sessions) * slot);
+    }
+}
+
+impl<C: Connector> Clone for LaneEntry<C> {
+    fn clone(&self) -> Self {
+        LaneEntry {
+            lane: self.lane.clone(),
+            slots: self.slots,
+        }
+    }
+}
+
+impl<C: Connector> std::ops::Deref for LaneEntry<C> {
+    type Target = Arc<Lane<C>>;
+
+    fn deref(&self) -> &Arc<Lane<C>> {
+        &self.lane
+    }
 }
 
 impl<C: Connector> Lane<C> {
     /// A lane for a key with at most `max_sessions` sessions.
     pub(crate) fn new(shared: Weak<Shared<C>>, connector: Arc<C>, max_sessions: usize) -> Lane<C> {
-        let regions = std::thread::available_parallelism().map_or(4, |n| n.get().clamp(2, 16));
-        // Every lent session of the key fits in any one region.
-        let region = max_sessions.max(1);
+        let regions = regions();
+        let region = region(max_sessions);
         Lane {
             hot: Hot {
                 waiting: AtomicUsize::new(0),
                 open: AtomicBool::new(false),
                 parked: Slots::new(regions * region),
-                regions,
                 region,
                 connector,
             },
@@ -335,7 +393,7 @@ impl<C: Connector> Lane<C> {
 
     /// Where this thread's region of slots starts.
     fn home(&self) -> usize {
-        home(self.hot.regions) * self.hot.region
+        home() * self.hot.region
     }
 
     /// Takes a parked session fresh at `now`, this thread's region first.
@@ -354,7 +412,10 @@ impl<C: Connector> Lane<C> {
                 cell.leave_lane();
                 return Take::Stale(cell);
             }
-            cell.takes.fetch_add(1, Ordering::Relaxed);
+            // Only the caller that claimed the cell writes its count, and
+            // each claim follows the previous holder's release of it.
+            let takes = cell.takes.load(Ordering::Relaxed);
+            cell.takes.store(takes + 1, Ordering::Relaxed);
             return Take::Hit(cell);
         }
         Take::Miss

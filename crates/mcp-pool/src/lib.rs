@@ -87,8 +87,9 @@ mod pool;
 // The two modules with `unsafe`: a waiting caller's reply slot, whose two
 // cells are handed between sender and receiver by one atomic word (see its
 // comment), and the bag a lane parks its sessions in, whose slots each hold
-// one `Arc` as a raw pointer; their tests race every operation against the
-// others.
+// one `Arc` as a raw pointer (and which asks the processor to prefetch a
+// line, a hint that reads nothing); their tests race every operation
+// against the others.
 #[allow(unsafe_code)]
 mod reply;
 mod shared;

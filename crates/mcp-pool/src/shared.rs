@@ -20,6 +20,7 @@ use tokio::time::Instant;
 
 use crate::core::Core;
 use crate::guard::Watch;
+pub(crate) use crate::lane::LaneEntry;
 use crate::lane::{Cell, GiveBack, Lane, LaneWaiter};
 use crate::{ConnectError, Connector, KeyHash};
 
@@ -57,7 +58,7 @@ pub(crate) struct Shared<C: Connector> {
 
 /// Every key's lane, hashed with a per-process random key (as a key may be
 /// chosen by whoever the pool serves) by a hash cheaper than std's.
-pub(crate) type LaneMap<C> = HashMap<<C as Connector>::Key, Arc<Lane<C>>, ahash::RandomState>;
+pub(crate) type LaneMap<C> = HashMap<<C as Connector>::Key, LaneEntry<C>, ahash::RandomState>;
 
 pub(crate) struct State<C: Connector> {
     pub(crate) core: Core<C::Key>,
@@ -263,7 +264,7 @@ impl<C: Connector> Shared<C> {
     /// dropped when the map grows past twice `max_keys`.
     pub(crate) fn lane_for(self: &Arc<Self>, st: &State<C>, key: &C::Key) -> Arc<Lane<C>> {
         if let Some(lane) = self.lanes.load().get(key) {
-            return lane.clone();
+            return lane.lane.clone();
         }
         let mut map = LaneMap::<C>::clone(&self.lanes.load());
         if map.len() >= self.config.max_keys.saturating_mul(2) {
@@ -274,7 +275,7 @@ impl<C: Connector> Shared<C> {
             self.connector.clone(),
             self.config.max_sessions_per_key,
         ));
-        map.insert(key.clone(), lane.clone());
+        map.insert(key.clone(), LaneEntry::new(lane.clone()));
         self.lanes.store(Arc::new(map));
         lane
     }
@@ -483,7 +484,7 @@ impl<C: Connector> Shared<C> {
                     key,
                     deadline,
                 } => {
-                    let lane = self.lanes.load().get(&key).cloned();
+                    let lane = self.lanes.load().get(&key).map(|e| e.lane.clone());
                     let lane = lane.expect("a lane that opened exists");
                     let tx = if mine.as_ref().is_some_and(|m| m.id == acquire) {
                         let (tx, rx) = reply::channel();
@@ -503,7 +504,7 @@ impl<C: Connector> Shared<C> {
                     lane.ensure_reaper();
                 }
                 Action::LaneOpen { key, open } => {
-                    let lane = self.lanes.load().get(&key).cloned();
+                    let lane = self.lanes.load().get(&key).map(|e| e.lane.clone());
                     let Some(lane) = lane else { continue };
                     if open {
                         lane.open();

@@ -20,6 +20,22 @@
 use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::Arc;
 
+/// Asks the processor to bring the cache line at `at` near (a hint: it
+/// reads nothing the program sees, and any address may be given).
+#[inline(always)]
+pub(crate) fn prefetch(at: usize) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch never faults and changes no memory, whatever the
+    // address; the pointer is never read through.
+    #[allow(unused_unsafe)]
+    unsafe {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        _mm_prefetch::<_MM_HINT_T0>(at as *const i8);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = at;
+}
+
 /// How many times a push looks at every slot before it gives up.
 const PASSES: usize = 3;
 
@@ -41,6 +57,12 @@ impl<T> Slots<T> {
                 .map(|_| AtomicPtr::new(std::ptr::null_mut()))
                 .collect(),
         }
+    }
+
+    /// The address of the first slot (for prefetching; the slots never
+    /// move).
+    pub(crate) fn address(&self) -> usize {
+        self.slots.as_ptr() as usize
     }
 
     /// The slots, starting at `start` (modulo their number) and wrapping.
