@@ -698,3 +698,114 @@ impl<C: Connector> Lane<C> {
         self.hot.waiting.load(Ordering::Relaxed) == 0 && self.hot.parked.is_empty()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Outcome;
+    use std::time::Duration;
+
+    struct Nothing;
+
+    impl Connector for Nothing {
+        type Key = u32;
+        type Session = u32;
+        type Error = std::io::Error;
+
+        async fn connect(&self, key: &u32) -> Result<u32, std::io::Error> {
+            Ok(*key)
+        }
+        async fn check(&self, _session: &u32) -> Result<(), std::io::Error> {
+            Ok(())
+        }
+        fn is_closed(&self, _session: &u32) -> bool {
+            false
+        }
+        fn classify(&self, _error: &std::io::Error) -> Outcome {
+            Outcome::TransportError
+        }
+        async fn close(&self, _session: u32) {}
+    }
+
+    /// `n` session ids, as the core hands them out.
+    fn session_ids(n: usize) -> Vec<SessionId> {
+        use mcp_pool_core::{Action, Config, Pool};
+        let mut pool: Pool<u32> = Pool::new(Config {
+            max_sessions_per_key: n,
+            max_sessions_total: n,
+            lanes: false,
+            ..Config::default()
+        })
+        .unwrap();
+        for _ in 0..n {
+            pool.acquire(&0, None, Time::ZERO).unwrap();
+        }
+        std::iter::from_fn(|| pool.poll_action())
+            .filter_map(|action| match action {
+                Action::Connect { session, .. } => Some(session),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Four threads take sessions from one lane and give them back, as
+    /// callers do, 50,000 times each: every take is counted once, on the
+    /// cell taken, though the count is a plain load and store (only the
+    /// caller that claimed a cell writes it), and no cell is held twice.
+    #[test]
+    fn racing_takes_are_each_counted_once_on_their_cell() {
+        const CELLS: u64 = 3;
+        const ROUNDS: u64 = 50_000;
+        let lane = Arc::new(Lane::new(Weak::new(), Arc::new(Nothing), CELLS as usize));
+        let forever = Time::from_nanos(u64::MAX / 2);
+        let ids = session_ids(CELLS as usize);
+        assert_eq!(ids.len(), CELLS as usize);
+        let cells: Vec<Arc<Cell<Nothing>>> = (0..CELLS)
+            .map(|n| {
+                let cell = Arc::new(Cell::new(
+                    ids[n as usize],
+                    Arc::new(n as u32),
+                    lane.clone(),
+                    forever,
+                    Duration::from_secs(3600),
+                    forever,
+                ));
+                assert!(matches!(
+                    lane.lend(cell.clone(), Time::from_nanos(0)),
+                    GiveBack::Done
+                ));
+                cell
+            })
+            .collect();
+        let held: Arc<Vec<AtomicBool>> =
+            Arc::new((0..CELLS).map(|_| AtomicBool::new(false)).collect());
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let (lane, held) = (lane.clone(), held.clone());
+                std::thread::spawn(move || {
+                    let mut took = 0u64;
+                    for i in 0..ROUNDS {
+                        let now = Time::from_nanos(i + 1);
+                        match lane.take(now) {
+                            Take::Hit(cell) => {
+                                took += 1;
+                                let n = *cell.session as usize;
+                                assert!(!held[n].swap(true, Ordering::SeqCst), "held twice");
+                                held[n].store(false, Ordering::SeqCst);
+                                assert!(matches!(lane.give_back(cell, now), GiveBack::Done));
+                            }
+                            Take::Stale(_) => panic!("nothing goes stale here"),
+                            Take::Miss => {}
+                        }
+                    }
+                    took
+                })
+            })
+            .collect();
+        let took: u64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+        let counted: u64 = cells.iter().map(|c| c.takes()).sum();
+        assert!(took > ROUNDS, "the threads took sessions: {took}");
+        assert_eq!(counted, took, "a take counted twice or lost");
+        lane.clear();
+    }
+}
