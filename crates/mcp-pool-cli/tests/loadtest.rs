@@ -4,39 +4,17 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::Stdio;
+use std::time::Duration;
 
-use common::{f, mcp_pool, mode};
-use serde_json::Value;
+use common::{f, mcp_pool};
 
 #[test]
 fn a_short_loadtest_shows_the_three_modes_apart() {
-    let json = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("loadtest-{}.json", std::process::id()));
-    let output = mcp_pool()
-        .args([
-            "loadtest",
-            "--duration",
-            "5s",
-            "--users",
-            "4",
-            "--delay",
-            "100ms",
-        ])
-        .arg("--json")
-        .arg(&json)
-        .output()
-        .expect("mcp-pool runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{}\n{stdout}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let report: Value =
-        serde_json::from_slice(&std::fs::read(&json).expect("the JSON file")).expect("valid JSON");
-    let _ = std::fs::remove_file(&json);
+    let args = ["--duration", "5s", "--users", "4", "--delay", "100ms"];
+    let run = common::loadtest(&args, "loadtest", Duration::from_secs(120));
+    let (stdout, report) = (run.context(), &run.report);
+    assert_eq!(run.code, Some(0), "{stdout}");
     let ceiling = f(&report["ceiling"]);
     assert_eq!(ceiling, 40.0, "4 users / 100 ms");
 
@@ -54,9 +32,9 @@ fn a_short_loadtest_shows_the_three_modes_apart() {
         assert!(m["timeline"].as_array().unwrap().len() >= 5);
     }
 
-    let pool = mode(&report, "pool");
-    let naive = mode(&report, "naive");
-    let none = mode(&report, "none");
+    let pool = run.mode("pool");
+    let naive = run.mode("naive");
+    let none = run.mode("none");
 
     // pool: no error once the backend is back, and full speed outside the
     // outage: within 10% of the ceiling at the calls' own pace (a debug
@@ -92,8 +70,10 @@ fn a_short_loadtest_shows_the_three_modes_apart() {
     assert_eq!(report["ceiling_basis"]["kind"], "delay", "{stdout}");
 
     // The table says the same.
-    assert!(stdout.contains("errors after the backend was back"));
-    assert!(stdout.contains("pool : no errors after the backend was back"));
+    assert!(run.stdout.contains("errors after the backend was back"));
+    assert!(run
+        .stdout
+        .contains("pool : no errors after the backend was back"));
 }
 
 #[test]

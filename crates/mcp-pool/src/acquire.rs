@@ -17,8 +17,8 @@ use crate::reply;
 use mcp_pool_core::{AcquireId, InputError, LaneReturn, LeaseId, Outcome, RejectReason, Time};
 use tokio::time::Instant;
 
-use crate::lane::{Cell, GiveBack, Lane, Take, Wait};
-use crate::shared::{report, Answer, Jobs, LaneEntry, Mine, Shared, Waiter};
+use crate::lane::{Cell, GiveBack, Lane, LaneEntry, Take, Wait};
+use crate::shared::{report, Answer, Jobs, Mine, Shared, Waiter};
 use crate::{guard, AcquireError, Connector, KeyHash, Lease};
 
 /// How long past its deadline a waiting caller waits for the core's answer
