@@ -36,7 +36,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Duration;
 
 use crate::reply;
-use crate::slots::{prefetch, Slots};
+use crate::slots::{prefetch, Slots, PER_LINE};
 use mcp_pool_core::{SessionId, Time};
 
 use crate::shared::{Answer, Shared};
@@ -58,8 +58,10 @@ const NEVER: u64 = u64::MAX;
 ///
 /// Laid out in the order of use: what a take reads and writes (`state`,
 /// `until`, `takes`) first, then what the caller and the give-back read, so
-/// that a take touches one cache line of it in most placements.
-#[repr(C)]
+/// that a take touches one cache line of it. Aligned to a cache line, so no
+/// two cells share one: two threads each using its own session never pass
+/// a line between their cores.
+#[repr(C, align(64))]
 pub(crate) struct Cell<C: Connector> {
     state: AtomicU8,
     /// Callers may take it while the time is before this (nanoseconds).
@@ -275,9 +277,10 @@ fn regions() -> usize {
 }
 
 /// How many slots a region of a lane of at most `max_sessions` sessions
-/// has: every lent session of the key fits in any one region.
+/// has: every lent session of the key fits in any one region, and a region
+/// is whole cache lines, so two threads' regions never share one.
 fn region(max_sessions: usize) -> usize {
-    max_sessions.max(1)
+    max_sessions.max(1).next_multiple_of(PER_LINE)
 }
 
 thread_local! {
@@ -807,5 +810,62 @@ mod tests {
         assert!(took > ROUNDS, "the threads took sessions: {took}");
         assert_eq!(counted, took, "a take counted twice or lost");
         lane.clear();
+    }
+    /// Cells lent to one lane, allocated one after the other as a pool
+    /// lends them, never share a cache line: a line holding the end of one
+    /// cell and the start of the next would pass between the cores of two
+    /// threads each using its own session (every take and give-back writes
+    /// its cell), which halved the throughput of two workers on one key.
+    #[test]
+    fn no_two_cells_share_a_cache_line() {
+        const LINE: usize = 64;
+        const CELLS: usize = 32;
+        let lane = Arc::new(Lane::new(Weak::new(), Arc::new(Nothing), CELLS));
+        let forever = Time::from_nanos(u64::MAX / 2);
+        let sessions: Vec<(SessionId, Arc<u32>)> = session_ids(CELLS)
+            .into_iter()
+            .map(|id| (id, Arc::new(0)))
+            .collect();
+        // One right after the other, as the allocator places them.
+        let cells: Vec<Arc<Cell<Nothing>>> = sessions
+            .into_iter()
+            .map(|(id, session)| {
+                Arc::new(Cell::new(
+                    id,
+                    session,
+                    lane.clone(),
+                    forever,
+                    Duration::from_secs(3600),
+                    forever,
+                ))
+            })
+            .collect();
+        let mut lines = std::collections::HashMap::new();
+        for (n, cell) in cells.iter().enumerate() {
+            // From the reference counts before the cell to its end.
+            let start = Arc::as_ptr(cell) as usize - 2 * std::mem::size_of::<usize>();
+            let end = Arc::as_ptr(cell) as usize + std::mem::size_of::<Cell<Nothing>>();
+            for line in start / LINE..end.div_ceil(LINE) {
+                if let Some(other) = lines.insert(line, n) {
+                    panic!(
+                        "cells {other} and {n} share the cache line at {:#x}",
+                        line * LINE
+                    );
+                }
+            }
+        }
+    }
+    /// Each thread's region of a lane's slots is whole cache lines, whatever
+    /// the key's limit, so threads parking in their own regions never pass
+    /// a line of slots between their cores.
+    #[test]
+    fn regions_of_slots_are_whole_cache_lines() {
+        for max_sessions in [1, 3, 8, 16, 20] {
+            let lane: Lane<Nothing> = Lane::new(Weak::new(), Arc::new(Nothing), max_sessions);
+            let slot = std::mem::size_of::<usize>();
+            assert_eq!(lane.hot.parked.address() % 64, 0, "{max_sessions}");
+            assert_eq!(lane.hot.region * slot % 64, 0, "{max_sessions}");
+            assert!(lane.hot.region >= max_sessions, "{max_sessions}");
+        }
     }
 }

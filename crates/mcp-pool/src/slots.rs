@@ -39,9 +39,18 @@ pub(crate) fn prefetch(at: usize) {
 /// How many times a push looks at every slot before it gives up.
 const PASSES: usize = 3;
 
+/// Slots in a cache line (64 bytes).
+pub(crate) const PER_LINE: usize = 64 / std::mem::size_of::<usize>();
+
+/// One cache line of slots, alone on it: the slots of different threads'
+/// regions (whole lines each, see `lane`) never share a line.
+#[repr(C, align(64))]
+struct Line<T>([AtomicPtr<T>; PER_LINE]);
+
 /// A bag of at most `capacity` `Arc<T>`s.
 pub(crate) struct Slots<T> {
-    slots: Box<[AtomicPtr<T>]>,
+    lines: Box<[Line<T>]>,
+    len: usize,
 }
 
 // SAFETY: the bag holds `Arc<T>`s and hands them between threads whole; it
@@ -50,26 +59,42 @@ unsafe impl<T: Send + Sync> Send for Slots<T> {}
 unsafe impl<T: Send + Sync> Sync for Slots<T> {}
 
 impl<T> Slots<T> {
-    /// An empty bag of `capacity` slots (at least 1).
+    /// An empty bag of `capacity` slots (at least 1), in whole cache lines
+    /// of their own.
     pub(crate) fn new(capacity: usize) -> Slots<T> {
+        let len = capacity.max(1);
         Slots {
-            slots: (0..capacity.max(1))
-                .map(|_| AtomicPtr::new(std::ptr::null_mut()))
+            lines: (0..len.div_ceil(PER_LINE))
+                .map(|_| {
+                    Line(std::array::from_fn(
+                        |_| AtomicPtr::new(std::ptr::null_mut()),
+                    ))
+                })
                 .collect(),
+            len,
         }
     }
 
     /// The address of the first slot (for prefetching; the slots never
-    /// move).
+    /// move, and slot `i` is `i` pointers further).
     pub(crate) fn address(&self) -> usize {
-        self.slots.as_ptr() as usize
+        self.lines.as_ptr() as usize
+    }
+
+    fn slot(&self, i: usize) -> &AtomicPtr<T> {
+        &self.lines[i / PER_LINE].0[i % PER_LINE]
+    }
+
+    /// Every slot.
+    fn all(&self) -> impl Iterator<Item = &AtomicPtr<T>> {
+        (0..self.len).map(|i| self.slot(i))
     }
 
     /// The slots, starting at `start` (modulo their number) and wrapping.
     fn from(&self, start: usize) -> impl Iterator<Item = &AtomicPtr<T>> {
-        let n = self.slots.len();
+        let n = self.len;
         let start = start % n;
-        self.slots[start..].iter().chain(self.slots[..start].iter())
+        (start..n).chain(0..start).map(|i| self.slot(i))
     }
 
     /// Puts `value` in the first empty slot from `start`; gives it back if
@@ -117,7 +142,7 @@ impl<T> Slots<T> {
     /// held is dropped; the caller keeps its own).
     pub(crate) fn remove(&self, value: &Arc<T>) -> bool {
         let raw = Arc::as_ptr(value).cast_mut();
-        for slot in self.slots.iter() {
+        for slot in self.all() {
             if slot.load(Ordering::Relaxed) == raw
                 && slot
                     .compare_exchange(
@@ -139,17 +164,14 @@ impl<T> Slots<T> {
 
     /// Values in the bag now (a snapshot).
     pub(crate) fn len(&self) -> usize {
-        self.slots
-            .iter()
+        self.all()
             .filter(|s| !s.load(Ordering::Relaxed).is_null())
             .count()
     }
 
     /// Whether the bag is empty now (a snapshot).
     pub(crate) fn is_empty(&self) -> bool {
-        self.slots
-            .iter()
-            .all(|s| s.load(Ordering::Relaxed).is_null())
+        self.all().all(|s| s.load(Ordering::Relaxed).is_null())
     }
 
     /// Drops everything in the bag.
@@ -160,7 +182,7 @@ impl<T> Slots<T> {
 
 impl<T> Drop for Slots<T> {
     fn drop(&mut self) {
-        for slot in self.slots.iter_mut() {
+        for slot in self.lines.iter_mut().flat_map(|line| line.0.iter_mut()) {
             let raw = std::mem::replace(slot.get_mut(), std::ptr::null_mut());
             if !raw.is_null() {
                 // SAFETY: as in `pop`; `&mut self` rules out any other
