@@ -9,10 +9,16 @@
 //!   holds them all in one pool; each peer gets one pool per key);
 //! - runtime: tokio multi-thread with 2 workers, and current-thread.
 //!
+//! Each task holds its own handle of the pool for its whole run, as a
+//! caller does. Beside the pools, `no pool` runs the same tasks doing
+//! everything but the pool: its throughput is the ceiling of any pool's,
+//! and `no pool / deadpool` the highest ratio to deadpool a pool that cost
+//! nothing could show.
+//!
 //! Criterion measures each combination in turn. Then, for the table, the
-//! three pools take turns (order rotated each round) for `ROUNDS` rounds of
+//! pools take turns (order rotated each round) for `ROUNDS` rounds of
 //! `OPS` operations per combination, so load from elsewhere on the machine
-//! falls on all three alike; the table shows the median ops/s of each pool
+//! falls on all alike; the table shows the median ops/s of each pool
 //! and the ratios mcp-pool / peer of those medians, in markdown. Last, the
 //! core's own cycle (its inputs alone, no driver) is timed.
 //!
@@ -32,7 +38,10 @@ use criterion::{Criterion, Throughput};
 const POOL_SIZE: usize = 16;
 const KEYS: u32 = 1_000;
 const TASKS: [usize; 3] = [1, 16, 64];
-const POOLS: [&str; 3] = ["mcp-pool", "deadpool", "bb8"];
+/// The pools measured, and `no pool`: the same tasks doing everything but
+/// the pool (the key, the touch, the yield), the ceiling any pool's
+/// throughput stays under.
+const POOLS: [&str; 4] = ["mcp-pool", "deadpool", "bb8", "no pool"];
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Workload {
@@ -246,23 +255,83 @@ struct Case {
     keys: Keys,
 }
 
-/// Runs `ops` operations (rounded up to a multiple of `tasks`) spread over
-/// `tasks` tasks; returns the operations run and the time they took.
-fn batch<F, Fut>(rt: &tokio::runtime::Runtime, case: Case, ops: u64, op: F) -> (u64, Duration)
-where
-    F: Fn(u32) -> Fut + Clone + Send + 'static,
-    Fut: Future<Output = ()> + Send,
-{
+/// A pool under test, as one task holds it: one operation is an acquire,
+/// a touch of the session, a yield if `yielding`, and a release.
+///
+/// Each task holds its own handle for the whole batch, as a caller holds
+/// its pool, so an operation bumps no reference count shared by every
+/// task (which, on 2 workers, would measure that count's cache line passing
+/// between the cores rather than the pool).
+trait Under: Clone + Send + Sync + 'static {
+    fn op(&self, key: u32, yielding: bool) -> impl Future<Output = ()> + Send + '_;
+}
+
+impl Under for mcp_pool::Pool<Noop> {
+    async fn op(&self, key: u32, yielding: bool) {
+        let lease = self.acquire(&key).await.unwrap();
+        std::hint::black_box(*lease);
+        if yielding {
+            tokio::task::yield_now().await;
+        }
+        lease.release(mcp_pool::Outcome::Ok);
+    }
+}
+
+impl Under for Arc<Vec<deadpool::managed::Pool<DeadpoolNoop>>> {
+    async fn op(&self, key: u32, yielding: bool) {
+        let conn = self[key as usize].get().await.unwrap();
+        std::hint::black_box(*conn);
+        if yielding {
+            tokio::task::yield_now().await;
+        }
+        drop(conn);
+    }
+}
+
+impl Under for Arc<Vec<bb8::Pool<Bb8Noop>>> {
+    async fn op(&self, key: u32, yielding: bool) {
+        let conn = self[key as usize].get().await.unwrap();
+        std::hint::black_box(*conn);
+        if yielding {
+            tokio::task::yield_now().await;
+        }
+        drop(conn);
+    }
+}
+
+/// No pool at all: the key is picked and the yield made, nothing acquired.
+#[derive(Clone)]
+struct NoPool;
+
+impl Under for NoPool {
+    async fn op(&self, key: u32, yielding: bool) {
+        std::hint::black_box(key);
+        if yielding {
+            tokio::task::yield_now().await;
+        }
+    }
+}
+
+/// Runs `ops` operations (rounded up to a multiple of `tasks`) on `pool`,
+/// spread over `tasks` tasks; returns the operations run and the time they
+/// took.
+fn batch<P: Under>(
+    rt: &tokio::runtime::Runtime,
+    case: Case,
+    ops: u64,
+    pool: &P,
+) -> (u64, Duration) {
     let per_task = ops.div_ceil(case.tasks as u64).max(1);
+    let yielding = case.workload == Workload::Yield;
     let elapsed = rt.block_on(async {
         let start = Instant::now();
         let handles: Vec<_> = (0..case.tasks)
             .map(|task| {
-                let op = op.clone();
+                let pool = pool.clone();
                 let mut picker = KeyPicker::new(case.keys, task);
                 tokio::spawn(async move {
                     for _ in 0..per_task {
-                        op(picker.next()).await;
+                        pool.op(picker.next(), yielding).await;
                     }
                 })
             })
@@ -284,50 +353,11 @@ impl Pools {
         case: Case,
         ops: u64,
     ) -> (u64, Duration) {
-        let yielding = case.workload == Workload::Yield;
         match name {
-            "mcp-pool" => {
-                let pool = self.ours.clone();
-                batch(rt, case, ops, move |key| {
-                    let pool = pool.clone();
-                    async move {
-                        let lease = pool.acquire(&key).await.unwrap();
-                        std::hint::black_box(*lease);
-                        if yielding {
-                            tokio::task::yield_now().await;
-                        }
-                        lease.release(mcp_pool::Outcome::Ok);
-                    }
-                })
-            }
-            "deadpool" => {
-                let pools = self.deadpool.clone();
-                batch(rt, case, ops, move |key| {
-                    let pools = pools.clone();
-                    async move {
-                        let conn = pools[key as usize].get().await.unwrap();
-                        std::hint::black_box(*conn);
-                        if yielding {
-                            tokio::task::yield_now().await;
-                        }
-                        drop(conn);
-                    }
-                })
-            }
-            "bb8" => {
-                let pools = self.bb8.clone();
-                batch(rt, case, ops, move |key| {
-                    let pools = pools.clone();
-                    async move {
-                        let conn = pools[key as usize].get().await.unwrap();
-                        std::hint::black_box(*conn);
-                        if yielding {
-                            tokio::task::yield_now().await;
-                        }
-                        drop(conn);
-                    }
-                })
-            }
+            "mcp-pool" => batch(rt, case, ops, &self.ours),
+            "deadpool" => batch(rt, case, ops, &self.deadpool),
+            "bb8" => batch(rt, case, ops, &self.bb8),
+            "no pool" => batch(rt, case, ops, &NoPool),
             _ => unreachable!("unknown pool {name}"),
         }
     }
@@ -375,7 +405,7 @@ fn cases(keys: Keys) -> impl Iterator<Item = Case> {
 struct Row {
     runtime: Runtime,
     case: Case,
-    median: [f64; 3],
+    median: [f64; 4],
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -438,7 +468,7 @@ fn measure(
             if !selected(runtime, case) {
                 continue;
             }
-            let mut rates: [Vec<f64>; 3] = Default::default();
+            let mut rates: [Vec<f64>; 4] = Default::default();
             for round in 0..rounds as usize {
                 for i in 0..POOLS.len() {
                     let at = (round + i) % POOLS.len();
@@ -546,13 +576,13 @@ fn table(rows: &[Row], rounds: u64, ops: u64) {
     );
     println!();
     println!(
-        "| runtime | workload | keys | tasks | mcp-pool ops/s | deadpool ops/s | bb8 ops/s | vs deadpool | vs bb8 |"
+        "| runtime | workload | keys | tasks | mcp-pool ops/s | deadpool ops/s | bb8 ops/s | vs deadpool | vs bb8 | no pool ops/s | no pool vs deadpool |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for row in rows {
-        let [ours, dp, b8] = row.median;
+        let [ours, dp, b8, none] = row.median;
         println!(
-            "| {} | {} | {} | {} | {:.0} | {:.0} | {:.0} | {:.2} | {:.2} |",
+            "| {} | {} | {} | {} | {:.0} | {:.0} | {:.0} | {:.2} | {:.2} | {:.0} | {:.2} |",
             row.runtime.name(),
             row.case.workload.name(),
             row.case.keys.name(),
@@ -561,7 +591,9 @@ fn table(rows: &[Row], rounds: u64, ops: u64) {
             dp,
             b8,
             ours / dp,
-            ours / b8
+            ours / b8,
+            none,
+            none / dp
         );
     }
     println!();
