@@ -17,7 +17,8 @@ use crate::reply;
 use mcp_pool_core::{AcquireId, InputError, LaneReturn, LeaseId, Outcome, RejectReason, Time};
 use tokio::time::Instant;
 
-use crate::lane::{Cell, GiveBack, Lane, LaneEntry, Take, Wait};
+use crate::cell::CellRef;
+use crate::lane::{GiveBack, Lane, LaneEntry, Take, Wait};
 use crate::shared::{report, Answer, Jobs, Mine, Shared, Waiter};
 use crate::{guard, AcquireError, Connector, KeyHash, Lease};
 
@@ -248,7 +249,7 @@ impl<C: Connector> Shared<C> {
 
     /// A session leaves its lane for the pool, in the state `back` says (its
     /// cell already marked as gone from the lane).
-    pub(crate) fn lane_return(self: &Arc<Self>, cell: Arc<Cell<C>>, back: LaneReturn) {
+    pub(crate) fn lane_return(self: &Arc<Self>, cell: CellRef<C>, back: LaneReturn) {
         let session = cell.id;
         // The close this may lead to needs the only reference.
         drop(cell);
@@ -260,7 +261,7 @@ impl<C: Connector> Shared<C> {
 
     /// A session handed to a caller who had gone: back to its lane as it
     /// was, or to the pool if recalled meanwhile.
-    pub(crate) fn lane_unused(self: &Arc<Self>, cell: Arc<Cell<C>>) {
+    pub(crate) fn lane_unused(self: &Arc<Self>, cell: CellRef<C>) {
         cell.lane
             .unused
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);

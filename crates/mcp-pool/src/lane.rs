@@ -30,111 +30,17 @@
 use std::cell::Cell as ThreadCell;
 use std::collections::VecDeque;
 use std::sync::atomic::fence;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
-
-use std::time::Duration;
 
 use crate::reply;
 use crate::slots::{prefetch, Slots, PER_LINE};
-use mcp_pool_core::{SessionId, Time};
+use mcp_pool_core::Time;
+
+use crate::cell::CellRef;
 
 use crate::shared::{Answer, Shared};
 use crate::Connector;
-
-/// The cell is parked in its lane's slots and may be taken.
-const PARKED: u8 = 0;
-/// A caller holds it.
-const TAKEN: u8 = 1;
-/// The pool recalled it (a flag, with `PARKED` or `TAKEN`).
-const RECALLED: u8 = 2;
-/// It went back to the pool.
-const GONE: u8 = 4;
-
-/// `last_used` of a cell never used in its lane.
-const NEVER: u64 = u64::MAX;
-
-/// One lent session, as its lane holds it.
-///
-/// Laid out in the order of use: what a take reads and writes (`state`,
-/// `until`, `takes`) first, then what the caller and the give-back read, so
-/// that a take touches one cache line of it. Aligned to a cache line, so no
-/// two cells share one: two threads each using its own session never pass
-/// a line between their cores.
-#[repr(C, align(64))]
-pub(crate) struct Cell<C: Connector> {
-    state: AtomicU8,
-    /// Callers may take it while the time is before this (nanoseconds).
-    until: AtomicU64,
-    /// Times callers took it from its lane (written only by the caller that
-    /// just claimed it, so a plain load and store, no read-modify-write).
-    takes: AtomicU64,
-    pub(crate) session: Arc<C::Session>,
-    pub(crate) lane: Arc<Lane<C>>,
-    renew: u64,
-    hard_end: u64,
-    /// The end of its last use in the lane, or [`NEVER`].
-    last_used: AtomicU64,
-    pub(crate) id: SessionId,
-}
-
-impl<C: Connector> Cell<C> {
-    pub(crate) fn new(
-        id: SessionId,
-        session: Arc<C::Session>,
-        lane: Arc<Lane<C>>,
-        until: Time,
-        renew: Duration,
-        hard_end: Time,
-    ) -> Cell<C> {
-        Cell {
-            id,
-            session,
-            lane,
-            state: AtomicU8::new(TAKEN),
-            until: AtomicU64::new(until.as_nanos()),
-            last_used: AtomicU64::new(NEVER),
-            renew: u64::try_from(renew.as_nanos()).unwrap_or(u64::MAX),
-            hard_end: hard_end.as_nanos(),
-            takes: AtomicU64::new(0),
-        }
-    }
-
-    /// Times callers took it from its lane.
-    pub(crate) fn takes(&self) -> u64 {
-        self.takes.load(Ordering::Relaxed)
-    }
-
-    /// When its last use in the lane ended well, if it was used there.
-    pub(crate) fn last_used(&self) -> Option<Time> {
-        match self.last_used.load(Ordering::Acquire) {
-            NEVER => None,
-            t => Some(Time::from_nanos(t)),
-        }
-    }
-
-    /// The caller holding it gives it up to the pool: no one takes it from
-    /// the lane again.
-    pub(crate) fn leave_lane(&self) {
-        self.state.store(GONE, Ordering::Release);
-    }
-
-    /// A use ending well at `t` renews its bound by the published rule.
-    fn renew_at(&self, t: Time) {
-        let t = t.as_nanos();
-        self.last_used.store(t, Ordering::Release);
-        let until = t.saturating_add(self.renew).min(self.hard_end);
-        self.until.store(until, Ordering::Release);
-    }
-
-    /// Claims a cell its holder is handing to a waiting caller: fails if
-    /// the pool recalled it meanwhile.
-    fn still_held(&self) -> bool {
-        self.state
-            .compare_exchange(TAKEN, TAKEN, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
-    }
-}
 
 /// A caller waiting in a lane.
 pub(crate) struct LaneWaiter<C: Connector> {
@@ -168,7 +74,7 @@ struct Hot<C: Connector> {
     /// Mirrors `queue.open` (read without the lock).
     open: AtomicBool,
     /// Parked cells: [`regions`] regions of `region` slots.
-    parked: Slots<Cell<C>>,
+    parked: Slots<CellRef<C>>,
     region: usize,
     connector: Arc<C>,
 }
@@ -218,10 +124,10 @@ pub(crate) struct Lane<C: Connector> {
 /// What a take found.
 pub(crate) enum Take<C: Connector> {
     /// A fresh session, now held by the caller.
-    Hit(Arc<Cell<C>>),
+    Hit(CellRef<C>),
     /// A session whose bound passed, now owned by the caller, who gives it
     /// back to the pool.
-    Stale(Arc<Cell<C>>),
+    Stale(CellRef<C>),
     /// Nothing parked is fresh.
     Miss,
 }
@@ -231,9 +137,9 @@ pub(crate) enum GiveBack<C: Connector> {
     /// Parked (or nothing to do).
     Done,
     /// Hand it to this waiting caller (outside any lock).
-    Handoff(reply::Sender<Answer<C>>, Arc<Cell<C>>),
+    Handoff(reply::Sender<Answer<C>>, CellRef<C>),
     /// The pool recalled it: give it back to the pool.
-    ToPool(Arc<Cell<C>>),
+    ToPool(CellRef<C>),
 }
 
 /// What asking to wait in a lane found.
@@ -279,6 +185,7 @@ fn regions() -> usize {
 /// How many slots a region of a lane of at most `max_sessions` sessions
 /// has: every lent session of the key fits in any one region, and a region
 /// is whole cache lines, so two threads' regions never share one.
+#[inline]
 fn region(max_sessions: usize) -> usize {
     max_sessions.max(1).next_multiple_of(PER_LINE)
 }
@@ -289,17 +196,21 @@ thread_local! {
 
 /// The region of slots of this thread (threads are spread over the
 /// regions round-robin, once).
+#[inline]
 fn home() -> usize {
+    match HOME.with(ThreadCell::get) {
+        usize::MAX => first_home(),
+        v => v,
+    }
+}
+
+/// This thread's region, chosen on its first take or park.
+#[cold]
+fn first_home() -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
-    HOME.with(|h| {
-        let v = h.get();
-        if v != usize::MAX {
-            return v;
-        }
-        let n = NEXT.fetch_add(1, Ordering::Relaxed) % regions();
-        h.set(n);
-        n
-    })
+    let n = NEXT.fetch_add(1, Ordering::Relaxed) % regions();
+    HOME.with(|h| h.set(n));
+    n
 }
 
 /// A key's lane as the pool's map of lanes holds it: the lane, and where
@@ -395,6 +306,7 @@ impl<C: Connector> Lane<C> {
     }
 
     /// Where this thread's region of slots starts.
+    #[inline]
     fn home(&self) -> usize {
         home() * self.hot.region
     }
@@ -404,21 +316,14 @@ impl<C: Connector> Lane<C> {
         let me = self.home();
         while let Some(cell) = self.hot.parked.pop(me) {
             // A recalled cell belongs to the pool now: skip it.
-            if cell
-                .state
-                .compare_exchange(PARKED, TAKEN, Ordering::AcqRel, Ordering::Acquire)
-                .is_err()
-            {
+            if !cell.claim() {
                 continue;
             }
-            if now.as_nanos() >= cell.until.load(Ordering::Acquire) {
+            if !cell.fresh_at(now) {
                 cell.leave_lane();
                 return Take::Stale(cell);
             }
-            // Only the caller that claimed the cell writes its count, and
-            // each claim follows the previous holder's release of it.
-            let takes = cell.takes.load(Ordering::Relaxed);
-            cell.takes.store(takes + 1, Ordering::Relaxed);
+            cell.count_take();
             return Take::Hit(cell);
         }
         Take::Miss
@@ -427,13 +332,9 @@ impl<C: Connector> Lane<C> {
     /// Parks `cell` (held by the caller) in this thread's region, then makes
     /// sure no caller waits in the lane while a session fresh at `now` is
     /// parked.
-    fn park(&self, cell: Arc<Cell<C>>, now: Time) -> GiveBack<C> {
+    fn park(&self, cell: CellRef<C>, now: Time) -> GiveBack<C> {
         // Parked only if the pool did not recall it meanwhile.
-        if cell
-            .state
-            .compare_exchange(TAKEN, PARKED, Ordering::AcqRel, Ordering::Acquire)
-            .is_err()
-        {
+        if !cell.park() {
             return GiveBack::ToPool(cell);
         }
         if let Err(cell) = self.hot.parked.push(cell, self.home()) {
@@ -469,7 +370,7 @@ impl<C: Connector> Lane<C> {
 
     /// Gives back a session whose use ended well at `at`: renews its bound
     /// and hands it to the first waiting caller, or parks it.
-    pub(crate) fn give_back(&self, cell: Arc<Cell<C>>, at: Time) -> GiveBack<C> {
+    pub(crate) fn give_back(&self, cell: CellRef<C>, at: Time) -> GiveBack<C> {
         cell.renew_at(at);
         self.give_back_as_is(cell, at)
     }
@@ -477,8 +378,8 @@ impl<C: Connector> Lane<C> {
     /// Gives back a session nobody used (its caller had gone): nothing
     /// happened to it, so its bound stays. Handed to a waiting caller only
     /// while fresh at `now`.
-    pub(crate) fn give_back_as_is(&self, cell: Arc<Cell<C>>, now: Time) -> GiveBack<C> {
-        let fresh = now.as_nanos() < cell.until.load(Ordering::Acquire);
+    pub(crate) fn give_back_as_is(&self, cell: CellRef<C>, now: Time) -> GiveBack<C> {
+        let fresh = cell.fresh_at(now);
         if fresh && self.hot.waiting.load(Ordering::SeqCst) > 0 {
             let mut q = self.queue();
             if !q.waiters.is_empty() {
@@ -496,16 +397,15 @@ impl<C: Connector> Lane<C> {
 
     /// A session the pool just lent at `now`: to the first waiting caller,
     /// or parked.
-    pub(crate) fn lend(&self, cell: Arc<Cell<C>>, now: Time) -> GiveBack<C> {
+    pub(crate) fn lend(&self, cell: CellRef<C>, now: Time) -> GiveBack<C> {
         self.give_back_as_is(cell, now)
     }
 
     /// The pool recalls `cell`: returns true if it was parked (it is taken
     /// out of its stack and goes back to the pool at once), false if a
     /// caller holds it (the caller gives it back to the pool).
-    pub(crate) fn recall(&self, cell: &Arc<Cell<C>>) -> bool {
-        let before = cell.state.fetch_or(RECALLED, Ordering::AcqRel);
-        if before != PARKED {
+    pub(crate) fn recall(&self, cell: &CellRef<C>) -> bool {
+        if !cell.recall() {
             return false;
         }
         // Out of its slot, so no reference outlives its close (a taker
@@ -705,7 +605,10 @@ impl<C: Connector> Lane<C> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cell::Cell;
+    use crate::slots::Owned;
     use crate::Outcome;
+    use mcp_pool_core::SessionId;
     use std::time::Duration;
 
     struct Nothing;
@@ -763,9 +666,9 @@ mod tests {
         let forever = Time::from_nanos(u64::MAX / 2);
         let ids = session_ids(CELLS as usize);
         assert_eq!(ids.len(), CELLS as usize);
-        let cells: Vec<Arc<Cell<Nothing>>> = (0..CELLS)
+        let cells: Vec<CellRef<Nothing>> = (0..CELLS)
             .map(|n| {
-                let cell = Arc::new(Cell::new(
+                let cell = CellRef::new(Cell::new(
                     ids[n as usize],
                     Arc::new(n as u32),
                     lane.clone(),
@@ -827,10 +730,10 @@ mod tests {
             .map(|id| (id, Arc::new(0)))
             .collect();
         // One right after the other, as the allocator places them.
-        let cells: Vec<Arc<Cell<Nothing>>> = sessions
+        let cells: Vec<CellRef<Nothing>> = sessions
             .into_iter()
             .map(|(id, session)| {
-                Arc::new(Cell::new(
+                CellRef::new(Cell::new(
                     id,
                     session,
                     lane.clone(),
@@ -842,9 +745,9 @@ mod tests {
             .collect();
         let mut lines = std::collections::HashMap::new();
         for (n, cell) in cells.iter().enumerate() {
-            // From the reference counts before the cell to its end.
-            let start = Arc::as_ptr(cell) as usize - 2 * std::mem::size_of::<usize>();
-            let end = Arc::as_ptr(cell) as usize + std::mem::size_of::<Cell<Nothing>>();
+            // The handles' count is inside the cell.
+            let start = Owned::as_ptr(cell) as usize;
+            let end = start + std::mem::size_of::<Cell<Nothing>>();
             for line in start / LINE..end.div_ceil(LINE) {
                 if let Some(other) = lines.insert(line, n) {
                     panic!(
@@ -867,5 +770,68 @@ mod tests {
             assert_eq!(lane.hot.region * slot % 64, 0, "{max_sessions}");
             assert!(lane.hot.region >= max_sessions, "{max_sessions}");
         }
+    }
+    /// Everything a take and a give-back touch on a cell, the handles'
+    /// count included, is on the cell's first cache line (with `Arc`, the
+    /// count was a line of its own, a miss per give-back with many keys).
+    #[test]
+    fn a_take_and_a_give_back_touch_one_line_of_a_cell() {
+        let lane = Arc::new(Lane::new(Weak::new(), Arc::new(Nothing), 1));
+        let forever = Time::from_nanos(u64::MAX / 2);
+        let id = session_ids(1)[0];
+        let cell = CellRef::new(Cell::new(
+            id,
+            Arc::new(0),
+            lane.clone(),
+            forever,
+            Duration::from_secs(1),
+            forever,
+        ));
+        assert_eq!(Owned::as_ptr(&cell) as usize % 64, 0, "line-aligned");
+        assert!(
+            Cell::<Nothing>::first_line_ends() <= 64,
+            "the fields a take and a give-back touch end at byte {}",
+            Cell::<Nothing>::first_line_ends()
+        );
+    }
+
+    /// Four threads clone and drop handles to one cell 100,000 times each:
+    /// the count ends where it started, and the cell (and the session it
+    /// holds) is freed once, when the last handle goes.
+    #[test]
+    fn racing_clones_and_drops_free_a_cell_once() {
+        let lane = Arc::new(Lane::new(Weak::new(), Arc::new(Nothing), 1));
+        let forever = Time::from_nanos(u64::MAX / 2);
+        let session = Arc::new(7);
+        let cell = CellRef::new(Cell::new(
+            session_ids(1)[0],
+            session.clone(),
+            lane.clone(),
+            forever,
+            Duration::from_secs(1),
+            forever,
+        ));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let mine = cell.clone();
+                std::thread::spawn(move || {
+                    let mut held = Vec::new();
+                    for i in 0..100_000 {
+                        held.push(mine.clone());
+                        if i % 3 == 0 {
+                            held.clear();
+                        }
+                    }
+                    assert_eq!(*mine.session, 7);
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(cell.count(), 1, "every clone dropped once");
+        assert_eq!(Arc::strong_count(&session), 2, "the cell is alive");
+        drop(cell);
+        assert_eq!(Arc::strong_count(&session), 1, "the cell was freed");
     }
 }

@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use mcp_pool_core::{LaneReturn, LeaseId, Outcome, SessionId, Time};
 
-use crate::lane::{Cell, GiveBack};
+use crate::cell::CellRef;
+use crate::lane::GiveBack;
 use crate::shared::{Answer, Shared};
 use crate::{guard, Connector};
 
@@ -32,7 +33,7 @@ enum Held<C: Connector> {
     },
     /// Taken from its key's lane at `at`.
     Lane {
-        cell: Arc<Cell<C>>,
+        cell: CellRef<C>,
         at: Time,
     },
     Released,
@@ -49,7 +50,7 @@ impl<C: Connector> Lease<C> {
         }
     }
 
-    pub(crate) fn lane(cell: Arc<Cell<C>>, at: Time) -> Self {
+    pub(crate) fn lane(cell: CellRef<C>, at: Time) -> Self {
         Lease {
             held: Held::Lane { cell, at },
         }
@@ -101,10 +102,10 @@ impl<C: Connector> Lease<C> {
 
 /// Gives a session taken at `at` from its lane back after a use that ended
 /// with `outcome`: to the lane if it ended well, else to the pool.
-fn give_back<C: Connector>(cell: Arc<Cell<C>>, at: Time, outcome: Outcome) {
+fn give_back<C: Connector>(cell: CellRef<C>, at: Time, outcome: Outcome) {
     let dead = guard::is_closed(cell.lane.connector(), &cell.session);
     let well = matches!(outcome, Outcome::Ok | Outcome::ApplicationError) && !dead;
-    let pool = |cell: &Arc<Cell<C>>| {
+    let pool = |cell: &CellRef<C>| {
         let shared = cell.lane.shared.upgrade();
         if shared.is_none() {
             // The pool is gone; so is the session.

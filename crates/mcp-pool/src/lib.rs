@@ -84,12 +84,15 @@ mod lane;
 mod lease;
 mod metrics;
 mod pool;
-// The two modules with `unsafe`: a waiting caller's reply slot, whose two
+// The three modules with `unsafe`: a waiting caller's reply slot, whose two
 // cells are handed between sender and receiver by one atomic word (see its
-// comment), and the bag a lane parks its sessions in, whose slots each hold
-// one `Arc` as a raw pointer (and which asks the processor to prefetch a
-// line, a hint that reads nothing); their tests race every operation
-// against the others.
+// comment); the bag a lane parks its sessions in, whose slots each hold
+// one counted reference as a raw pointer (and which asks the processor to
+// prefetch a line, a hint that reads nothing); and the counted handle of a
+// lent session, an `Arc` with its count on the session's first cache line.
+// Their tests race every operation against the others.
+#[allow(unsafe_code)]
+mod cell;
 #[allow(unsafe_code)]
 mod reply;
 mod shared;

@@ -18,10 +18,11 @@ use tokio::sync::Notify;
 use crate::reply;
 use tokio::time::Instant;
 
+use crate::cell::{Cell, CellRef};
 use crate::core::Core;
 use crate::guard::Watch;
 pub(crate) use crate::lane::LaneEntry;
-use crate::lane::{Cell, GiveBack, Lane, LaneWaiter};
+use crate::lane::{GiveBack, Lane, LaneWaiter};
 use crate::{ConnectError, Connector, KeyHash};
 
 /// What one pool shares between its handles, leases and tasks.
@@ -73,7 +74,7 @@ pub(crate) struct State<C: Connector> {
     /// The deadline the upkeep task sleeps until.
     pub(crate) timer: Option<Time>,
     /// Every session lent to a lane and not back yet.
-    pub(crate) lent: IdMap<SessionId, Arc<Cell<C>>>,
+    pub(crate) lent: IdMap<SessionId, CellRef<C>>,
     /// Takes from lanes of the cells no longer lent (each lent cell counts
     /// its own).
     pub(crate) retired_takes: u64,
@@ -108,7 +109,7 @@ pub(crate) enum Answer<C: Connector> {
         key: KeyHash,
     },
     /// A session from the key's lane.
-    GrantedLane { cell: Arc<Cell<C>> },
+    GrantedLane { cell: CellRef<C> },
     /// (For the caller of the step only.) The pool moved the acquire to its
     /// key's lane: its answer comes on `rx`.
     InLane { rx: reply::Receiver<Answer<C>> },
@@ -443,7 +444,7 @@ impl<C: Connector> Shared<C> {
                 } => {
                     let live = st.sessions.get(&session).expect("a lent session is live");
                     let lane = live.lane.clone().expect("lanes are on");
-                    let cell = Arc::new(Cell::new(
+                    let cell = CellRef::new(Cell::new(
                         session,
                         live.session.clone(),
                         lane.clone(),

@@ -1,7 +1,8 @@
-//! A bounded, lock-free bag of `Arc`s: where a lane parks its cells.
+//! A bounded, lock-free bag of counted references ([`Owned`]: `Arc`s, or
+//! the lanes' cell handles): where a lane parks its cells.
 //!
 //! Each slot is one atomic pointer: null when empty, else the raw form
-//! ([`Arc::into_raw`]) of one strong reference the bag owns. Every change
+//! ([`Owned::into_raw`]) of one reference the bag owns. Every change
 //! of a slot is one atomic instruction that moves that reference whole:
 //! - [`Slots::push`] turns a null slot into the pointer (compare-and-swap);
 //! - [`Slots::pop`] and [`Slots::remove`] turn a pointer into null (swap or
@@ -36,6 +37,48 @@ pub(crate) fn prefetch(at: usize) {
     let _ = at;
 }
 
+/// A counted reference that can leave its type as a raw pointer and come
+/// back.
+///
+/// # Safety
+///
+/// `into_raw` gives up the reference without dropping it and returns the
+/// value's address, the same `as_ptr` returns for any reference to that
+/// value (and never null); `from_raw` of that pointer is that reference
+/// again.
+pub(crate) unsafe trait Owned: Sized {
+    /// What it refers to.
+    type Target;
+    /// Gives up the reference, as a raw pointer that owns it.
+    fn into_raw(self) -> *mut Self::Target;
+    /// The reference `raw` owns.
+    ///
+    /// # Safety
+    ///
+    /// `raw` came from `into_raw` and was not taken back since.
+    unsafe fn from_raw(raw: *mut Self::Target) -> Self;
+    /// Where the value is (never read through here).
+    fn as_ptr(&self) -> *const Self::Target;
+}
+
+// SAFETY: `Arc`'s own raw conversions, which keep these promises.
+unsafe impl<T> Owned for Arc<T> {
+    type Target = T;
+
+    fn into_raw(self) -> *mut T {
+        Arc::into_raw(self).cast_mut()
+    }
+
+    unsafe fn from_raw(raw: *mut T) -> Arc<T> {
+        // SAFETY: by the caller's contract.
+        unsafe { Arc::from_raw(raw) }
+    }
+
+    fn as_ptr(&self) -> *const T {
+        Arc::as_ptr(self)
+    }
+}
+
 /// How many times a push looks at every slot before it gives up.
 const PASSES: usize = 3;
 
@@ -47,21 +90,22 @@ pub(crate) const PER_LINE: usize = 64 / std::mem::size_of::<usize>();
 #[repr(C, align(64))]
 struct Line<T>([AtomicPtr<T>; PER_LINE]);
 
-/// A bag of at most `capacity` `Arc<T>`s.
-pub(crate) struct Slots<T> {
-    lines: Box<[Line<T>]>,
+/// A bag of at most `capacity` references `P`.
+pub(crate) struct Slots<P: Owned> {
+    lines: Box<[Line<P::Target>]>,
     len: usize,
 }
 
-// SAFETY: the bag holds `Arc<T>`s and hands them between threads whole; it
-// is `Send` and `Sync` when `Arc<T>` is, which needs `T: Send + Sync`.
-unsafe impl<T: Send + Sync> Send for Slots<T> {}
-unsafe impl<T: Send + Sync> Sync for Slots<T> {}
+// SAFETY: the bag holds references `P` and hands them between threads
+// whole: it may cross or be shared between threads when `P` may cross them.
+unsafe impl<P: Owned + Send> Send for Slots<P> {}
+// SAFETY: as above.
+unsafe impl<P: Owned + Send> Sync for Slots<P> {}
 
-impl<T> Slots<T> {
+impl<P: Owned> Slots<P> {
     /// An empty bag of `capacity` slots (at least 1), in whole cache lines
     /// of their own.
-    pub(crate) fn new(capacity: usize) -> Slots<T> {
+    pub(crate) fn new(capacity: usize) -> Slots<P> {
         let len = capacity.max(1);
         Slots {
             lines: (0..len.div_ceil(PER_LINE))
@@ -81,17 +125,17 @@ impl<T> Slots<T> {
         self.lines.as_ptr() as usize
     }
 
-    fn slot(&self, i: usize) -> &AtomicPtr<T> {
+    fn slot(&self, i: usize) -> &AtomicPtr<P::Target> {
         &self.lines[i / PER_LINE].0[i % PER_LINE]
     }
 
     /// Every slot.
-    fn all(&self) -> impl Iterator<Item = &AtomicPtr<T>> {
+    fn all(&self) -> impl Iterator<Item = &AtomicPtr<P::Target>> {
         (0..self.len).map(|i| self.slot(i))
     }
 
     /// The slots, starting at `start` (modulo their number) and wrapping.
-    fn from(&self, start: usize) -> impl Iterator<Item = &AtomicPtr<T>> {
+    fn from(&self, start: usize) -> impl Iterator<Item = &AtomicPtr<P::Target>> {
         let n = self.len;
         let start = start % n;
         (start..n).chain(0..start).map(|i| self.slot(i))
@@ -101,8 +145,8 @@ impl<T> Slots<T> {
     /// it found every slot full on each of [`PASSES`] passes (an empty slot
     /// can move behind a pass while others take and park: give the bag
     /// room to spare).
-    pub(crate) fn push(&self, value: Arc<T>, start: usize) -> Result<(), Arc<T>> {
-        let raw = Arc::into_raw(value).cast_mut();
+    pub(crate) fn push(&self, value: P, start: usize) -> Result<(), P> {
+        let raw = value.into_raw();
         for slot in (0..PASSES).flat_map(|_| self.from(start)) {
             if slot.load(Ordering::Relaxed).is_null()
                 && slot
@@ -117,13 +161,13 @@ impl<T> Slots<T> {
                 return Ok(());
             }
         }
-        // SAFETY: `raw` came from `Arc::into_raw` above and went into no
-        // slot, so its reference is still this function's.
-        Err(unsafe { Arc::from_raw(raw) })
+        // SAFETY: `raw` came from `into_raw` above and went into no slot,
+        // so its reference is still this function's.
+        Err(unsafe { P::from_raw(raw) })
     }
 
     /// Takes a value from the first full slot from `start`, if any.
-    pub(crate) fn pop(&self, start: usize) -> Option<Arc<T>> {
+    pub(crate) fn pop(&self, start: usize) -> Option<P> {
         for slot in self.from(start) {
             if slot.load(Ordering::Relaxed).is_null() {
                 continue;
@@ -131,8 +175,8 @@ impl<T> Slots<T> {
             let raw = slot.swap(std::ptr::null_mut(), Ordering::AcqRel);
             if !raw.is_null() {
                 // SAFETY: a non-null slot owns one reference made by
-                // `Arc::into_raw` in `push`; the swap moved it out whole.
-                return Some(unsafe { Arc::from_raw(raw) });
+                // `into_raw` in `push`; the swap moved it out whole.
+                return Some(unsafe { P::from_raw(raw) });
             }
         }
         None
@@ -140,8 +184,8 @@ impl<T> Slots<T> {
 
     /// Takes `value` out of the bag if it is there (the reference the bag
     /// held is dropped; the caller keeps its own).
-    pub(crate) fn remove(&self, value: &Arc<T>) -> bool {
-        let raw = Arc::as_ptr(value).cast_mut();
+    pub(crate) fn remove(&self, value: &P) -> bool {
+        let raw = value.as_ptr().cast_mut();
         for slot in self.all() {
             if slot.load(Ordering::Relaxed) == raw
                 && slot
@@ -155,7 +199,7 @@ impl<T> Slots<T> {
             {
                 // SAFETY: the slot held `raw`, one reference from `push`,
                 // and the exchange moved it out whole.
-                drop(unsafe { Arc::from_raw(raw) });
+                drop(unsafe { P::from_raw(raw) });
                 return true;
             }
         }
@@ -180,14 +224,14 @@ impl<T> Slots<T> {
     }
 }
 
-impl<T> Drop for Slots<T> {
+impl<P: Owned> Drop for Slots<P> {
     fn drop(&mut self) {
         for slot in self.lines.iter_mut().flat_map(|line| line.0.iter_mut()) {
             let raw = std::mem::replace(slot.get_mut(), std::ptr::null_mut());
             if !raw.is_null() {
                 // SAFETY: as in `pop`; `&mut self` rules out any other
                 // access.
-                drop(unsafe { Arc::from_raw(raw) });
+                drop(unsafe { P::from_raw(raw) });
             }
         }
     }

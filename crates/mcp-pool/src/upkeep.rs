@@ -20,10 +20,17 @@ use crate::Connector;
 impl<C: Connector> Shared<C> {
     /// Starts the upkeep task if none runs (at build, and whenever the last
     /// one ended while the pool is in use), on the caller's runtime.
+    #[inline]
     pub(crate) fn ensure_upkeep(self: &Arc<Self>) {
         if self.upkeep_alive.load(Ordering::Acquire) || self.is_stopped() {
             return;
         }
+        self.start_upkeep();
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn start_upkeep(self: &Arc<Self>) {
         if self
             .upkeep_alive
             .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
