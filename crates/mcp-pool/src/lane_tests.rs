@@ -1,0 +1,232 @@
+//! The lanes' tests: racing takes, give-backs and handles, and where
+//! cells and slots sit in memory.
+
+use super::*;
+use crate::cell::Cell;
+use crate::slots::Owned;
+use crate::Outcome;
+use mcp_pool_core::SessionId;
+use std::time::Duration;
+
+struct Nothing;
+
+impl Connector for Nothing {
+    type Key = u32;
+    type Session = u32;
+    type Error = std::io::Error;
+
+    async fn connect(&self, key: &u32) -> Result<u32, std::io::Error> {
+        Ok(*key)
+    }
+    async fn check(&self, _session: &u32) -> Result<(), std::io::Error> {
+        Ok(())
+    }
+    fn is_closed(&self, _session: &u32) -> bool {
+        false
+    }
+    fn classify(&self, _error: &std::io::Error) -> Outcome {
+        Outcome::TransportError
+    }
+    async fn close(&self, _session: u32) {}
+}
+
+/// `n` session ids, as the core hands them out.
+fn session_ids(n: usize) -> Vec<SessionId> {
+    use mcp_pool_core::{Action, Config, Pool};
+    let mut pool: Pool<u32> = Pool::new(Config {
+        max_sessions_per_key: n,
+        max_sessions_total: n,
+        lanes: false,
+        ..Config::default()
+    })
+    .unwrap();
+    for _ in 0..n {
+        pool.acquire(&0, None, Time::ZERO).unwrap();
+    }
+    std::iter::from_fn(|| pool.poll_action())
+        .filter_map(|action| match action {
+            Action::Connect { session, .. } => Some(session),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Four threads take sessions from one lane and give them back, as
+/// callers do, 50,000 times each: every take is counted once, on the
+/// cell taken, though the count is a plain load and store (only the
+/// caller that claimed a cell writes it), and no cell is held twice.
+#[test]
+fn racing_takes_are_each_counted_once_on_their_cell() {
+    const CELLS: u64 = 3;
+    const ROUNDS: u64 = 50_000;
+    let lane = Arc::new(Lane::new(Weak::new(), Arc::new(Nothing), CELLS as usize));
+    let forever = Time::from_nanos(u64::MAX / 2);
+    let ids = session_ids(CELLS as usize);
+    assert_eq!(ids.len(), CELLS as usize);
+    let cells: Vec<CellRef<Nothing>> = (0..CELLS)
+        .map(|n| {
+            let cell = CellRef::new(Cell::new(
+                ids[n as usize],
+                Arc::new(n as u32),
+                lane.clone(),
+                forever,
+                Duration::from_secs(3600),
+                forever,
+            ));
+            assert!(matches!(
+                lane.lend(cell.clone(), Time::from_nanos(0)),
+                GiveBack::Done
+            ));
+            cell
+        })
+        .collect();
+    let held: Arc<Vec<AtomicBool>> = Arc::new((0..CELLS).map(|_| AtomicBool::new(false)).collect());
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let (lane, held) = (lane.clone(), held.clone());
+            std::thread::spawn(move || {
+                let mut took = 0u64;
+                for i in 0..ROUNDS {
+                    let now = Time::from_nanos(i + 1);
+                    match lane.take(now) {
+                        Take::Hit(cell) => {
+                            took += 1;
+                            let n = *cell.session as usize;
+                            assert!(!held[n].swap(true, Ordering::SeqCst), "held twice");
+                            held[n].store(false, Ordering::SeqCst);
+                            assert!(matches!(lane.give_back(cell, now), GiveBack::Done));
+                        }
+                        Take::Stale(_) => panic!("nothing goes stale here"),
+                        Take::Miss => {}
+                    }
+                }
+                took
+            })
+        })
+        .collect();
+    let took: u64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    let counted: u64 = cells.iter().map(|c| c.takes()).sum();
+    assert!(took > ROUNDS, "the threads took sessions: {took}");
+    assert_eq!(counted, took, "a take counted twice or lost");
+    lane.clear();
+}
+/// Cells lent to one lane, allocated one after the other as a pool
+/// lends them, never share a cache line: a line holding the end of one
+/// cell and the start of the next would pass between the cores of two
+/// threads each using its own session (every take and give-back writes
+/// its cell), which halved the throughput of two workers on one key.
+#[test]
+fn no_two_cells_share_a_cache_line() {
+    const LINE: usize = 64;
+    const CELLS: usize = 32;
+    let lane = Arc::new(Lane::new(Weak::new(), Arc::new(Nothing), CELLS));
+    let forever = Time::from_nanos(u64::MAX / 2);
+    let sessions: Vec<(SessionId, Arc<u32>)> = session_ids(CELLS)
+        .into_iter()
+        .map(|id| (id, Arc::new(0)))
+        .collect();
+    // One right after the other, as the allocator places them.
+    let cells: Vec<CellRef<Nothing>> = sessions
+        .into_iter()
+        .map(|(id, session)| {
+            CellRef::new(Cell::new(
+                id,
+                session,
+                lane.clone(),
+                forever,
+                Duration::from_secs(3600),
+                forever,
+            ))
+        })
+        .collect();
+    let mut lines = std::collections::HashMap::new();
+    for (n, cell) in cells.iter().enumerate() {
+        // The handles' count is inside the cell.
+        let start = Owned::as_ptr(cell) as usize;
+        let end = start + std::mem::size_of::<Cell<Nothing>>();
+        for line in start / LINE..end.div_ceil(LINE) {
+            if let Some(other) = lines.insert(line, n) {
+                panic!(
+                    "cells {other} and {n} share the cache line at {:#x}",
+                    line * LINE
+                );
+            }
+        }
+    }
+}
+/// Each thread's region of a lane's slots is whole cache lines, whatever
+/// the key's limit, so threads parking in their own regions never pass
+/// a line of slots between their cores.
+#[test]
+fn regions_of_slots_are_whole_cache_lines() {
+    for max_sessions in [1, 3, 8, 16, 20] {
+        let lane: Lane<Nothing> = Lane::new(Weak::new(), Arc::new(Nothing), max_sessions);
+        let slot = std::mem::size_of::<usize>();
+        assert_eq!(lane.hot.parked.address() % 64, 0, "{max_sessions}");
+        assert_eq!(lane.hot.region * slot % 64, 0, "{max_sessions}");
+        assert!(lane.hot.region >= max_sessions, "{max_sessions}");
+    }
+}
+/// Everything a take and a give-back touch on a cell, the handles'
+/// count included, is on the cell's first cache line (with `Arc`, the
+/// count was a line of its own, a miss per give-back with many keys).
+#[test]
+fn a_take_and_a_give_back_touch_one_line_of_a_cell() {
+    let lane = Arc::new(Lane::new(Weak::new(), Arc::new(Nothing), 1));
+    let forever = Time::from_nanos(u64::MAX / 2);
+    let id = session_ids(1)[0];
+    let cell = CellRef::new(Cell::new(
+        id,
+        Arc::new(0),
+        lane.clone(),
+        forever,
+        Duration::from_secs(1),
+        forever,
+    ));
+    assert_eq!(Owned::as_ptr(&cell) as usize % 64, 0, "line-aligned");
+    assert!(
+        Cell::<Nothing>::first_line_ends() <= 64,
+        "the fields a take and a give-back touch end at byte {}",
+        Cell::<Nothing>::first_line_ends()
+    );
+}
+
+/// Four threads clone and drop handles to one cell 100,000 times each:
+/// the count ends where it started, and the cell (and the session it
+/// holds) is freed once, when the last handle goes.
+#[test]
+fn racing_clones_and_drops_free_a_cell_once() {
+    let lane = Arc::new(Lane::new(Weak::new(), Arc::new(Nothing), 1));
+    let forever = Time::from_nanos(u64::MAX / 2);
+    let session = Arc::new(7);
+    let cell = CellRef::new(Cell::new(
+        session_ids(1)[0],
+        session.clone(),
+        lane.clone(),
+        forever,
+        Duration::from_secs(1),
+        forever,
+    ));
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let mine = cell.clone();
+            std::thread::spawn(move || {
+                let mut held = Vec::new();
+                for i in 0..100_000 {
+                    held.push(mine.clone());
+                    if i % 3 == 0 {
+                        held.clear();
+                    }
+                }
+                assert_eq!(*mine.session, 7);
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(cell.count(), 1, "every clone dropped once");
+    assert_eq!(Arc::strong_count(&session), 2, "the cell is alive");
+    drop(cell);
+    assert_eq!(Arc::strong_count(&session), 1, "the cell was freed");
+}
