@@ -15,6 +15,12 @@
 //! and `no pool / deadpool` the highest ratio to deadpool a pool that cost
 //! nothing could show.
 //!
+//! Before a combination's rounds, each pool runs `WARM` operations of it,
+//! unmeasured: with 1,000 keys a key gets another session only when two
+//! callers want it at once, so how many sessions each key has (and how
+//! often two workers share one) settles over the first operations of a
+//! combination; the rounds measure the settled pools.
+//!
 //! Criterion measures each combination in turn. Then, for the table, the
 //! pools take turns (order rotated each round) for `ROUNDS` rounds of
 //! `OPS` operations per combination, so load from elsewhere on the machine
@@ -23,7 +29,8 @@
 //! core's own cycle (its inputs alone, no driver) is timed.
 //!
 //! `cargo bench -p mcp-pool` (release). `MCP_POOL_BENCH_ROUNDS` (default 7)
-//! and `MCP_POOL_BENCH_OPS` (default 200000) size the table's rounds;
+//! and `MCP_POOL_BENCH_OPS` (default 200000) size the table's rounds,
+//! `MCP_POOL_BENCH_WARM` (default 1000000) the warm-up before them;
 //! `MCP_POOL_BENCH_TABLE_ONLY=1` skips criterion's part;
 //! `MCP_POOL_BENCH_FILTER=text` keeps the combinations whose label (as in
 //! `2 workers/yield/1 key/64`) contains `text`; `MCP_POOL_BENCH_POOLS=mcp-pool`
@@ -423,13 +430,20 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 /// Criterion's part, then the interleaved rounds of every combination on
 /// this runtime.
-fn measure(
-    c: &mut Criterion,
-    runtime: Runtime,
-    criterion: bool,
+/// How much the table runs of each combination.
+#[derive(Clone, Copy)]
+struct Sizes {
+    /// Measured rounds per pool.
     rounds: u64,
+    /// Operations per round.
     ops: u64,
-) -> Vec<Row> {
+    /// Operations each pool runs of the combination, unmeasured, before
+    /// its rounds.
+    warm: u64,
+}
+
+fn measure(c: &mut Criterion, runtime: Runtime, criterion: bool, sizes: Sizes) -> Vec<Row> {
+    let Sizes { rounds, ops, warm } = sizes;
     let rt = runtime.build();
     let mut rows = Vec::new();
     for keys in [Keys::One, Keys::Many] {
@@ -467,6 +481,11 @@ fn measure(
         for case in cases(keys) {
             if !selected(runtime, case) {
                 continue;
+            }
+            // Until the pools settle: with 1,000 keys a key gets another
+            // session only when two callers want it at once.
+            for name in POOLS.into_iter().filter(|name| pool_selected(name)) {
+                pools.run(&rt, name, case, warm);
             }
             let mut rates: [Vec<f64>; 4] = Default::default();
             for round in 0..rounds as usize {
@@ -633,14 +652,13 @@ fn main() {
         .warm_up_time(Duration::from_millis(300))
         .measurement_time(Duration::from_secs(1))
         .configure_from_args();
-    let mut rows = measure(&mut c, Runtime::MultiThread, criterion, rounds, ops);
-    rows.extend(measure(
-        &mut c,
-        Runtime::CurrentThread,
-        criterion,
+    let sizes = Sizes {
         rounds,
         ops,
-    ));
+        warm: env_u64("MCP_POOL_BENCH_WARM", 1_000_000),
+    };
+    let mut rows = measure(&mut c, Runtime::MultiThread, criterion, sizes);
+    rows.extend(measure(&mut c, Runtime::CurrentThread, criterion, sizes));
     if criterion {
         c.final_summary();
     }
