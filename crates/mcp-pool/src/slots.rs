@@ -90,10 +90,9 @@ pub(crate) const PER_LINE: usize = 64 / std::mem::size_of::<usize>();
 #[repr(C, align(64))]
 struct Line<T>([AtomicPtr<T>; PER_LINE]);
 
-/// A bag of at most `capacity` references `P`.
+/// A bag of references `P`, in whole cache lines of slots.
 pub(crate) struct Slots<P: Owned> {
     lines: Box<[Line<P::Target>]>,
-    len: usize,
 }
 
 // SAFETY: the bag holds references `P` and hands them between threads
@@ -103,19 +102,17 @@ unsafe impl<P: Owned + Send> Send for Slots<P> {}
 unsafe impl<P: Owned + Send> Sync for Slots<P> {}
 
 impl<P: Owned> Slots<P> {
-    /// An empty bag of `capacity` slots (at least 1), in whole cache lines
-    /// of their own.
+    /// An empty bag of at least `capacity` slots (at least 1), rounded up
+    /// to whole cache lines of their own.
     pub(crate) fn new(capacity: usize) -> Slots<P> {
-        let len = capacity.max(1);
         Slots {
-            lines: (0..len.div_ceil(PER_LINE))
+            lines: (0..capacity.max(1).div_ceil(PER_LINE))
                 .map(|_| {
                     Line(std::array::from_fn(
                         |_| AtomicPtr::new(std::ptr::null_mut()),
                     ))
                 })
                 .collect(),
-            len,
         }
     }
 
@@ -125,26 +122,25 @@ impl<P: Owned> Slots<P> {
         self.lines.as_ptr() as usize
     }
 
-    fn slot(&self, i: usize) -> &AtomicPtr<P::Target> {
-        &self.lines[i / PER_LINE].0[i % PER_LINE]
-    }
-
     /// Every slot.
     fn all(&self) -> impl Iterator<Item = &AtomicPtr<P::Target>> {
-        (0..self.len).map(|i| self.slot(i))
+        self.lines.iter().flat_map(|line| line.0.iter())
     }
 
-    /// The slots, starting at `start` (modulo their number) and wrapping.
+    /// Every slot, from the start of the line holding slot `start` (modulo
+    /// their number), wrapping: line by line, each line's slots in order.
     fn from(&self, start: usize) -> impl Iterator<Item = &AtomicPtr<P::Target>> {
-        let n = self.len;
-        let start = start % n;
-        (start..n).chain(0..start).map(|i| self.slot(i))
+        let first = (start / PER_LINE) % self.lines.len();
+        self.lines[first..]
+            .iter()
+            .chain(self.lines[..first].iter())
+            .flat_map(|line| line.0.iter())
     }
 
-    /// Puts `value` in the first empty slot from `start`; gives it back if
-    /// it found every slot full on each of [`PASSES`] passes (an empty slot
-    /// can move behind a pass while others take and park: give the bag
-    /// room to spare).
+    /// Puts `value` in the first empty slot from the line of `start`; gives
+    /// it back if it found every slot full on each of [`PASSES`] passes (an
+    /// empty slot can move behind a pass while others take and park: give
+    /// the bag room to spare).
     pub(crate) fn push(&self, value: P, start: usize) -> Result<(), P> {
         let raw = value.into_raw();
         for slot in (0..PASSES).flat_map(|_| self.from(start)) {
@@ -166,7 +162,8 @@ impl<P: Owned> Slots<P> {
         Err(unsafe { P::from_raw(raw) })
     }
 
-    /// Takes a value from the first full slot from `start`, if any.
+    /// Takes a value from the first full slot from the line of `start`, if
+    /// any.
     pub(crate) fn pop(&self, start: usize) -> Option<P> {
         for slot in self.from(start) {
             if slot.load(Ordering::Relaxed).is_null() {
@@ -244,6 +241,7 @@ mod tests {
 
     #[test]
     fn values_go_in_and_out_whole() {
+        // Room for 3, rounded up to a line.
         let bag = Slots::new(3);
         let a = Arc::new(1);
         let b = Arc::new(2);
@@ -254,13 +252,16 @@ mod tests {
         assert!(bag.remove(&a));
         assert!(!bag.remove(&a), "removed once");
         assert_eq!(Arc::strong_count(&a), 1);
-        assert!(bag.push(Arc::new(3), 2).is_ok());
-        assert!(bag.push(Arc::new(4), 1).is_ok());
-        let full = bag.push(Arc::new(5), 0).unwrap_err();
-        assert_eq!(*full, 5, "a full bag gives the value back");
+        // With `b`, these fill the line.
+        let more = 3..=PER_LINE as i32 + 1;
+        for n in more.clone() {
+            assert!(bag.push(Arc::new(n), n as usize).is_ok());
+        }
+        let full = bag.push(Arc::new(0), 0).unwrap_err();
+        assert_eq!(*full, 0, "a full bag gives the value back");
         let mut got: Vec<i32> = std::iter::from_fn(|| bag.pop(1)).map(|v| *v).collect();
         got.sort();
-        assert_eq!(got, vec![2, 3, 4]);
+        assert_eq!(got, std::iter::once(2).chain(more).collect::<Vec<_>>());
         assert!(bag.is_empty());
         assert_eq!(Arc::strong_count(&b), 1);
         assert!(bag.pop(0).is_none());
