@@ -55,6 +55,8 @@ impl<K: PoolKey> Pool<K> {
             LaneReturn::Parked { last_used } => {
                 if let Some(t) = last_used {
                     let s = self.sess_mut(session);
+                    // Used in the lane: no longer just proven (I11).
+                    s.unused_since_proof = false;
                     s.proven = true;
                     s.verified_at = s.verified_at.max(t);
                     s.idle_since = s.idle_since.max(t);
@@ -68,6 +70,8 @@ impl<K: PoolKey> Pool<K> {
             }
             LaneReturn::Released { outcome, at } => {
                 let at = at.min(now);
+                // Used in the lane: no longer just proven (I11).
+                self.sess_mut(session).unused_since_proof = false;
                 let poisoned = self.sess(session).phase == Phase::Poisoned;
                 match crate::pool::decide_release(outcome) {
                     crate::pool::ReleaseDecision::Poison => {

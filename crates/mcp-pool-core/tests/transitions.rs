@@ -1273,3 +1273,47 @@ fn i16_only_a_lent_session_comes_back_from_a_lane() {
     });
     assert!(matches!(r, Err(InputError::WrongState { .. })), "{r:?}");
 }
+
+#[test]
+fn i11_a_grant_returned_unused_after_a_use_in_the_lane_is_checked_once_stale() {
+    let mut h = Harness::new(Config {
+        max_sessions_per_key: 2,
+        check_interval: ms(100),
+        ..with_lanes()
+    });
+    let lease = h.lease_new(1);
+    let s = lease.session();
+    assert_eq!(lends(&h.release(lease, Outcome::Ok)), vec![s]);
+    // Unused in its lane until its bound: back, checked, lent again just
+    // proven.
+    assert_eq!(recalls(&h.advance(ms(100))), vec![s]);
+    lane_returned(&mut h, s, LaneReturn::Parked { last_used: None });
+    assert_eq!(validate_of(&h.advance(ms(0))), s);
+    assert_eq!(lends(&h.checked(s, true)), vec![s]);
+    // Used in the lane; a caller in the pool gets it back from its holder.
+    let (a, actions) = h.acquire(1);
+    assert_eq!(recalls(&actions), vec![s]);
+    let fresh = connect_of(&actions);
+    let (b, _) = h.acquire(1);
+    h.now = h.now + ms(5);
+    let at = h.now;
+    let actions = lane_returned(
+        &mut h,
+        s,
+        LaneReturn::Released {
+            outcome: Outcome::Ok,
+            at,
+        },
+    );
+    let lease = grant_of(&actions, a);
+    // a's caller had gone; its grant comes back unused once the last use
+    // is older than `check_interval`: not handed to b as just proven (the
+    // auditor fails the step if it is), so b gets the new session.
+    h.now = h.now + ms(100);
+    let (r, actions) = h.step(Input::ReleaseUnused(lease));
+    r.unwrap();
+    assert!(grants(&actions).is_empty(), "{actions:?}");
+    assert_eq!(h.state(s), Some(SessionState::Idle));
+    let actions = h.connected(fresh, true);
+    assert_eq!(grant_of(&actions, b).session(), fresh);
+}
