@@ -26,6 +26,19 @@
 //! Callers who find nothing parked wait in the lane only while the core
 //! keeps it open (every session of the key lent and the key at its limit);
 //! when the core closes it, they become the pool's acquires, in order.
+//!
+//! No session stays parked while a caller waits, by two rules:
+//! - a giver parks, then (after a fence) looks at the count of waiting
+//!   callers; if any, it takes the queue's lock and hands a parked session
+//!   to the first of them;
+//! - the first caller to wait in an empty queue counts itself, then (after
+//!   a fence) looks through the slots once more; a caller queued behind
+//!   others does not look: whatever was parked before the first one came, it
+//!   found, and whatever was parked since, its giver saw someone waiting and
+//!   hands over (under the lock this caller held while queueing).
+//!
+//! The two fences make sure that of a giver and the first waiter, at least
+//! one sees the other.
 
 use std::cell::Cell as ThreadCell;
 use std::collections::VecDeque;
@@ -140,6 +153,16 @@ pub(crate) enum GiveBack<C: Connector> {
     Handoff(reply::Sender<Answer<C>>, CellRef<C>),
     /// The pool recalled it: give it back to the pool.
     ToPool(CellRef<C>),
+}
+
+/// What queueing a caller the pool moved to a lane found.
+pub(crate) struct Enqueued<C: Connector> {
+    /// A session parked before the caller came, for it (sent outside any
+    /// lock).
+    pub(crate) handoff: Option<(reply::Sender<Answer<C>>, CellRef<C>)>,
+    /// Sessions found past their bound on the way, taken out of the lane:
+    /// they go back to the pool.
+    pub(crate) stale: Vec<CellRef<C>>,
 }
 
 /// What asking to wait in a lane found.
@@ -414,20 +437,23 @@ impl<C: Connector> Lane<C> {
         true
     }
 
-    /// Asks to wait for a session: queued if the lane is open and still
-    /// nothing is parked, else what a take finds, or `Closed`.
+    /// Asks to wait for a session: queued if the lane is open and nothing
+    /// is parked for this caller, else what a take finds, or `Closed`.
     pub(crate) fn wait(&self, now: Time, deadline: Time, token: u64, limit: usize) -> Wait<C> {
         let mut q = self.queue();
         if !q.open {
             return Wait::Closed;
         }
         self.hot.waiting.fetch_add(1, Ordering::SeqCst);
-        fence(Ordering::SeqCst);
-        match self.take(now) {
-            Take::Miss => {}
-            found => {
-                self.hot.waiting.fetch_sub(1, Ordering::SeqCst);
-                return Wait::Take(found);
+        // Only the first to wait looks (see the module's comment).
+        if q.waiters.is_empty() {
+            fence(Ordering::SeqCst);
+            match self.take(now) {
+                Take::Miss => {}
+                found => {
+                    self.hot.waiting.fetch_sub(1, Ordering::SeqCst);
+                    return Wait::Take(found);
+                }
             }
         }
         if q.waiters.len() >= limit {
@@ -446,12 +472,36 @@ impl<C: Connector> Lane<C> {
     }
 
     /// Queues a caller the pool moved here (the lane is open), behind those
-    /// already waiting.
-    pub(crate) fn enqueue(&self, waiter: LaneWaiter<C>) {
+    /// already waiting. The first to wait looks through the slots, as a
+    /// caller queueing itself does (see the module's comment), for a
+    /// session parked at `now` before it came: a fresh one goes to it.
+    pub(crate) fn enqueue(&self, waiter: LaneWaiter<C>, now: Time) -> Enqueued<C> {
         let mut q = self.queue();
         debug_assert!(q.open, "the pool moves callers to open lanes only");
+        let first = q.waiters.is_empty();
         q.waiters.push_back(waiter);
         self.hot.waiting.fetch_add(1, Ordering::SeqCst);
+        let mut found = Enqueued {
+            handoff: None,
+            stale: Vec::new(),
+        };
+        if !first {
+            return found;
+        }
+        fence(Ordering::SeqCst);
+        loop {
+            match self.take(now) {
+                Take::Hit(cell) => {
+                    let w = q.waiters.pop_front().expect("just queued");
+                    self.hot.waiting.fetch_sub(1, Ordering::SeqCst);
+                    q.handoffs += 1;
+                    found.handoff = Some((w.tx, cell));
+                    return found;
+                }
+                Take::Stale(cell) => found.stale.push(cell),
+                Take::Miss => return found,
+            }
+        }
     }
 
     /// The caller `token` stops waiting (`timed_out`: at its deadline);

@@ -230,3 +230,76 @@ fn racing_clones_and_drops_free_a_cell_once() {
     drop(cell);
     assert_eq!(Arc::strong_count(&session), 1, "the cell was freed");
 }
+
+/// A cell lent to `lane`, fresh until far away.
+fn lent_cell(lane: &Arc<Lane<Nothing>>, id: SessionId) -> CellRef<Nothing> {
+    let forever = Time::from_nanos(u64::MAX / 2);
+    CellRef::new(Cell::new(
+        id,
+        Arc::new(0),
+        lane.clone(),
+        forever,
+        Duration::from_secs(3600),
+        forever,
+    ))
+}
+
+/// A caller the pool moves to an open lane where a session was parked
+/// before it came (given back between that caller's look and the pool's
+/// move) gets that session at once, instead of waiting for the next
+/// give-back or its deadline.
+#[test]
+fn a_caller_moved_to_a_lane_gets_a_session_parked_before_it_came() {
+    let lane = Arc::new(Lane::new(Weak::new(), Arc::new(Nothing), 1));
+    let now = Time::from_nanos(1);
+    lane.open();
+    let cell = lent_cell(&lane, session_ids(1)[0]);
+    assert!(matches!(lane.lend(cell, now), GiveBack::Done), "parked");
+    let (tx, _rx) = reply::channel();
+    let found = lane.enqueue(
+        LaneWaiter {
+            token: 1,
+            deadline: Time::from_nanos(1_000),
+            tx,
+        },
+        now,
+    );
+    assert!(found.handoff.is_some(), "handed the parked session");
+    assert!(found.stale.is_empty());
+    assert!(!lane.has_waiters(), "no longer waiting");
+    assert_eq!(lane.counts().handoffs, 1);
+    assert!(matches!(lane.take(now), Take::Miss), "nothing left parked");
+}
+
+/// Behind a waiting caller, a caller who asks to wait is queued without a
+/// look (the first one looked), and a session given back goes to the
+/// first, then the next.
+#[test]
+fn callers_behind_the_first_wait_in_order_for_given_back_sessions() {
+    let lane = Arc::new(Lane::new(Weak::new(), Arc::new(Nothing), 1));
+    let now = Time::from_nanos(1);
+    let deadline = Time::from_nanos(1_000);
+    lane.open();
+    let cell = lent_cell(&lane, session_ids(1)[0]);
+    let mut queued = Vec::new();
+    for token in [1, 2] {
+        match lane.wait(now, deadline, token, 8) {
+            Wait::Queued(t, rx) => queued.push((t, rx)),
+            _ => panic!("caller {token} should wait: nothing is parked"),
+        }
+    }
+    assert_eq!(lane.counts().waiting, 2);
+    for (token, rx) in queued.iter_mut() {
+        match lane.give_back(cell.clone(), now) {
+            GiveBack::Handoff(tx, given) => {
+                assert!(tx.send(Answer::GrantedLane { cell: given }).is_ok());
+            }
+            _ => panic!("the session goes to a waiting caller"),
+        }
+        assert!(
+            matches!(rx.try_recv(), Some(Answer::GrantedLane { .. })),
+            "caller {token} is served in its turn"
+        );
+    }
+    assert!(!lane.has_waiters());
+}

@@ -497,11 +497,31 @@ impl<C: Connector> Shared<C> {
                             None => continue,
                         }
                     };
-                    lane.enqueue(LaneWaiter {
-                        token: acquire.as_u64(),
-                        deadline,
-                        tx,
-                    });
+                    let found = lane.enqueue(
+                        LaneWaiter {
+                            token: acquire.as_u64(),
+                            deadline,
+                            tx,
+                        },
+                        now,
+                    );
+                    if let Some((tx, cell)) = found.handoff {
+                        jobs.push(Job::Deliver {
+                            tx,
+                            answer: Answer::GrantedLane { cell },
+                        });
+                    }
+                    for cell in found.stale {
+                        let session = cell.id;
+                        st.unlend(session);
+                        let last_used = cell.last_used();
+                        drop(cell);
+                        report(st.core.lane_returned(
+                            session,
+                            LaneReturn::Parked { last_used },
+                            now,
+                        ));
+                    }
                     lane.ensure_reaper();
                 }
                 Action::LaneOpen { key, open } => {
