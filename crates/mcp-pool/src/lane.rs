@@ -2,11 +2,12 @@
 //!
 //! The core lends a fresh exclusive session to its key's lane with a
 //! freshness bound and the rule that renews it (`Action::Lend`). Here a lane
-//! keeps its lent sessions ([`Cell`]s) parked in a bag of slots (one region
-//! of `max_sessions` slots per group of threads, where each thread looks
-//! first, so two threads rarely touch the same memory, and a take or a park
-//! touches one cache line of the lane's), and callers take and give them
-//! back without the pool's lock:
+//! keeps its lent sessions ([`Cell`](crate::cell::Cell)s) parked in a bag
+//! of slots (one region of whole cache lines, room for `max_sessions`, per
+//! group of threads, where each thread looks first, so two threads rarely
+//! touch the same memory, and a take or a park touches one cache line of
+//! the lane's), and callers take and give them back without the pool's
+//! lock:
 //!
 //! - take: pop a parked cell (own region first), claim it with one
 //!   compare-and-swap of its state, and check its bound against the clock;
@@ -625,7 +626,7 @@ impl<C: Connector> Lane<C> {
     }
 
     /// What the lane served and refused (`takes` aside: each cell counts
-    /// its own, see [`Cell::takes`]).
+    /// its own, see [`Cell::takes`](crate::cell::Cell::takes)).
     pub(crate) fn counts(&self) -> LaneCounts {
         let q = self.queue();
         LaneCounts {
