@@ -23,9 +23,10 @@
 //! 15.4 M after 10 M); the rounds measure the settled pools.
 //!
 //! Criterion measures each combination in turn. Then, for the table, the
-//! pools take turns (order rotated each round) for `ROUNDS` rounds of
-//! `OPS` operations per combination, so load from elsewhere on the machine
-//! falls on all alike; the table shows the median ops/s of each pool
+//! pools take turns (order rotated each round), with one key and with 1,000
+//! keys, for `ROUNDS` rounds of `OPS` operations per combination, so load
+//! from elsewhere on the machine, and the runtime's own changes of pace,
+//! fall on all alike; the table shows the median ops/s of each pool
 //! and the ratios mcp-pool / peer of those medians, in markdown. Last, the
 //! core's own cycle (its inputs alone, no driver) is timed.
 //!
@@ -446,20 +447,22 @@ struct Sizes {
 fn measure(c: &mut Criterion, runtime: Runtime, criterion: bool, sizes: Sizes) -> Vec<Row> {
     let Sizes { rounds, ops, warm } = sizes;
     let rt = runtime.build();
-    let mut rows = Vec::new();
-    for keys in [Keys::One, Keys::Many] {
-        let pools = Pools::new(&rt, keys);
+    let sets: Vec<(Keys, Pools)> = [Keys::One, Keys::Many]
+        .into_iter()
+        .map(|keys| (keys, Pools::new(&rt, keys)))
+        .collect();
+    for (keys, pools) in &sets {
         // Warm every key of every pool once, so no round pays for connects.
         for name in POOLS {
             let case = Case {
                 workload: Workload::Bare,
                 tasks: 16,
-                keys,
+                keys: *keys,
             };
             pools.run(&rt, name, case, 20_000);
         }
         if criterion {
-            for case in cases(keys).filter(|&case| selected(runtime, case)) {
+            for case in cases(*keys).filter(|&case| selected(runtime, case)) {
                 let mut group = c.benchmark_group(format!(
                     "{}/{}/tasks={}/{}",
                     runtime.name().replace(' ', "-"),
@@ -479,35 +482,64 @@ fn measure(c: &mut Criterion, runtime: Runtime, criterion: bool, sizes: Sizes) -
                 group.finish();
             }
         }
-        for case in cases(keys) {
-            if !selected(runtime, case) {
-                continue;
-            }
-            // Until the pools settle: with 1,000 keys a key gets another
-            // session only when two callers want it at once.
-            for name in POOLS.into_iter().filter(|name| pool_selected(name)) {
-                let mut warmed = Duration::ZERO;
-                while warmed < warm {
-                    warmed += pools.run(&rt, name, case, ops).1;
-                }
-            }
-            let mut rates: [Vec<f64>; 4] = Default::default();
-            for round in 0..rounds as usize {
-                for i in 0..POOLS.len() {
-                    let at = (round + i) % POOLS.len();
-                    if !pool_selected(POOLS[at]) {
-                        continue;
-                    }
-                    let (ran, time) = pools.run(&rt, POOLS[at], case, ops);
-                    rates[at].push(ran as f64 / time.as_secs_f64());
-                }
-            }
-            rows.push(Row {
-                runtime,
-                case,
-                median: rates.map(median),
-            });
+    }
+    // A combination's one-key and 1,000-key rounds take turns too, so a
+    // change of the runtime's pace during the run falls on both alike
+    // (the ratio of the two is in the table).
+    let mut rows: Vec<Vec<Row>> = sets.iter().map(|_| Vec::new()).collect();
+    for base in cases(Keys::One) {
+        let turns: Vec<(usize, Case, usize)> = sets
+            .iter()
+            .enumerate()
+            .map(|(set, (keys, _))| {
+                (
+                    set,
+                    Case {
+                        keys: *keys,
+                        ..base
+                    },
+                )
+            })
+            .filter(|&(_, case)| selected(runtime, case))
+            .flat_map(|(set, case)| {
+                (0..POOLS.len())
+                    .filter(|&at| pool_selected(POOLS[at]))
+                    .map(move |at| (set, case, at))
+            })
+            .collect();
+        if turns.is_empty() {
+            continue;
         }
+        // Until the pools settle: with 1,000 keys a key gets another
+        // session only when two callers want it at once.
+        for &(set, case, at) in &turns {
+            let mut warmed = Duration::ZERO;
+            while warmed < warm {
+                warmed += sets[set].1.run(&rt, POOLS[at], case, ops).1;
+            }
+        }
+        let mut rates: Vec<[Vec<f64>; 4]> = sets.iter().map(|_| Default::default()).collect();
+        for round in 0..rounds as usize {
+            for i in 0..turns.len() {
+                let (set, case, at) = turns[(round + i) % turns.len()];
+                let (ran, time) = sets[set].1.run(&rt, POOLS[at], case, ops);
+                rates[set][at].push(ran as f64 / time.as_secs_f64());
+            }
+        }
+        for (set, rates) in rates.into_iter().enumerate() {
+            if turns.iter().any(|&(s, _, _)| s == set) {
+                rows[set].push(Row {
+                    runtime,
+                    case: Case {
+                        keys: sets[set].0,
+                        ..base
+                    },
+                    median: rates.map(median),
+                });
+            }
+        }
+    }
+    for (keys, pools) in &sets {
         let m = pools.ours.metrics();
         eprintln!(
             "mcp-pool on {}, {}: {} acquires, {} granted at once, {} after waiting, {} connects",
@@ -520,7 +552,7 @@ fn measure(c: &mut Criterion, runtime: Runtime, criterion: bool, sizes: Sizes) -
         );
         rt.block_on(pools.ours.shutdown());
     }
-    rows
+    rows.into_iter().flatten().collect()
 }
 
 /// The core's own cycle, single-threaded, no driver: a warm hit (acquire,
