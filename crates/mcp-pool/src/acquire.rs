@@ -84,7 +84,7 @@ impl<C: Connector> Shared<C> {
                 last_failure: None,
             });
         }
-        let mut state = self.first_try(lane, key, deadline, started);
+        let mut state = self.attempt(lane, key, deadline, started);
         drop(lanes);
         loop {
             let answer = match state {
@@ -103,7 +103,7 @@ impl<C: Connector> Shared<C> {
                                 last_failure: None,
                             });
                         }
-                        state = self.begin_acquire(key, deadline, now);
+                        state = self.attempt_again(key, deadline, now);
                         continue;
                     }
                     // Its use starts no earlier than the acquire (one clock
@@ -154,23 +154,24 @@ impl<C: Connector> Shared<C> {
         }
     }
 
-    /// A try of an acquire at `now`: the key's lane, then the pool.
-    fn begin_acquire<'a>(
+    /// Another attempt of an acquire at `now`, after the session it was
+    /// handed proved closed: finds the key's lane, then as [`Self::attempt`].
+    fn attempt_again<'a>(
         self: &'a Arc<Self>,
         key: &C::Key,
         deadline: Time,
         now: Time,
     ) -> Started<'a, C> {
         if !self.lanes_on {
-            return self.first_try(None, key, deadline, now);
+            return self.attempt(None, key, deadline, now);
         }
         let lanes = self.lanes.load();
-        self.first_try(lanes.get(key), key, deadline, now)
+        self.attempt(lanes.get(key), key, deadline, now)
     }
 
-    /// A try of an acquire at `now`: `lane` (the key's, if it has one),
-    /// then the pool.
-    fn first_try<'a>(
+    /// One attempt of an acquire at `now`: `lane` (the key's, if it has
+    /// one), then the pool.
+    fn attempt<'a>(
         self: &'a Arc<Self>,
         lane: Option<&LaneEntry<C>>,
         key: &C::Key,
