@@ -254,10 +254,7 @@ impl<C: Connector> Shared<C> {
         let session = cell.id;
         // The close this may lead to needs the only reference.
         drop(cell);
-        self.step(|st, now| {
-            st.unlend(session);
-            report(st.core.lane_returned(session, back, now));
-        });
+        self.step(|st, now| st.lane_returned(session, back, now));
     }
 
     /// A session handed to a caller who had gone: back to its lane as it

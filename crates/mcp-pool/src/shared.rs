@@ -470,14 +470,7 @@ impl<C: Connector> Shared<C> {
                         .expect("a recalled session is lent");
                     if cell.lane.recall(&cell) {
                         // It was parked: back at once.
-                        st.unlend(session);
-                        let last_used = cell.last_used();
-                        drop(cell);
-                        report(st.core.lane_returned(
-                            session,
-                            LaneReturn::Parked { last_used },
-                            now,
-                        ));
+                        st.parked_back(cell, now);
                     }
                 }
                 Action::WaitInLane {
@@ -512,15 +505,7 @@ impl<C: Connector> Shared<C> {
                         });
                     }
                     for cell in found.stale {
-                        let session = cell.id;
-                        st.unlend(session);
-                        let last_used = cell.last_used();
-                        drop(cell);
-                        report(st.core.lane_returned(
-                            session,
-                            LaneReturn::Parked { last_used },
-                            now,
-                        ));
+                        st.parked_back(cell, now);
                     }
                     lane.ensure_reaper();
                 }
@@ -663,10 +648,26 @@ impl Hasher for IdHasher {
 
 impl<C: Connector> State<C> {
     /// `session` is no longer lent: its cell's takes join the retired ones.
-    pub(crate) fn unlend(&mut self, session: SessionId) {
+    fn unlend(&mut self, session: SessionId) {
         if let Some(cell) = self.lent.remove(&session) {
             self.retired_takes += cell.takes();
         }
+    }
+
+    /// `session`'s cell left its lane: the core learns how it came back
+    /// (`back`). Every handle to the cell is dropped by now: the close this
+    /// may lead to needs the only reference to the session.
+    pub(crate) fn lane_returned(&mut self, session: SessionId, back: LaneReturn, now: Time) {
+        self.unlend(session);
+        report(self.core.lane_returned(session, back, now));
+    }
+
+    /// A parked cell taken out of its lane (recalled, or found stale): back
+    /// to the core as parked, with its last use.
+    pub(crate) fn parked_back(&mut self, cell: CellRef<C>, now: Time) {
+        let (session, last_used) = (cell.id, cell.last_used());
+        drop(cell);
+        self.lane_returned(session, LaneReturn::Parked { last_used }, now);
     }
 
     /// Takes from lanes so far, of every cell lent now or before.
