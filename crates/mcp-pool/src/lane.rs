@@ -381,15 +381,19 @@ impl<C: Connector> Lane<C> {
             return GiveBack::Done;
         }
         match self.take(now) {
-            Take::Hit(cell) => {
-                let w = q.waiters.pop_front().expect("checked");
-                self.hot.waiting.fetch_sub(1, Ordering::SeqCst);
-                q.handoffs += 1;
-                GiveBack::Handoff(w.tx, cell)
-            }
+            Take::Hit(cell) => GiveBack::Handoff(self.hand_over(&mut q), cell),
             Take::Stale(cell) => GiveBack::ToPool(cell),
             Take::Miss => GiveBack::Done,
         }
+    }
+
+    /// Takes the first caller waiting in `q` (locked, and not empty) out of
+    /// the queue, to be handed a session: where to send it.
+    fn hand_over(&self, q: &mut Queue<C>) -> reply::Sender<Answer<C>> {
+        let w = q.waiters.pop_front().expect("a caller waits");
+        self.hot.waiting.fetch_sub(1, Ordering::SeqCst);
+        q.handoffs += 1;
+        w.tx
     }
 
     /// Gives back a session whose use ended well at `at`: renews its bound
@@ -410,10 +414,7 @@ impl<C: Connector> Lane<C> {
                 if !cell.still_held() {
                     return GiveBack::ToPool(cell);
                 }
-                let w = q.waiters.pop_front().expect("checked");
-                self.hot.waiting.fetch_sub(1, Ordering::SeqCst);
-                q.handoffs += 1;
-                return GiveBack::Handoff(w.tx, cell);
+                return GiveBack::Handoff(self.hand_over(&mut q), cell);
             }
         }
         self.park(cell, now)
@@ -493,10 +494,7 @@ impl<C: Connector> Lane<C> {
         loop {
             match self.take(now) {
                 Take::Hit(cell) => {
-                    let w = q.waiters.pop_front().expect("just queued");
-                    self.hot.waiting.fetch_sub(1, Ordering::SeqCst);
-                    q.handoffs += 1;
-                    found.handoff = Some((w.tx, cell));
+                    found.handoff = Some((self.hand_over(&mut q), cell));
                     return found;
                 }
                 Take::Stale(cell) => found.stale.push(cell),
