@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use common::*;
 use mcp_pool_core::{
-    Action, BreakerConfig, Config, ConnectFailure, EvictReason, Input, InputError, LaneReturn,
-    Outcome, Pool, RejectReason, SessionId, SessionState, Time,
+    AcquireId, Action, BreakerConfig, Config, ConnectFailure, EvictReason, Input, InputError,
+    LaneReturn, LeaseId, Outcome, Pool, RejectReason, SessionId, SessionState, Time,
 };
 
 #[test]
@@ -1029,6 +1029,32 @@ fn i18_a_fresh_session_nobody_waits_for_is_lent_with_its_bound() {
     assert!(lends(&actions).is_empty(), "{actions:?}");
 }
 
+/// With `s` lent to key 1's lane and held there, a caller `a` asks the
+/// pool, which recalls `s` and (the key below its limit) connects anew; a
+/// second caller `b` waits; 5 ms later `s`'s holder gives it back `Ok`, and
+/// `a` gets it. Returns `a`'s grant, `b`, the new session and the give-back's
+/// time.
+fn given_back_to_a_caller_in_the_pool(
+    h: &mut Harness,
+    s: SessionId,
+) -> (LeaseId, AcquireId, SessionId, Time) {
+    let (a, actions) = h.acquire(1);
+    assert_eq!(recalls(&actions), vec![s], "{actions:?}");
+    let fresh = connect_of(&actions);
+    let (b, _) = h.acquire(1);
+    h.now = h.now + ms(5);
+    let at = h.now;
+    let actions = lane_returned(
+        h,
+        s,
+        LaneReturn::Released {
+            outcome: Outcome::Ok,
+            at,
+        },
+    );
+    (grant_of(&actions, a), b, fresh, at)
+}
+
 #[test]
 fn i18_callers_waiting_in_the_pool_get_the_lent_sessions_back_in_order() {
     // Below its limit, the key's lane does not queue callers: one who finds
@@ -1046,22 +1072,8 @@ fn i18_callers_waiting_in_the_pool_get_the_lent_sessions_back_in_order() {
         lane_open(&actions).is_empty(),
         "below the limit: {actions:?}"
     );
-    let (a, actions) = h.acquire(1);
-    assert_eq!(recalls(&actions), vec![s], "{actions:?}");
-    let fresh = connect_of(&actions);
-    let (b, _) = h.acquire(1);
     // The lent session was in use; its holder gives it back Ok.
-    h.now = h.now + ms(5);
-    let at = h.now;
-    let actions = lane_returned(
-        &mut h,
-        s,
-        LaneReturn::Released {
-            outcome: Outcome::Ok,
-            at,
-        },
-    );
-    let lease = grant_of(&actions, a);
+    let (lease, b, fresh, at) = given_back_to_a_caller_in_the_pool(&mut h, s);
     assert_eq!(lease.session(), s);
     assert_eq!(h.pool.session(s).unwrap().verified_at, at);
     let actions = h.connected(fresh, true);
@@ -1291,21 +1303,7 @@ fn i11_a_grant_returned_unused_after_a_use_in_the_lane_is_checked_once_stale() {
     assert_eq!(validate_of(&h.advance(ms(0))), s);
     assert_eq!(lends(&h.checked(s, true)), vec![s]);
     // Used in the lane; a caller in the pool gets it back from its holder.
-    let (a, actions) = h.acquire(1);
-    assert_eq!(recalls(&actions), vec![s]);
-    let fresh = connect_of(&actions);
-    let (b, _) = h.acquire(1);
-    h.now = h.now + ms(5);
-    let at = h.now;
-    let actions = lane_returned(
-        &mut h,
-        s,
-        LaneReturn::Released {
-            outcome: Outcome::Ok,
-            at,
-        },
-    );
-    let lease = grant_of(&actions, a);
+    let (lease, b, fresh, _) = given_back_to_a_caller_in_the_pool(&mut h, s);
     // a's caller had gone; its grant comes back unused once the last use
     // is older than `check_interval`: not handed to b as just proven (the
     // auditor fails the step if it is), so b gets the new session.

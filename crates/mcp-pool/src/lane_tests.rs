@@ -51,6 +51,19 @@ fn session_ids(n: usize) -> Vec<SessionId> {
         .collect()
 }
 
+/// A cell for session `id` lent to `lane`, fresh until far away.
+fn lent_cell(lane: &Arc<Lane<Nothing>>, id: SessionId, session: Arc<u32>) -> CellRef<Nothing> {
+    let forever = Time::from_nanos(u64::MAX / 2);
+    CellRef::new(Cell::new(
+        id,
+        session,
+        lane.clone(),
+        forever,
+        Duration::from_secs(3600),
+        forever,
+    ))
+}
+
 /// Four threads take sessions from one lane and give them back, as
 /// callers do, 50,000 times each: every take is counted once, on the
 /// cell taken, though the count is a plain load and store (only the
@@ -60,19 +73,11 @@ fn racing_takes_are_each_counted_once_on_their_cell() {
     const CELLS: u64 = 3;
     const ROUNDS: u64 = 50_000;
     let lane = Arc::new(Lane::new(Weak::new(), Arc::new(Nothing), CELLS as usize));
-    let forever = Time::from_nanos(u64::MAX / 2);
     let ids = session_ids(CELLS as usize);
     assert_eq!(ids.len(), CELLS as usize);
     let cells: Vec<CellRef<Nothing>> = (0..CELLS)
         .map(|n| {
-            let cell = CellRef::new(Cell::new(
-                ids[n as usize],
-                Arc::new(n as u32),
-                lane.clone(),
-                forever,
-                Duration::from_secs(3600),
-                forever,
-            ));
+            let cell = lent_cell(&lane, ids[n as usize], Arc::new(n as u32));
             assert!(matches!(
                 lane.lend(cell.clone(), Time::from_nanos(0)),
                 GiveBack::Done
@@ -110,6 +115,7 @@ fn racing_takes_are_each_counted_once_on_their_cell() {
     assert_eq!(counted, took, "a take counted twice or lost");
     lane.clear();
 }
+
 /// Cells lent to one lane, allocated one after the other as a pool
 /// lends them, never share a cache line: a line holding the end of one
 /// cell and the start of the next would pass between the cores of two
@@ -120,7 +126,6 @@ fn no_two_cells_share_a_cache_line() {
     const LINE: usize = 64;
     const CELLS: usize = 32;
     let lane = Arc::new(Lane::new(Weak::new(), Arc::new(Nothing), CELLS));
-    let forever = Time::from_nanos(u64::MAX / 2);
     let sessions: Vec<(SessionId, Arc<u32>)> = session_ids(CELLS)
         .into_iter()
         .map(|id| (id, Arc::new(0)))
@@ -128,16 +133,7 @@ fn no_two_cells_share_a_cache_line() {
     // One right after the other, as the allocator places them.
     let cells: Vec<CellRef<Nothing>> = sessions
         .into_iter()
-        .map(|(id, session)| {
-            CellRef::new(Cell::new(
-                id,
-                session,
-                lane.clone(),
-                forever,
-                Duration::from_secs(3600),
-                forever,
-            ))
-        })
+        .map(|(id, session)| lent_cell(&lane, id, session))
         .collect();
     let mut lines = std::collections::HashMap::new();
     for (n, cell) in cells.iter().enumerate() {
@@ -173,16 +169,7 @@ fn regions_of_slots_are_whole_cache_lines() {
 #[test]
 fn a_take_and_a_give_back_touch_one_line_of_a_cell() {
     let lane = Arc::new(Lane::new(Weak::new(), Arc::new(Nothing), 1));
-    let forever = Time::from_nanos(u64::MAX / 2);
-    let id = session_ids(1)[0];
-    let cell = CellRef::new(Cell::new(
-        id,
-        Arc::new(0),
-        lane.clone(),
-        forever,
-        Duration::from_secs(1),
-        forever,
-    ));
+    let cell = lent_cell(&lane, session_ids(1)[0], Arc::new(0));
     assert_eq!(Owned::as_ptr(&cell) as usize % 64, 0, "line-aligned");
     assert!(
         Cell::<Nothing>::first_line_ends() <= 64,
@@ -197,16 +184,8 @@ fn a_take_and_a_give_back_touch_one_line_of_a_cell() {
 #[test]
 fn racing_clones_and_drops_free_a_cell_once() {
     let lane = Arc::new(Lane::new(Weak::new(), Arc::new(Nothing), 1));
-    let forever = Time::from_nanos(u64::MAX / 2);
     let session = Arc::new(7);
-    let cell = CellRef::new(Cell::new(
-        session_ids(1)[0],
-        session.clone(),
-        lane.clone(),
-        forever,
-        Duration::from_secs(1),
-        forever,
-    ));
+    let cell = lent_cell(&lane, session_ids(1)[0], session.clone());
     let threads: Vec<_> = (0..4)
         .map(|_| {
             let mine = cell.clone();
@@ -231,19 +210,6 @@ fn racing_clones_and_drops_free_a_cell_once() {
     assert_eq!(Arc::strong_count(&session), 1, "the cell was freed");
 }
 
-/// A cell lent to `lane`, fresh until far away.
-fn lent_cell(lane: &Arc<Lane<Nothing>>, id: SessionId) -> CellRef<Nothing> {
-    let forever = Time::from_nanos(u64::MAX / 2);
-    CellRef::new(Cell::new(
-        id,
-        Arc::new(0),
-        lane.clone(),
-        forever,
-        Duration::from_secs(3600),
-        forever,
-    ))
-}
-
 /// A caller the pool moves to an open lane where a session was parked
 /// before it came (given back between that caller's look and the pool's
 /// move) gets that session at once, instead of waiting for the next
@@ -253,7 +219,7 @@ fn a_caller_moved_to_a_lane_gets_a_session_parked_before_it_came() {
     let lane = Arc::new(Lane::new(Weak::new(), Arc::new(Nothing), 1));
     let now = Time::from_nanos(1);
     lane.open();
-    let cell = lent_cell(&lane, session_ids(1)[0]);
+    let cell = lent_cell(&lane, session_ids(1)[0], Arc::new(0));
     assert!(matches!(lane.lend(cell, now), GiveBack::Done), "parked");
     let (tx, _rx) = reply::channel();
     let found = lane.enqueue(
@@ -280,7 +246,7 @@ fn callers_behind_the_first_wait_in_order_for_given_back_sessions() {
     let now = Time::from_nanos(1);
     let deadline = Time::from_nanos(1_000);
     lane.open();
-    let cell = lent_cell(&lane, session_ids(1)[0]);
+    let cell = lent_cell(&lane, session_ids(1)[0], Arc::new(0));
     let mut queued = Vec::new();
     for token in [1, 2] {
         match lane.wait(now, deadline, token, 8) {
