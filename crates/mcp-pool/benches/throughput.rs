@@ -35,7 +35,8 @@
 //! `MCP_POOL_BENCH_WARM_MS` (default 1000) the warm-up before them;
 //! `MCP_POOL_BENCH_TABLE_ONLY=1` skips criterion's part;
 //! `MCP_POOL_BENCH_FILTER=text` keeps the combinations whose label (as in
-//! `2 workers/yield/1 key/64`) contains `text`; `MCP_POOL_BENCH_POOLS=mcp-pool`
+//! `2 workers/yield/1 key/64`) contains `text` (`text$`: ends with `text`,
+//! so `1 key/1$` leaves out `1 key/16`); `MCP_POOL_BENCH_POOLS=mcp-pool`
 //! (names, comma-separated) runs only those pools' rounds, for a profile.
 
 use std::future::Future;
@@ -389,7 +390,10 @@ fn selected(runtime: Runtime, case: Case) -> bool {
         case.keys.name(),
         case.tasks
     );
-    std::env::var("MCP_POOL_BENCH_FILTER").map_or(true, |f| label.contains(&f))
+    std::env::var("MCP_POOL_BENCH_FILTER").map_or(true, |f| match f.strip_suffix('$') {
+        Some(whole) => label.ends_with(whole),
+        None => label.contains(&f),
+    })
 }
 
 /// Whether `MCP_POOL_BENCH_POOLS` (comma-separated names; all if unset)

@@ -29,17 +29,24 @@
 //! when the core closes it, they become the pool's acquires, in order.
 //!
 //! No session stays parked while a caller waits, by two rules:
-//! - a giver parks, then (after a fence) looks at the count of waiting
-//!   callers; if any, it takes the queue's lock and hands a parked session
-//!   to the first of them;
+//! - a giver parks, then looks at the count of waiting callers; if any, it
+//!   takes the queue's lock and hands a parked session to the first of
+//!   them;
 //! - the first caller to wait in an empty queue counts itself, then (after
 //!   a fence) looks through the slots once more; a caller queued behind
 //!   others does not look: whatever was parked before the first one came, it
 //!   found, and whatever was parked since, its giver saw someone waiting and
 //!   hands over (under the lock this caller held while queueing).
 //!
-//! The two fences make sure that of a giver and the first waiter, at least
-//! one sees the other.
+//! Of a giver and the first waiter, at least one sees the other. The
+//! giver's push into its slot and its look at the count are sequentially
+//! consistent (`Slots::push`), as is the waiter's count; the waiter's
+//! look at the slots follows a sequentially consistent fence. If the giver
+//! saw no waiter, its look came before the waiter's count in the single
+//! order of such operations, hence so did its push; the waiter's look
+//! follows its fence, which follows its count, so it sees that push (or a
+//! later take of it). The giver needs no fence of its own: its give-back,
+//! the common path, makes no more than its exchanges.
 
 use std::cell::Cell as ThreadCell;
 use std::collections::VecDeque;
@@ -369,10 +376,10 @@ impl<C: Connector> Lane<C> {
             return GiveBack::ToPool(cell);
         }
         // A caller who registered to wait after looking at the queues, and
-        // before this push, is served now: this fence and the one a waiter
-        // makes between counting itself and looking make sure one of the
-        // two sees the other.
-        fence(Ordering::SeqCst);
+        // before this push, is served now: this load and the push before it
+        // are sequentially consistent, and the waiter makes a fence between
+        // counting itself and looking, so one of the two sees the other
+        // (see the module's comment).
         if self.hot.waiting.load(Ordering::SeqCst) == 0 {
             return GiveBack::Done;
         }

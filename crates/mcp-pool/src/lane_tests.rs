@@ -269,3 +269,62 @@ fn callers_behind_the_first_wait_in_order_for_given_back_sessions() {
     }
     assert!(!lane.has_waiters());
 }
+
+/// A holder gives its session back while a caller, finding nothing, asks
+/// to wait: 5,000 times, each pair started together on two threads. Of
+/// the two, one always sees the other: the caller takes the session, or
+/// is handed it, or the session is not parked. (Without the giver's look
+/// at the waiting callers after its push, or the first waiter's look at
+/// the slots after counting itself, a caller would wait beside a parked
+/// session. On x86 every exchange is a full barrier, so this cannot tell
+/// the orderings apart; the module's comment argues those.)
+#[test]
+fn a_give_back_racing_the_first_waiter_never_leaves_it_beside_a_parked_session() {
+    let lane = Arc::new(Lane::new(Weak::new(), Arc::new(Nothing), 1));
+    let now = Time::from_nanos(1);
+    let deadline = Time::from_nanos(1_000);
+    lane.open();
+    let mut cell = lent_cell(&lane, session_ids(1)[0], Arc::new(0));
+    let (mut handed, mut taken) = (0, 0);
+    for token in 0..5_000 {
+        let start = std::sync::Barrier::new(2);
+        let (given, asked) = std::thread::scope(|s| {
+            let giver = s.spawn(|| {
+                start.wait();
+                lane.give_back(cell, now)
+            });
+            let waiter = s.spawn(|| {
+                start.wait();
+                lane.wait(now, deadline, token, 8)
+            });
+            (giver.join().unwrap(), waiter.join().unwrap())
+        });
+        if let GiveBack::Handoff(tx, c) = given {
+            assert!(tx.send(Answer::GrantedLane { cell: c }).is_ok());
+        }
+        cell = match asked {
+            Wait::Take(Take::Hit(c)) => {
+                taken += 1;
+                c
+            }
+            Wait::Queued(_, mut rx) => match rx.try_recv() {
+                Some(Answer::GrantedLane { cell: c }) => {
+                    handed += 1;
+                    c
+                }
+                _ => {
+                    assert_eq!(
+                        lane.parked(),
+                        0,
+                        "round {token}: a caller waits beside a parked session"
+                    );
+                    unreachable!("round {token}: the session is neither parked nor handed over");
+                }
+            },
+            _ => panic!("round {token}: the open lane refused the caller"),
+        };
+        assert!(!lane.has_waiters(), "round {token}: nobody waits now");
+        assert_eq!(lane.parked(), 0, "round {token}: held by the caller");
+    }
+    assert_eq!(taken + handed, 5_000);
+}

@@ -140,7 +140,9 @@ impl<P: Owned> Slots<P> {
     /// Puts `value` in the first empty slot from the line of `start`; gives
     /// it back if it found every slot full on each of [`PASSES`] passes (an
     /// empty slot can move behind a pass while others take and park: give
-    /// the bag room to spare).
+    /// the bag room to spare). The exchange that fills the slot is
+    /// sequentially consistent, so a lane's giver can order its push before
+    /// its look at the waiting callers without a fence (see `lane`).
     pub(crate) fn push(&self, value: P, start: usize) -> Result<(), P> {
         let raw = value.into_raw();
         for slot in (0..PASSES).flat_map(|_| self.from(start)) {
@@ -149,7 +151,7 @@ impl<P: Owned> Slots<P> {
                     .compare_exchange(
                         std::ptr::null_mut(),
                         raw,
-                        Ordering::AcqRel,
+                        Ordering::SeqCst,
                         Ordering::Relaxed,
                     )
                     .is_ok()
