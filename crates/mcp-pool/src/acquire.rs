@@ -265,8 +265,11 @@ impl<C: Connector> Shared<C> {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut cell = cell;
         loop {
-            let lane = cell.lane.clone();
-            match lane.give_back_as_is(cell, self.now()) {
+            let back = cell.lane.give_back_as_is(&cell, self.now());
+            // The close a return to the pool may lead to needs the only
+            // reference.
+            drop(cell);
+            match back {
                 GiveBack::Done => return,
                 GiveBack::Handoff(tx, next) => match tx.send(Answer::GrantedLane { cell: next }) {
                     Ok(()) => return,

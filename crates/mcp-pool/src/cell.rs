@@ -136,7 +136,13 @@ impl<C: Connector> Cell<C> {
     /// The pool recalls it: true if it was parked (no caller holds it, and
     /// none can claim it any more).
     pub(crate) fn recall(&self) -> bool {
-        self.state.fetch_or(RECALLED, Ordering::AcqRel) == PARKED
+        self.state.fetch_or(RECALLED, Ordering::SeqCst) == PARKED
+    }
+
+    /// Whether the pool recalled it (sequentially consistent: a giver looks
+    /// after its push, see `Lane::park`).
+    pub(crate) fn is_recalled(&self) -> bool {
+        self.state.load(Ordering::SeqCst) & RECALLED != 0
     }
 
     /// The caller holding it gives it up to the pool: no one takes it from

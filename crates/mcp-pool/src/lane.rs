@@ -20,8 +20,11 @@
 //! A recall (`Action::Recall`, carried out under the pool's lock) sets the
 //! cell's recall flag in the same atomic word a take claims: if the cell was
 //! parked, the recall wins and the session goes back at once; if a caller
-//! holds it, the caller finds the flag when it gives it back. Nothing else
-//! is decided here: which sessions are lent, until when, when they come
+//! holds it, the caller finds the flag when it gives it back. A giver that
+//! marked the cell parked just before the recall, and puts it in a slot
+//! just after, looks at the flag again after its push and takes the cell
+//! out again, so no handle of a recalled cell stays in a slot (where it
+//! would keep the session from its close). Nothing else is decided here: which sessions are lent, until when, when they come
 //! back, and whether callers may wait in a lane are the core's decisions.
 //!
 //! Callers who find nothing parked wait in the lane only while the core
@@ -360,20 +363,33 @@ impl<C: Connector> Lane<C> {
         Take::Miss
     }
 
-    /// Parks `cell` (held by the caller) in this thread's region, then makes
-    /// sure no caller waits in the lane while a session fresh at `now` is
-    /// parked.
-    fn park(&self, cell: CellRef<C>, now: Time) -> GiveBack<C> {
+    /// Parks `cell` (held by the caller, whose handle it keeps until this
+    /// returns) in this thread's region, then makes sure no caller waits in
+    /// the lane while a session fresh at `now` is parked.
+    fn park(&self, cell: &CellRef<C>, now: Time) -> GiveBack<C> {
         // Parked only if the pool did not recall it meanwhile.
         if !cell.park() {
-            return GiveBack::ToPool(cell);
+            return GiveBack::ToPool(cell.clone());
         }
-        if let Err(cell) = self.hot.parked.push(cell, self.home()) {
+        #[cfg(test)]
+        tests::between_park_and_push();
+        if let Err(cell) = self.hot.parked.push(cell.clone(), self.home()) {
             // Only if every pass found the slots full while others took and
             // parked (there are twice as many slots as the key's sessions, or
             // more); the pool takes it back rather than lose it.
             cell.leave_lane();
             return GiveBack::ToPool(cell);
+        }
+        // A recall that came after the park and before the push found the
+        // cell parked, and the pool took it back: out of its slot again, so
+        // no handle outlives its close (a caller who popped it meanwhile
+        // skips it). The push and this look are sequentially consistent,
+        // and the recall makes a fence between flagging the cell and
+        // looking through the slots, so a recall either finds the cell in
+        // its slot or is seen here.
+        if cell.is_recalled() {
+            self.hot.parked.remove(cell);
+            return GiveBack::Done;
         }
         // A caller who registered to wait after looking at the queues, and
         // before this push, is served now: this load and the push before it
@@ -404,24 +420,28 @@ impl<C: Connector> Lane<C> {
     }
 
     /// Gives back a session whose use ended well at `at`: renews its bound
-    /// and hands it to the first waiting caller, or parks it.
-    pub(crate) fn give_back(&self, cell: CellRef<C>, at: Time) -> GiveBack<C> {
+    /// and hands it to the first waiting caller, or parks it. The caller
+    /// keeps its handle `cell` until this returns (the lane's slots, or the
+    /// answer, get one of their own), which keeps the cell and its lane
+    /// alive meanwhile; it drops it after.
+    pub(crate) fn give_back(&self, cell: &CellRef<C>, at: Time) -> GiveBack<C> {
         cell.renew_at(at);
         self.give_back_as_is(cell, at)
     }
 
     /// Gives back a session nobody used (its caller had gone): nothing
     /// happened to it, so its bound stays. Handed to a waiting caller only
-    /// while fresh at `now`.
-    pub(crate) fn give_back_as_is(&self, cell: CellRef<C>, now: Time) -> GiveBack<C> {
+    /// while fresh at `now`. The caller keeps its handle as for
+    /// [`Self::give_back`].
+    pub(crate) fn give_back_as_is(&self, cell: &CellRef<C>, now: Time) -> GiveBack<C> {
         let fresh = cell.fresh_at(now);
         if fresh && self.hot.waiting.load(Ordering::SeqCst) > 0 {
             let mut q = self.queue();
             if !q.waiters.is_empty() {
                 if !cell.still_held() {
-                    return GiveBack::ToPool(cell);
+                    return GiveBack::ToPool(cell.clone());
                 }
-                return GiveBack::Handoff(self.hand_over(&mut q), cell);
+                return GiveBack::Handoff(self.hand_over(&mut q), cell.clone());
             }
         }
         self.park(cell, now)
@@ -430,7 +450,7 @@ impl<C: Connector> Lane<C> {
     /// A session the pool just lent at `now`: to the first waiting caller,
     /// or parked.
     pub(crate) fn lend(&self, cell: CellRef<C>, now: Time) -> GiveBack<C> {
-        self.give_back_as_is(cell, now)
+        self.give_back_as_is(&cell, now)
     }
 
     /// The pool recalls `cell`: returns true if it was parked (it is taken
@@ -440,6 +460,9 @@ impl<C: Connector> Lane<C> {
         if !cell.recall() {
             return false;
         }
+        // A giver that parked the cell and pushes it after this look sees
+        // the flag just set (see `park`).
+        fence(Ordering::SeqCst);
         // Out of its slot, so no reference outlives its close (a taker
         // that popped it meanwhile skips it: it is recalled).
         self.hot.parked.remove(cell);

@@ -99,7 +99,7 @@ fn racing_takes_are_each_counted_once_on_their_cell() {
                             let n = *cell.session as usize;
                             assert!(!held[n].swap(true, Ordering::SeqCst), "held twice");
                             held[n].store(false, Ordering::SeqCst);
-                            assert!(matches!(lane.give_back(cell, now), GiveBack::Done));
+                            assert!(matches!(lane.give_back(&cell, now), GiveBack::Done));
                         }
                         Take::Stale(_) => panic!("nothing goes stale here"),
                         Take::Miss => {}
@@ -256,7 +256,7 @@ fn callers_behind_the_first_wait_in_order_for_given_back_sessions() {
     }
     assert_eq!(lane.counts().waiting, 2);
     for (token, rx) in queued.iter_mut() {
-        match lane.give_back(cell.clone(), now) {
+        match lane.give_back(&cell, now) {
             GiveBack::Handoff(tx, given) => {
                 assert!(tx.send(Answer::GrantedLane { cell: given }).is_ok());
             }
@@ -291,7 +291,7 @@ fn a_give_back_racing_the_first_waiter_never_leaves_it_beside_a_parked_session()
         let (given, asked) = std::thread::scope(|s| {
             let giver = s.spawn(|| {
                 start.wait();
-                lane.give_back(cell, now)
+                lane.give_back(&cell, now)
             });
             let waiter = s.spawn(|| {
                 start.wait();
@@ -327,4 +327,47 @@ fn a_give_back_racing_the_first_waiter_never_leaves_it_beside_a_parked_session()
         assert_eq!(lane.parked(), 0, "round {token}: held by the caller");
     }
     assert_eq!(taken + handed, 5_000);
+}
+
+thread_local! {
+    /// What a test runs, once, between a give-back's park and its push.
+    static BETWEEN_PARK_AND_PUSH: std::cell::RefCell<Option<Box<dyn FnOnce()>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Called by [`Lane::park`] in tests between its park and its push.
+pub(super) fn between_park_and_push() {
+    if let Some(run) = BETWEEN_PARK_AND_PUSH.with(|h| h.borrow_mut().take()) {
+        run();
+    }
+}
+
+/// The pool recalls a session just as its holder gives it back, after the
+/// holder marked it parked and before it put it in a slot. The recall
+/// finds it parked, so the pool takes it back at once; the holder must not
+/// then leave it in a slot, where its handle would keep the session from
+/// its close (a caller who pops it skips it, so with nobody taking from
+/// the key it would stay there).
+#[test]
+fn a_recall_between_a_park_and_its_push_leaves_no_handle_in_the_slots() {
+    let lane = Arc::new(Lane::new(Weak::new(), Arc::new(Nothing), 1));
+    let now = Time::from_nanos(1);
+    let cell = lent_cell(&lane, session_ids(1)[0], Arc::new(0));
+    // The pool's own handle, as its map of lent cells keeps.
+    let pool = cell.clone();
+    let recalled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    BETWEEN_PARK_AND_PUSH.with(|h| {
+        let (lane, pool, recalled) = (lane.clone(), pool.clone(), recalled.clone());
+        *h.borrow_mut() = Some(Box::new(move || {
+            recalled.store(lane.recall(&pool), Ordering::SeqCst);
+        }));
+    });
+    assert!(matches!(lane.give_back(&cell, now), GiveBack::Done));
+    assert!(
+        recalled.load(Ordering::SeqCst),
+        "the recall found the session parked: the pool has it back"
+    );
+    assert_eq!(lane.parked(), 0, "no recalled session left in a slot");
+    assert_eq!(cell.count(), 2, "only the pool's handle and the holder's");
+    assert!(matches!(lane.take(now), Take::Miss));
 }

@@ -124,13 +124,12 @@ fn give_back<C: Connector>(cell: CellRef<C>, at: Time, outcome: Outcome) {
         let now = shared.now();
         return shared.lane_return(cell, LaneReturn::Released { outcome, at: now });
     }
-    // A second reference to the cell (on its own cache line, which this
-    // use already holds) keeps its lane alive through the give-back, as a
-    // clone of the lane's would, without touching the lane's count.
-    let held = cell.clone();
-    let back = held.lane.give_back(cell, at);
+    // This handle keeps the cell, and through it the lane, alive through
+    // the give-back, as a clone of the lane's would, without touching the
+    // lane's count (the slot, or the answer, gets a handle of its own).
+    let back = cell.lane.give_back(&cell, at);
     // The close a return to the pool may lead to needs the only reference.
-    drop(held);
+    drop(cell);
     match back {
         GiveBack::Done => {}
         GiveBack::Handoff(tx, cell) => {
