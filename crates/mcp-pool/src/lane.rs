@@ -33,8 +33,8 @@
 //!
 //! No session stays parked while a caller waits, by two rules:
 //! - a giver parks, then looks at the count of waiting callers; if any, it
-//!   takes the queue's lock and hands a parked session to the first of
-//!   them;
+//!   takes the queue's lock and hands its session to the first of them
+//!   (out of its slot again, unless a caller took it meanwhile);
 //! - the first caller to wait in an empty queue counts itself, then (after
 //!   a fence) looks through the slots once more; a caller queued behind
 //!   others does not look: whatever was parked before the first one came, it
@@ -403,11 +403,20 @@ impl<C: Connector> Lane<C> {
         if q.waiters.is_empty() {
             return GiveBack::Done;
         }
-        match self.take(now) {
-            Take::Hit(cell) => GiveBack::Handoff(self.hand_over(&mut q), cell),
-            Take::Stale(cell) => GiveBack::ToPool(cell),
-            Take::Miss => GiveBack::Done,
+        // Someone waits: this giver hands over its own session, unless a
+        // caller took it from its slot meanwhile (any other parked session
+        // is its own giver's to hand over, or the first waiter's to find).
+        // Out of its slot again, it is claimed back, unless the pool
+        // recalled it meanwhile (then the pool has it). A handoff, counted
+        // as one, not also as a take.
+        if !self.hot.parked.remove(cell) || !cell.claim() {
+            return GiveBack::Done;
         }
+        if !cell.fresh_at(now) {
+            cell.leave_lane();
+            return GiveBack::ToPool(cell.clone());
+        }
+        GiveBack::Handoff(self.hand_over(&mut q), cell.clone())
     }
 
     /// Takes the first caller waiting in `q` (locked, and not empty) out of

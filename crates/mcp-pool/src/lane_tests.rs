@@ -371,3 +371,37 @@ fn a_recall_between_a_park_and_its_push_leaves_no_handle_in_the_slots() {
     assert_eq!(cell.count(), 2, "only the pool's handle and the holder's");
     assert!(matches!(lane.take(now), Take::Miss));
 }
+
+/// A caller queues (finding nothing) just as a holder gives its session
+/// back, after the holder looked for waiting callers and before it put the
+/// session in a slot: the holder sees the caller after its push and hands
+/// it the session, counted once, as a handoff (not also as a take, which
+/// would count one acquire too many).
+#[test]
+fn a_caller_queueing_during_a_give_back_is_handed_the_session_once() {
+    let lane = Arc::new(Lane::new(Weak::new(), Arc::new(Nothing), 1));
+    let now = Time::from_nanos(1);
+    lane.open();
+    let cell = lent_cell(&lane, session_ids(1)[0], Arc::new(0));
+    let queued = Arc::new(Mutex::new(None));
+    BETWEEN_PARK_AND_PUSH.with(|h| {
+        let (lane, queued) = (lane.clone(), queued.clone());
+        *h.borrow_mut() = Some(Box::new(move || {
+            match lane.wait(now, Time::from_nanos(1_000), 7, 8) {
+                Wait::Queued(_, rx) => *queued.lock().unwrap() = Some(rx),
+                _ => panic!("nothing is parked yet: the caller queues"),
+            }
+        }));
+    });
+    let given = match lane.give_back(&cell, now) {
+        GiveBack::Handoff(_tx, given) => given,
+        _ => panic!("the caller who queued meanwhile is handed the session"),
+    };
+    assert_eq!(given.id, cell.id);
+    assert!(!lane.has_waiters());
+    assert_eq!(lane.parked(), 0, "handed over, not left parked");
+    let counts = lane.counts();
+    assert_eq!((counts.waits, counts.handoffs), (1, 1));
+    assert_eq!(cell.takes(), 0, "a handoff is not a take");
+    drop(queued);
+}
