@@ -233,7 +233,7 @@ impl<C: Connector> Shared<C> {
                     }))
                 }
                 Wait::Queued(token, rx) => {
-                    lane.ensure_reaper();
+                    lane.ensure_reaper(deadline);
                     return Some(Started::Waiting(Waiting {
                         shared: self,
                         id: None,

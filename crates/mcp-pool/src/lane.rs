@@ -143,6 +143,12 @@ pub(crate) struct Lane<C: Connector> {
     pub(crate) unused: AtomicU64,
     /// Whether a reaper task watches the queue's deadlines.
     reaping: AtomicBool,
+    /// The deadline the reaper sleeps until (nanoseconds), or `u64::MAX`
+    /// while it looks at the queue (or none sleeps).
+    reap_at: AtomicU64,
+    /// Wakes the reaper before its time, for a caller queued with an
+    /// earlier deadline than the one it sleeps until.
+    rearm: tokio::sync::Notify,
 }
 
 /// What a take found.
@@ -316,6 +322,8 @@ impl<C: Connector> Lane<C> {
             shared,
             unused: AtomicU64::new(0),
             reaping: AtomicBool::new(false),
+            reap_at: AtomicU64::new(u64::MAX),
+            rearm: tokio::sync::Notify::new(),
         }
     }
 
@@ -590,12 +598,20 @@ impl<C: Connector> Lane<C> {
     }
 
     /// Makes sure a task refuses the lane's waiters at their deadlines: one
-    /// timer per lane, re-armed only when it fires, instead of one per
-    /// waiting caller. Started on the caller's runtime when a caller queues;
-    /// it ends when nobody waits, and the next caller to queue starts it
-    /// again (also if its runtime went away).
-    pub(crate) fn ensure_reaper(self: &Arc<Self>) {
+    /// timer per lane instead of one per waiting caller, re-armed when it
+    /// fires, or sooner when a caller queues with an earlier `deadline`
+    /// than the one it sleeps until. Started on the caller's runtime when a
+    /// caller queues; it ends when nobody waits, and the next caller to
+    /// queue starts it again (also if its runtime went away).
+    pub(crate) fn ensure_reaper(self: &Arc<Self>, deadline: Time) {
         if self.reaping.load(Ordering::Acquire) || self.reaping.swap(true, Ordering::AcqRel) {
+            // A reaper runs. It stores the deadline it sleeps until after
+            // the look at the queue that this caller's queueing followed
+            // (or came before: then this reads `u64::MAX`, and wakes it
+            // once for nothing).
+            if deadline.as_nanos() < self.reap_at.load(Ordering::Acquire) {
+                self.rearm.notify_one();
+            }
             return;
         }
         let Some(shared) = self.shared.upgrade() else {
@@ -614,11 +630,17 @@ impl<C: Connector> Lane<C> {
                 let (Some(lane), Some(shared)) = (lane.upgrade(), lane_shared(&lane)) else {
                     return;
                 };
+                // Callers queueing from here on wake it (see above).
+                lane.reap_at.store(u64::MAX, Ordering::Release);
                 match lane.expire(shared.now()) {
                     Some(next) => {
+                        lane.reap_at.store(next.as_nanos(), Ordering::Release);
                         let at = shared.instant(next);
-                        drop((lane, shared));
-                        tokio::time::sleep_until(at).await;
+                        drop(shared);
+                        tokio::select! {
+                            () = tokio::time::sleep_until(at) => {}
+                            () = lane.rearm.notified() => {}
+                        }
                     }
                     None => {
                         lane.reaping.store(false, Ordering::Release);

@@ -507,7 +507,7 @@ impl<C: Connector> Shared<C> {
                     for cell in found.stale {
                         st.parked_back(cell, now);
                     }
-                    lane.ensure_reaper();
+                    lane.ensure_reaper(deadline);
                 }
                 Action::LaneOpen { key, open } => {
                     let lane = self.lanes.load().get(&key).map(|e| e.lane.clone());

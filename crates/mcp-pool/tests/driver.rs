@@ -293,6 +293,36 @@ async fn an_acquire_times_out_at_its_deadline() {
     assert_eq!(pool.metrics().waiting, 0);
 }
 
+/// Callers waiting in a lane are each refused at their own deadline, also
+/// one with a short deadline queued behind one with a long deadline (the
+/// lane's reaper, asleep until the first deadline it saw, wakes for the
+/// earlier one).
+#[tokio::test(start_paused = true)]
+async fn callers_waiting_in_a_lane_time_out_at_their_own_deadlines() {
+    let fake = Fake::blind();
+    let pool = build(&fake, |b| {
+        b.max_sessions_per_key(1).acquire_timeout(ms(10_000))
+    });
+    let _held = pool.acquire(&"srv").await.unwrap();
+    let start = Instant::now();
+    let mut patient = Box::pin(pool.acquire(&"srv"));
+    assert!(poll_once(&mut patient).await.is_none(), "waits");
+    settle().await;
+    let err = pool
+        .acquire_until(&"srv", start + ms(300))
+        .await
+        .unwrap_err();
+    let waited = start.elapsed();
+    assert!(matches!(err, AcquireError::TimedOut { .. }), "{err}");
+    assert!(
+        waited >= ms(300) && waited <= ms(302),
+        "refused at {waited:?}, not at its deadline (300 ms)"
+    );
+    let err = patient.await.unwrap_err();
+    assert!(matches!(err, AcquireError::TimedOut { .. }), "{err}");
+    assert!(start.elapsed() >= ms(10_000) && start.elapsed() <= ms(10_002));
+}
+
 // ------------------------------------------------------- connects and the breaker
 
 /// Failed connects reach the caller with their cause; after the threshold
