@@ -21,11 +21,12 @@
 //! cell's recall flag in the same atomic word a take claims: if the cell was
 //! parked, the recall wins and the session goes back at once; if a caller
 //! holds it, the caller finds the flag when it gives it back. A giver that
-//! marked the cell parked just before the recall, and puts it in a slot
-//! just after, looks at the flag again after its push and takes the cell
-//! out again, so no handle of a recalled cell stays in a slot (where it
-//! would keep the session from its close). Nothing else is decided here: which sessions are lent, until when, when they come
-//! back, and whether callers may wait in a lane are the core's decisions.
+//! marked the cell parked just before the recall, and puts it in a slot just
+//! after, looks at the flag again after its push and takes the cell out
+//! again, so no handle of a recalled cell stays in a slot (where it would
+//! keep the session from its close). Nothing else is decided here: which
+//! sessions are lent, until when, when they come back, and whether callers
+//! may wait in a lane are the core's decisions.
 //!
 //! Callers who find nothing parked wait in the lane only while the core
 //! keeps it open (every session of the key lent and the key at its limit);
