@@ -64,6 +64,14 @@ fn lent_cell(lane: &Arc<Lane<Nothing>>, id: SessionId, session: Arc<u32>) -> Cel
     ))
 }
 
+/// A lane for one session, and a cell for `session` lent to it, held by
+/// the lender (fresh until far away).
+fn one_lent(session: Arc<u32>) -> (Arc<Lane<Nothing>>, CellRef<Nothing>) {
+    let lane = Arc::new(Lane::new(Weak::new(), Arc::new(Nothing), 1));
+    let cell = lent_cell(&lane, session_ids(1)[0], session);
+    (lane, cell)
+}
+
 /// Four threads take sessions from one lane and give them back, as
 /// callers do, 50,000 times each: every take is counted once, on the
 /// cell taken, though the count is a plain load and store (only the
@@ -168,8 +176,7 @@ fn regions_of_slots_are_whole_cache_lines() {
 /// count was a line of its own, a miss per give-back with many keys).
 #[test]
 fn a_take_and_a_give_back_touch_one_line_of_a_cell() {
-    let lane = Arc::new(Lane::new(Weak::new(), Arc::new(Nothing), 1));
-    let cell = lent_cell(&lane, session_ids(1)[0], Arc::new(0));
+    let (_lane, cell) = one_lent(Arc::new(0));
     assert_eq!(Owned::as_ptr(&cell) as usize % 64, 0, "line-aligned");
     assert!(
         Cell::<Nothing>::first_line_ends() <= 64,
@@ -183,9 +190,8 @@ fn a_take_and_a_give_back_touch_one_line_of_a_cell() {
 /// holds) is freed once, when the last handle goes.
 #[test]
 fn racing_clones_and_drops_free_a_cell_once() {
-    let lane = Arc::new(Lane::new(Weak::new(), Arc::new(Nothing), 1));
     let session = Arc::new(7);
-    let cell = lent_cell(&lane, session_ids(1)[0], session.clone());
+    let (_lane, cell) = one_lent(session.clone());
     let threads: Vec<_> = (0..4)
         .map(|_| {
             let mine = cell.clone();
@@ -216,10 +222,9 @@ fn racing_clones_and_drops_free_a_cell_once() {
 /// give-back or its deadline.
 #[test]
 fn a_caller_moved_to_a_lane_gets_a_session_parked_before_it_came() {
-    let lane = Arc::new(Lane::new(Weak::new(), Arc::new(Nothing), 1));
+    let (lane, cell) = one_lent(Arc::new(0));
     let now = Time::from_nanos(1);
     lane.open();
-    let cell = lent_cell(&lane, session_ids(1)[0], Arc::new(0));
     assert!(matches!(lane.lend(cell, now), GiveBack::Done), "parked");
     let (tx, _rx) = reply::channel();
     let found = lane.enqueue(
@@ -242,11 +247,10 @@ fn a_caller_moved_to_a_lane_gets_a_session_parked_before_it_came() {
 /// first, then the next.
 #[test]
 fn callers_behind_the_first_wait_in_order_for_given_back_sessions() {
-    let lane = Arc::new(Lane::new(Weak::new(), Arc::new(Nothing), 1));
+    let (lane, cell) = one_lent(Arc::new(0));
     let now = Time::from_nanos(1);
     let deadline = Time::from_nanos(1_000);
     lane.open();
-    let cell = lent_cell(&lane, session_ids(1)[0], Arc::new(0));
     let mut queued = Vec::new();
     for token in [1, 2] {
         match lane.wait(now, deadline, token, 8) {
@@ -280,11 +284,10 @@ fn callers_behind_the_first_wait_in_order_for_given_back_sessions() {
 /// the orderings apart; the module's comment argues those.)
 #[test]
 fn a_give_back_racing_the_first_waiter_never_leaves_it_beside_a_parked_session() {
-    let lane = Arc::new(Lane::new(Weak::new(), Arc::new(Nothing), 1));
+    let (lane, mut cell) = one_lent(Arc::new(0));
     let now = Time::from_nanos(1);
     let deadline = Time::from_nanos(1_000);
     lane.open();
-    let mut cell = lent_cell(&lane, session_ids(1)[0], Arc::new(0));
     let (mut handed, mut taken) = (0, 0);
     for token in 0..5_000 {
         let start = std::sync::Barrier::new(2);
@@ -342,6 +345,12 @@ pub(super) fn between_park_and_push() {
     }
 }
 
+/// Runs `run` at this thread's next give-back, between its park and its
+/// push.
+fn at_next_push(run: impl FnOnce() + 'static) {
+    BETWEEN_PARK_AND_PUSH.with(|h| *h.borrow_mut() = Some(Box::new(run)));
+}
+
 /// The pool recalls a session just as its holder gives it back, after the
 /// holder marked it parked and before it put it in a slot. The recall
 /// finds it parked, so the pool takes it back at once; the holder must not
@@ -350,18 +359,13 @@ pub(super) fn between_park_and_push() {
 /// the key it would stay there).
 #[test]
 fn a_recall_between_a_park_and_its_push_leaves_no_handle_in_the_slots() {
-    let lane = Arc::new(Lane::new(Weak::new(), Arc::new(Nothing), 1));
+    let (lane, cell) = one_lent(Arc::new(0));
     let now = Time::from_nanos(1);
-    let cell = lent_cell(&lane, session_ids(1)[0], Arc::new(0));
     // The pool's own handle, as its map of lent cells keeps.
     let pool = cell.clone();
     let recalled = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    BETWEEN_PARK_AND_PUSH.with(|h| {
-        let (lane, pool, recalled) = (lane.clone(), pool.clone(), recalled.clone());
-        *h.borrow_mut() = Some(Box::new(move || {
-            recalled.store(lane.recall(&pool), Ordering::SeqCst);
-        }));
-    });
+    let (l, p, r) = (lane.clone(), pool.clone(), recalled.clone());
+    at_next_push(move || r.store(l.recall(&p), Ordering::SeqCst));
     assert!(matches!(lane.give_back(&cell, now), GiveBack::Done));
     assert!(
         recalled.load(Ordering::SeqCst),
@@ -379,19 +383,14 @@ fn a_recall_between_a_park_and_its_push_leaves_no_handle_in_the_slots() {
 /// would count one acquire too many).
 #[test]
 fn a_caller_queueing_during_a_give_back_is_handed_the_session_once() {
-    let lane = Arc::new(Lane::new(Weak::new(), Arc::new(Nothing), 1));
+    let (lane, cell) = one_lent(Arc::new(0));
     let now = Time::from_nanos(1);
     lane.open();
-    let cell = lent_cell(&lane, session_ids(1)[0], Arc::new(0));
     let queued = Arc::new(Mutex::new(None));
-    BETWEEN_PARK_AND_PUSH.with(|h| {
-        let (lane, queued) = (lane.clone(), queued.clone());
-        *h.borrow_mut() = Some(Box::new(move || {
-            match lane.wait(now, Time::from_nanos(1_000), 7, 8) {
-                Wait::Queued(_, rx) => *queued.lock().unwrap() = Some(rx),
-                _ => panic!("nothing is parked yet: the caller queues"),
-            }
-        }));
+    let (l, q) = (lane.clone(), queued.clone());
+    at_next_push(move || match l.wait(now, Time::from_nanos(1_000), 7, 8) {
+        Wait::Queued(_, rx) => *q.lock().unwrap() = Some(rx),
+        _ => panic!("nothing is parked yet: the caller queues"),
     });
     let given = match lane.give_back(&cell, now) {
         GiveBack::Handoff(_tx, given) => given,

@@ -260,6 +260,17 @@ async fn waiters_are_served_first_come_first_served() {
     assert_eq!(fake.counts().connects, 1);
 }
 
+/// Asserts that `err` is a time-out, refused `deadline` after `start`:
+/// not before, and at most 2 ms after.
+fn timed_out_at(err: &AcquireError<FakeError>, start: Instant, deadline: Duration) {
+    let waited = start.elapsed();
+    assert!(matches!(err, AcquireError::TimedOut { .. }), "{err}");
+    assert!(
+        waited >= deadline && waited <= deadline + ms(2),
+        "refused at {waited:?}, not at its deadline ({deadline:?})"
+    );
+}
+
 /// An acquire that finds nothing gives up at its deadline, not before and
 /// not much after.
 #[tokio::test(start_paused = true)]
@@ -272,9 +283,7 @@ async fn an_acquire_times_out_at_its_deadline() {
 
     let start = Instant::now();
     let err = pool.acquire(&"srv").await.unwrap_err();
-    let waited = start.elapsed();
-    assert!(matches!(err, AcquireError::TimedOut { .. }), "{err}");
-    assert!(waited >= ms(2000) && waited <= ms(2002), "{waited:?}");
+    timed_out_at(&err, start, ms(2000));
     assert!(err.to_string().contains("timed out after"), "{err}");
 
     let start = Instant::now();
@@ -282,8 +291,7 @@ async fn an_acquire_times_out_at_its_deadline() {
         .acquire_until(&"srv", start + ms(300))
         .await
         .unwrap_err();
-    assert!(matches!(err, AcquireError::TimedOut { .. }));
-    assert!(start.elapsed() >= ms(300) && start.elapsed() <= ms(302));
+    timed_out_at(&err, start, ms(300));
 
     let err = pool
         .acquire_until(&"srv", Instant::now())
@@ -312,15 +320,8 @@ async fn callers_waiting_in_a_lane_time_out_at_their_own_deadlines() {
         .acquire_until(&"srv", start + ms(300))
         .await
         .unwrap_err();
-    let waited = start.elapsed();
-    assert!(matches!(err, AcquireError::TimedOut { .. }), "{err}");
-    assert!(
-        waited >= ms(300) && waited <= ms(302),
-        "refused at {waited:?}, not at its deadline (300 ms)"
-    );
-    let err = patient.await.unwrap_err();
-    assert!(matches!(err, AcquireError::TimedOut { .. }), "{err}");
-    assert!(start.elapsed() >= ms(10_000) && start.elapsed() <= ms(10_002));
+    timed_out_at(&err, start, ms(300));
+    timed_out_at(&patient.await.unwrap_err(), start, ms(10_000));
 }
 
 // ------------------------------------------------------- connects and the breaker
