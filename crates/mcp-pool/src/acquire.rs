@@ -18,7 +18,7 @@ use mcp_pool_core::{AcquireId, InputError, LaneReturn, LeaseId, Outcome, RejectR
 use tokio::time::Instant;
 
 use crate::cell::CellRef;
-use crate::lane::{GiveBack, Lane, LaneEntry, Take, Wait};
+use crate::lane::{GiveBack, Home, Lane, LaneEntry, Take, Wait};
 use crate::shared::{report, Answer, Jobs, Mine, Shared, Waiter};
 use crate::{guard, AcquireError, Connector, KeyHash, Lease};
 
@@ -217,7 +217,8 @@ impl<C: Connector> Shared<C> {
             // Tokens of callers queued in a lane by themselves; those the
             // pool moves to a lane keep their acquire's number.
             let token = lane_token();
-            match lane.wait(now, deadline, token, self.config.max_waiters_per_key) {
+            let home = Home::of(&self.runtime);
+            match lane.wait(now, deadline, token, self.config.max_waiters_per_key, &home) {
                 Wait::Take(Take::Hit(cell)) => {
                     return Some(Started::Answered(Answer::GrantedLane { cell }))
                 }
@@ -232,15 +233,15 @@ impl<C: Connector> Shared<C> {
                         cause: None,
                     }))
                 }
-                Wait::Queued(token, rx) => {
-                    lane.ensure_reaper(deadline);
+                Wait::Queued(token, rx, on) => {
+                    let own_timer = lane.on_deadline(on, deadline, home);
                     return Some(Started::Waiting(Waiting {
                         shared: self,
                         id: None,
                         token,
                         key: key.clone(),
                         rx,
-                        own_timer: false,
+                        own_timer,
                         done: false,
                     }));
                 }

@@ -86,6 +86,60 @@ struct Queue<C: Connector> {
     adopted: u64,
     /// Callers refused because `max_waiters_per_key` already waited here.
     full: u64,
+    /// The task that refuses waiters here at their deadlines, while one
+    /// runs: registered, and unregistered, under this lock only, so a
+    /// caller queueing here either finds it registered (and it will see
+    /// the caller before it stops) or registers one itself.
+    reaper: Option<Reaper>,
+    /// Reapers registered so far (numbers them).
+    reapers: u64,
+}
+
+/// A lane's reaper task: its number and the runtime it runs on.
+#[derive(Copy, Clone)]
+struct Reaper {
+    id: u64,
+    runtime: u64,
+}
+
+/// Where a caller about to wait in a lane runs, and so where a reaper it
+/// starts would run: its own runtime, or the pool's from outside any.
+pub(crate) struct Home {
+    handle: tokio::runtime::Handle,
+    number: u64,
+    /// The caller runs on `handle` (it can keep a timer of its own).
+    here: bool,
+}
+
+impl Home {
+    /// The caller's runtime, or `pool` outside any (a handle's clone: not
+    /// for the hot path).
+    pub(crate) fn of(pool: &tokio::runtime::Handle) -> Home {
+        let (handle, here) = match tokio::runtime::Handle::try_current() {
+            Ok(handle) => (handle, true),
+            Err(_) => (pool.clone(), false),
+        };
+        let number = runtime_number(&handle);
+        Home {
+            handle,
+            number,
+            here,
+        }
+    }
+}
+
+/// What a caller queued in a lane does about its deadline.
+pub(crate) enum Deadline {
+    /// Start the lane's reaper number `id` (registered by this caller) on
+    /// its runtime.
+    Start(u64),
+    /// The reaper runs on the caller's runtime: it refuses the caller at
+    /// its deadline as long as the caller's task can run.
+    Reaped,
+    /// The reaper runs on another runtime, which may shut down while the
+    /// caller waits: the caller keeps a timer of its own (if it runs on a
+    /// runtime at all).
+    OwnTimer,
 }
 
 /// What every take and give-back reads, together on one cache line and
@@ -142,8 +196,6 @@ pub(crate) struct Lane<C: Connector> {
     queue: Mutex<Queue<C>>,
     pub(crate) shared: Weak<Shared<C>>,
     pub(crate) unused: AtomicU64,
-    /// Whether a reaper task watches the queue's deadlines.
-    reaping: AtomicBool,
     /// The deadline the reaper sleeps until (nanoseconds), or `u64::MAX`
     /// while it looks at the queue (or none sleeps).
     reap_at: AtomicU64,
@@ -181,22 +233,26 @@ pub(crate) struct Enqueued<C: Connector> {
     /// Sessions found past their bound on the way, taken out of the lane:
     /// they go back to the pool.
     pub(crate) stale: Vec<CellRef<C>>,
+    /// Whether to start the lane's reaper (the caller keeps its own timer
+    /// whatever this says).
+    pub(crate) deadline: Deadline,
 }
 
 /// What asking to wait in a lane found.
 pub(crate) enum Wait<C: Connector> {
     Take(Take<C>),
-    Queued(u64, reply::Receiver<Answer<C>>),
+    Queued(u64, reply::Receiver<Answer<C>>, Deadline),
     /// The lane does not queue callers: ask the pool.
     Closed,
     /// `max_waiters_per_key` callers already wait here.
     Full,
 }
 
-/// Clears a lane's `reaping` flag when its reaper task ends however (its
-/// runtime shut down), so the next waiting caller starts another.
+/// Unregisters a lane's reaper when its task ends however (its runtime
+/// shut down), so the next caller to queue starts another.
 struct Reaping<C: Connector> {
     lane: Weak<Lane<C>>,
+    id: u64,
     armed: bool,
 }
 
@@ -206,8 +262,51 @@ impl<C: Connector> Drop for Reaping<C> {
             return;
         }
         if let Some(lane) = self.lane.upgrade() {
-            lane.reaping.store(false, Ordering::Release);
+            let mut q = lane.queue();
+            if q.reaper.is_some_and(|r| r.id == self.id) {
+                q.reaper = None;
+            }
         }
+    }
+}
+
+/// A runtime's id as a number (never 0), to compare under a lock.
+fn runtime_number(runtime: &tokio::runtime::Handle) -> u64 {
+    /// Keeps the number an id hashes as (`runtime::Id` is a `NonZeroU64`
+    /// and hashes as that one `u64`, so the number is the id itself).
+    struct Number(u64);
+    impl std::hash::Hasher for Number {
+        fn finish(&self) -> u64 {
+            self.0
+        }
+        fn write(&mut self, bytes: &[u8]) {
+            for &b in bytes {
+                self.0 = self.0.rotate_left(8) ^ u64::from(b);
+            }
+        }
+        fn write_u64(&mut self, n: u64) {
+            self.0 = n;
+        }
+    }
+    let mut n = Number(0);
+    std::hash::Hash::hash(&runtime.id(), &mut n);
+    n.0.max(1)
+}
+
+/// Registers a reaper for a caller just queued from `home`, unless one
+/// runs (under the queue's lock).
+fn deadline_for<C: Connector>(q: &mut Queue<C>, home: &Home) -> Deadline {
+    match q.reaper {
+        None => {
+            q.reapers += 1;
+            q.reaper = Some(Reaper {
+                id: q.reapers,
+                runtime: home.number,
+            });
+            Deadline::Start(q.reapers)
+        }
+        Some(r) if r.runtime == home.number || !home.here => Deadline::Reaped,
+        Some(_) => Deadline::OwnTimer,
     }
 }
 
@@ -319,10 +418,11 @@ impl<C: Connector> Lane<C> {
                 cancels: 0,
                 adopted: 0,
                 full: 0,
+                reaper: None,
+                reapers: 0,
             }),
             shared,
             unused: AtomicU64::new(0),
-            reaping: AtomicBool::new(false),
             reap_at: AtomicU64::new(u64::MAX),
             rearm: tokio::sync::Notify::new(),
         }
@@ -489,7 +589,14 @@ impl<C: Connector> Lane<C> {
 
     /// Asks to wait for a session: queued if the lane is open and nothing
     /// is parked for this caller, else what a take finds, or `Closed`.
-    pub(crate) fn wait(&self, now: Time, deadline: Time, token: u64, limit: usize) -> Wait<C> {
+    pub(crate) fn wait(
+        &self,
+        now: Time,
+        deadline: Time,
+        token: u64,
+        limit: usize,
+        home: &Home,
+    ) -> Wait<C> {
         let mut q = self.queue();
         if !q.open {
             return Wait::Closed;
@@ -518,14 +625,15 @@ impl<C: Connector> Lane<C> {
             tx,
         });
         q.waits += 1;
-        Wait::Queued(token, rx)
+        let on_deadline = deadline_for(&mut q, home);
+        Wait::Queued(token, rx, on_deadline)
     }
 
     /// Queues a caller the pool moved here (the lane is open), behind those
     /// already waiting. The first to wait looks through the slots, as a
     /// caller queueing itself does (see the module's comment), for a
     /// session parked at `now` before it came: a fresh one goes to it.
-    pub(crate) fn enqueue(&self, waiter: LaneWaiter<C>, now: Time) -> Enqueued<C> {
+    pub(crate) fn enqueue(&self, waiter: LaneWaiter<C>, now: Time, home: &Home) -> Enqueued<C> {
         let mut q = self.queue();
         debug_assert!(q.open, "the pool moves callers to open lanes only");
         let first = q.waiters.is_empty();
@@ -534,6 +642,7 @@ impl<C: Connector> Lane<C> {
         let mut found = Enqueued {
             handoff: None,
             stale: Vec::new(),
+            deadline: deadline_for(&mut q, home),
         };
         if !first {
             return found;
@@ -571,8 +680,9 @@ impl<C: Connector> Lane<C> {
 
     /// Refuses, at their deadline, the callers waiting here whose deadline
     /// is at or before `now` (as the pool refuses its waiters); returns the
-    /// earliest deadline still waiting.
-    fn expire(&self, now: Time) -> Option<Time> {
+    /// earliest deadline still waiting, or `None` when nobody waits: then
+    /// reaper `id` is unregistered (in the same critical section) and ends.
+    fn expire(&self, now: Time, id: u64) -> Option<Time> {
         let mut expired = Vec::new();
         let next = {
             let mut q = self.queue();
@@ -586,7 +696,11 @@ impl<C: Connector> Lane<C> {
             }
             self.hot.waiting.fetch_sub(expired.len(), Ordering::SeqCst);
             q.timeouts += expired.len() as u64;
-            q.waiters.iter().map(|w| w.deadline).min()
+            let next = q.waiters.iter().map(|w| w.deadline).min();
+            if next.is_none() && q.reaper.is_some_and(|r| r.id == id) {
+                q.reaper = None;
+            }
+            next
         };
         for w in expired {
             // A caller that went meanwhile is not there to hear it.
@@ -598,33 +712,47 @@ impl<C: Connector> Lane<C> {
         next
     }
 
-    /// Makes sure a task refuses the lane's waiters at their deadlines: one
-    /// timer per lane instead of one per waiting caller, re-armed when it
-    /// fires, or sooner when a caller queues with an earlier `deadline`
-    /// than the one it sleeps until. Started on the caller's runtime when a
-    /// caller queues; it ends when nobody waits, and the next caller to
-    /// queue starts it again (also if its runtime went away).
-    pub(crate) fn ensure_reaper(self: &Arc<Self>, deadline: Time) {
-        if self.reaping.load(Ordering::Acquire) || self.reaping.swap(true, Ordering::AcqRel) {
-            // A reaper runs. It stores the deadline it sleeps until after
-            // the look at the queue that this caller's queueing followed
-            // (or came before: then this reads `u64::MAX`, and wakes it
-            // once for nothing).
-            if deadline.as_nanos() < self.reap_at.load(Ordering::Acquire) {
-                self.rearm.notify_one();
+    /// Carries out what queueing a caller with `deadline` from `home`
+    /// decided (under the queue's lock, see [`Deadline`]); returns whether
+    /// the caller keeps a timer of its own.
+    ///
+    /// One task per lane refuses its waiters at their deadlines, instead
+    /// of one timer per waiting caller: it sleeps until the earliest
+    /// deadline, re-armed when it fires, or sooner when a caller queues
+    /// with an earlier deadline than the one it sleeps until. It runs on
+    /// the runtime of the caller that started it, and ends when nobody
+    /// waits (or with its runtime); the next caller to queue starts
+    /// another. A caller from another runtime than the reaper's keeps its
+    /// own timer, so it is refused at its deadline even if the reaper's
+    /// runtime shuts down meanwhile.
+    pub(crate) fn on_deadline(self: &Arc<Self>, on: Deadline, deadline: Time, home: Home) -> bool {
+        match on {
+            Deadline::Start(id) => {
+                self.start_reaper(id, home.handle);
+                false
             }
-            return;
+            Deadline::Reaped | Deadline::OwnTimer => {
+                // The reaper stores the deadline it sleeps until after the
+                // look at the queue that this caller's queueing followed
+                // (or came before: then this reads `u64::MAX`, and wakes
+                // it once for nothing).
+                if deadline.as_nanos() < self.reap_at.load(Ordering::Acquire) {
+                    self.rearm.notify_one();
+                }
+                matches!(on, Deadline::OwnTimer) && home.here
+            }
         }
-        let Some(shared) = self.shared.upgrade() else {
-            self.reaping.store(false, Ordering::Release);
-            return;
-        };
+    }
+
+    /// Starts reaper `id` (just registered) on `runtime`.
+    fn start_reaper(self: &Arc<Self>, id: u64, runtime: tokio::runtime::Handle) {
         let lane = Arc::downgrade(self);
         let guard = Reaping {
             lane: lane.clone(),
+            id,
             armed: true,
         };
-        shared.spawn(async move {
+        drop(runtime.spawn(async move {
             // The whole guard lives in the task, and ends with it.
             let mut guard = guard;
             loop {
@@ -633,30 +761,21 @@ impl<C: Connector> Lane<C> {
                 };
                 // Callers queueing from here on wake it (see above).
                 lane.reap_at.store(u64::MAX, Ordering::Release);
-                match lane.expire(shared.now()) {
-                    Some(next) => {
-                        lane.reap_at.store(next.as_nanos(), Ordering::Release);
-                        let at = shared.instant(next);
-                        drop(shared);
-                        tokio::select! {
-                            () = tokio::time::sleep_until(at) => {}
-                            () = lane.rearm.notified() => {}
-                        }
-                    }
-                    None => {
-                        lane.reaping.store(false, Ordering::Release);
-                        // A caller who queued as this one stopped starts
-                        // its own.
-                        if lane.hot.waiting.load(Ordering::SeqCst) == 0
-                            || lane.reaping.swap(true, Ordering::AcqRel)
-                        {
-                            guard.armed = false;
-                            return;
-                        }
-                    }
+                let Some(next) = lane.expire(shared.now(), id) else {
+                    // Unregistered: a caller queueing from now on starts
+                    // another.
+                    guard.armed = false;
+                    return;
+                };
+                lane.reap_at.store(next.as_nanos(), Ordering::Release);
+                let at = shared.instant(next);
+                drop(shared);
+                tokio::select! {
+                    () = tokio::time::sleep_until(at) => {}
+                    () = lane.rearm.notified() => {}
                 }
             }
-        });
+        }));
     }
 
     /// Opens the lane (the core says callers may wait here).

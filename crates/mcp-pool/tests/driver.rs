@@ -324,6 +324,58 @@ async fn callers_waiting_in_a_lane_time_out_at_their_own_deadlines() {
     timed_out_at(&patient.await.unwrap_err(), start, ms(10_000));
 }
 
+/// A caller waiting in a lane is refused at its deadline even when the
+/// lane's reaper ran on another runtime that shut down meanwhile (a pool
+/// shared between runtimes): a caller whose runtime does not run the
+/// reaper keeps a timer of its own. Real time, as two runtimes do not
+/// share a paused clock; the deadline is short and the bound on the wait
+/// generous.
+#[test]
+fn a_lane_waiter_is_refused_at_its_deadline_after_the_reapers_runtime_shut_down() {
+    let home = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let doomed = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let fake = Fake::blind();
+    home.block_on(async move {
+        let pool = build(&fake, |b| {
+            b.max_sessions_per_key(1).acquire_timeout(ms(60_000))
+        });
+        let held = pool.acquire(&"srv").await.unwrap();
+        // The first caller to wait in the lane, on the doomed runtime,
+        // starts the lane's reaper there.
+        let far = pool.clone();
+        let far = doomed.spawn(async move { far.acquire(&"srv").await.map(drop) });
+        for _ in 0..5_000 {
+            if pool.metrics().waiting == 1 {
+                break;
+            }
+            tokio::time::sleep(ms(1)).await;
+        }
+        assert_eq!(pool.metrics().waiting, 1, "the far caller waits");
+        let start = Instant::now();
+        let mut near = Box::pin(pool.acquire_until(&"srv", start + ms(200)));
+        assert!(poll_once(&mut near).await.is_none(), "waits");
+        assert_eq!(pool.metrics().waiting, 2);
+        // The doomed runtime ends, and its reaper (and far caller) with it.
+        doomed.shutdown_background();
+        let answer = tokio::time::timeout(ms(10_000), near)
+            .await
+            .expect("refused at its deadline, not left waiting");
+        let err = answer.unwrap_err();
+        assert!(matches!(err, AcquireError::TimedOut { .. }), "{err}");
+        assert!(start.elapsed() >= ms(200), "not before its deadline");
+        assert!(far.await.unwrap_err().is_cancelled());
+        assert_eq!(pool.metrics().waiting, 0);
+        drop(held);
+    });
+}
+
 // ------------------------------------------------------- connects and the breaker
 
 /// Failed connects reach the caller with their cause; after the threshold
