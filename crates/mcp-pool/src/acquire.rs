@@ -18,7 +18,7 @@ use mcp_pool_core::{AcquireId, InputError, LaneReturn, LeaseId, Outcome, RejectR
 use tokio::time::Instant;
 
 use crate::cell::CellRef;
-use crate::lane::{GiveBack, Home, Lane, LaneEntry, Take, Wait};
+use crate::lane::{GiveBack, Lane, LaneEntry, Take, Wait};
 use crate::shared::{report, Answer, Jobs, Mine, Shared, Waiter};
 use crate::{guard, AcquireError, Connector, KeyHash, Lease};
 
@@ -217,8 +217,7 @@ impl<C: Connector> Shared<C> {
             // Tokens of callers queued in a lane by themselves; those the
             // pool moves to a lane keep their acquire's number.
             let token = lane_token();
-            let home = Home::of(&self.runtime);
-            match lane.wait(now, deadline, token, self.config.max_waiters_per_key, &home) {
+            match lane.wait(now, deadline, token, self.config.max_waiters_per_key) {
                 Wait::Take(Take::Hit(cell)) => {
                     return Some(Started::Answered(Answer::GrantedLane { cell }))
                 }
@@ -233,15 +232,15 @@ impl<C: Connector> Shared<C> {
                         cause: None,
                     }))
                 }
-                Wait::Queued(token, rx, on) => {
-                    let own_timer = lane.on_deadline(on, deadline, home);
+                Wait::Queued(token, rx, reaper) => {
+                    lane.after_queueing(reaper, deadline);
                     return Some(Started::Waiting(Waiting {
                         shared: self,
                         id: None,
                         token,
                         key: key.clone(),
                         rx,
-                        own_timer,
+                        own_timer: false,
                         done: false,
                     }));
                 }
@@ -401,7 +400,7 @@ impl<C: Connector> Shared<C> {
     /// A waiting caller was dropped before its answer was taken (and is no
     /// longer in a lane's queue): withdraws its acquire, wherever the pool
     /// has it, or gives back what it was handed.
-    fn abandon(
+    pub(crate) fn abandon(
         self: &Arc<Self>,
         id: Option<AcquireId>,
         token: u64,
@@ -419,7 +418,14 @@ impl<C: Connector> Shared<C> {
                         return None;
                     }
                 }
-                match rx.try_recv() {
+                let mut answer = rx.try_recv();
+                // A receiver its lane moved it to (`Lane::reaper_gone`),
+                // with whatever came there.
+                while let Some(Answer::InLane { rx: mut moved }) = answer {
+                    moved.close();
+                    answer = moved.try_recv();
+                }
+                match answer {
                     Some(Answer::Granted { lease, session, .. }) => {
                         drop(session);
                         report(st.core.release_unused(lease, now));
@@ -470,7 +476,17 @@ impl<C: Connector> Waiting<'_, C> {
     /// [`DEADLINE_GRACE`].
     async fn until(mut self, deadline: Time) -> Answer<C> {
         if !self.own_timer {
-            return (&mut self).await;
+            // Its lane's reaper refuses it at its deadline. If that reaper
+            // ends first (its runtime shut down), the caller is moved to a
+            // timer of its own (see `poll`).
+            let answer = std::future::poll_fn(|cx| match Pin::new(&mut self).poll(cx) {
+                Poll::Pending if self.own_timer => Poll::Ready(None),
+                polled => polled.map(Some),
+            })
+            .await;
+            if let Some(answer) = answer {
+                return answer;
+            }
         }
         let at = self.shared.instant(deadline);
         tokio::select! {
@@ -510,15 +526,24 @@ impl<C: Connector> Future for Waiting<'_, C> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Answer<C>> {
         let this = &mut *self;
-        match Pin::new(&mut this.rx).poll(cx) {
-            Poll::Ready(answer) => {
-                this.done = true;
-                Poll::Ready(answer.unwrap_or(Answer::Rejected {
-                    reason: RejectReason::ShuttingDown,
-                    cause: None,
-                }))
+        loop {
+            match Pin::new(&mut this.rx).poll(cx) {
+                // Its lane's reaper ended early (`Lane::reaper_gone`): it
+                // waits on in its place, on this receiver, keeping its own
+                // timer.
+                Poll::Ready(Ok(Answer::InLane { rx })) => {
+                    this.rx = rx;
+                    this.own_timer = true;
+                }
+                Poll::Ready(answer) => {
+                    this.done = true;
+                    return Poll::Ready(answer.unwrap_or(Answer::Rejected {
+                        reason: RejectReason::ShuttingDown,
+                        cause: None,
+                    }));
+                }
+                Poll::Pending => return Poll::Pending,
             }
-            Poll::Pending => Poll::Pending,
         }
     }
 }

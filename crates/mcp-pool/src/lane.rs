@@ -86,60 +86,13 @@ struct Queue<C: Connector> {
     adopted: u64,
     /// Callers refused because `max_waiters_per_key` already waited here.
     full: u64,
-    /// The task that refuses waiters here at their deadlines, while one
-    /// runs: registered, and unregistered, under this lock only, so a
-    /// caller queueing here either finds it registered (and it will see
-    /// the caller before it stops) or registers one itself.
-    reaper: Option<Reaper>,
+    /// The reaper (see [`Lane::after_queueing`]) refusing waiters here
+    /// at their deadlines, while one runs: registered and unregistered
+    /// under this lock only, so a caller queueing here either finds one
+    /// registered (which sees the caller before it ends) or registers one.
+    reaper: Option<u64>,
     /// Reapers registered so far (numbers them).
     reapers: u64,
-}
-
-/// A lane's reaper task: its number and the runtime it runs on.
-#[derive(Copy, Clone)]
-struct Reaper {
-    id: u64,
-    runtime: u64,
-}
-
-/// Where a caller about to wait in a lane runs, and so where a reaper it
-/// starts would run: its own runtime, or the pool's from outside any.
-pub(crate) struct Home {
-    handle: tokio::runtime::Handle,
-    number: u64,
-    /// The caller runs on `handle` (it can keep a timer of its own).
-    here: bool,
-}
-
-impl Home {
-    /// The caller's runtime, or `pool` outside any (a handle's clone: not
-    /// for the hot path).
-    pub(crate) fn of(pool: &tokio::runtime::Handle) -> Home {
-        let (handle, here) = match tokio::runtime::Handle::try_current() {
-            Ok(handle) => (handle, true),
-            Err(_) => (pool.clone(), false),
-        };
-        let number = runtime_number(&handle);
-        Home {
-            handle,
-            number,
-            here,
-        }
-    }
-}
-
-/// What a caller queued in a lane does about its deadline.
-pub(crate) enum Deadline {
-    /// Start the lane's reaper number `id` (registered by this caller) on
-    /// its runtime.
-    Start(u64),
-    /// The reaper runs on the caller's runtime: it refuses the caller at
-    /// its deadline as long as the caller's task can run.
-    Reaped,
-    /// The reaper runs on another runtime, which may shut down while the
-    /// caller waits: the caller keeps a timer of its own (if it runs on a
-    /// runtime at all).
-    OwnTimer,
 }
 
 /// What every take and give-back reads, together on one cache line and
@@ -233,23 +186,26 @@ pub(crate) struct Enqueued<C: Connector> {
     /// Sessions found past their bound on the way, taken out of the lane:
     /// they go back to the pool.
     pub(crate) stale: Vec<CellRef<C>>,
-    /// Whether to start the lane's reaper (the caller keeps its own timer
-    /// whatever this says).
-    pub(crate) deadline: Deadline,
+    /// The number of the reaper to start (registered for this caller), if
+    /// any (the caller keeps its own timer whatever this says).
+    pub(crate) reaper: Option<u64>,
 }
 
 /// What asking to wait in a lane found.
 pub(crate) enum Wait<C: Connector> {
     Take(Take<C>),
-    Queued(u64, reply::Receiver<Answer<C>>, Deadline),
+    /// Queued as `token`, its answer to come on the receiver; start the
+    /// reaper of this number (registered for it) if any.
+    Queued(u64, reply::Receiver<Answer<C>>, Option<u64>),
     /// The lane does not queue callers: ask the pool.
     Closed,
     /// `max_waiters_per_key` callers already wait here.
     Full,
 }
 
-/// Unregisters a lane's reaper when its task ends however (its runtime
-/// shut down), so the next caller to queue starts another.
+/// Ends a lane's reaper: when its task ends early (its runtime shut
+/// down), unregisters it and moves the callers waiting in the lane, who
+/// counted on it, to timers of their own.
 struct Reaping<C: Connector> {
     lane: Weak<Lane<C>>,
     id: u64,
@@ -262,52 +218,20 @@ impl<C: Connector> Drop for Reaping<C> {
             return;
         }
         if let Some(lane) = self.lane.upgrade() {
-            let mut q = lane.queue();
-            if q.reaper.is_some_and(|r| r.id == self.id) {
-                q.reaper = None;
-            }
+            lane.reaper_gone(self.id);
         }
     }
 }
 
-/// A runtime's id as a number (never 0), to compare under a lock.
-fn runtime_number(runtime: &tokio::runtime::Handle) -> u64 {
-    /// Keeps the number an id hashes as (`runtime::Id` is a `NonZeroU64`
-    /// and hashes as that one `u64`, so the number is the id itself).
-    struct Number(u64);
-    impl std::hash::Hasher for Number {
-        fn finish(&self) -> u64 {
-            self.0
-        }
-        fn write(&mut self, bytes: &[u8]) {
-            for &b in bytes {
-                self.0 = self.0.rotate_left(8) ^ u64::from(b);
-            }
-        }
-        fn write_u64(&mut self, n: u64) {
-            self.0 = n;
-        }
+/// Registers a reaper for a caller just queued, unless one runs (under
+/// the queue's lock): the number of the reaper to start, if any.
+fn register_reaper<C: Connector>(q: &mut Queue<C>) -> Option<u64> {
+    if q.reaper.is_some() {
+        return None;
     }
-    let mut n = Number(0);
-    std::hash::Hash::hash(&runtime.id(), &mut n);
-    n.0.max(1)
-}
-
-/// Registers a reaper for a caller just queued from `home`, unless one
-/// runs (under the queue's lock).
-fn deadline_for<C: Connector>(q: &mut Queue<C>, home: &Home) -> Deadline {
-    match q.reaper {
-        None => {
-            q.reapers += 1;
-            q.reaper = Some(Reaper {
-                id: q.reapers,
-                runtime: home.number,
-            });
-            Deadline::Start(q.reapers)
-        }
-        Some(r) if r.runtime == home.number || !home.here => Deadline::Reaped,
-        Some(_) => Deadline::OwnTimer,
-    }
+    q.reapers += 1;
+    q.reaper = Some(q.reapers);
+    q.reaper
 }
 
 fn lane_shared<C: Connector>(lane: &Weak<Lane<C>>) -> Option<Arc<Shared<C>>> {
@@ -589,14 +513,7 @@ impl<C: Connector> Lane<C> {
 
     /// Asks to wait for a session: queued if the lane is open and nothing
     /// is parked for this caller, else what a take finds, or `Closed`.
-    pub(crate) fn wait(
-        &self,
-        now: Time,
-        deadline: Time,
-        token: u64,
-        limit: usize,
-        home: &Home,
-    ) -> Wait<C> {
+    pub(crate) fn wait(&self, now: Time, deadline: Time, token: u64, limit: usize) -> Wait<C> {
         let mut q = self.queue();
         if !q.open {
             return Wait::Closed;
@@ -625,15 +542,15 @@ impl<C: Connector> Lane<C> {
             tx,
         });
         q.waits += 1;
-        let on_deadline = deadline_for(&mut q, home);
-        Wait::Queued(token, rx, on_deadline)
+        let reaper = register_reaper(&mut q);
+        Wait::Queued(token, rx, reaper)
     }
 
     /// Queues a caller the pool moved here (the lane is open), behind those
     /// already waiting. The first to wait looks through the slots, as a
     /// caller queueing itself does (see the module's comment), for a
     /// session parked at `now` before it came: a fresh one goes to it.
-    pub(crate) fn enqueue(&self, waiter: LaneWaiter<C>, now: Time, home: &Home) -> Enqueued<C> {
+    pub(crate) fn enqueue(&self, waiter: LaneWaiter<C>, now: Time) -> Enqueued<C> {
         let mut q = self.queue();
         debug_assert!(q.open, "the pool moves callers to open lanes only");
         let first = q.waiters.is_empty();
@@ -642,7 +559,7 @@ impl<C: Connector> Lane<C> {
         let mut found = Enqueued {
             handoff: None,
             stale: Vec::new(),
-            deadline: deadline_for(&mut q, home),
+            reaper: register_reaper(&mut q),
         };
         if !first {
             return found;
@@ -697,7 +614,7 @@ impl<C: Connector> Lane<C> {
             self.hot.waiting.fetch_sub(expired.len(), Ordering::SeqCst);
             q.timeouts += expired.len() as u64;
             let next = q.waiters.iter().map(|w| w.deadline).min();
-            if next.is_none() && q.reaper.is_some_and(|r| r.id == id) {
+            if next.is_none() && q.reaper == Some(id) {
                 q.reaper = None;
             }
             next
@@ -712,47 +629,72 @@ impl<C: Connector> Lane<C> {
         next
     }
 
-    /// Carries out what queueing a caller with `deadline` from `home`
-    /// decided (under the queue's lock, see [`Deadline`]); returns whether
-    /// the caller keeps a timer of its own.
+    /// Makes sure a caller just queued with `deadline` is refused at it:
+    /// starts reaper `start` if queueing registered one, else wakes the
+    /// running one if it sleeps past `deadline`.
     ///
     /// One task per lane refuses its waiters at their deadlines, instead
     /// of one timer per waiting caller: it sleeps until the earliest
     /// deadline, re-armed when it fires, or sooner when a caller queues
     /// with an earlier deadline than the one it sleeps until. It runs on
     /// the runtime of the caller that started it, and ends when nobody
-    /// waits (or with its runtime); the next caller to queue starts
-    /// another. A caller from another runtime than the reaper's keeps its
-    /// own timer, so it is refused at its deadline even if the reaper's
-    /// runtime shuts down meanwhile.
-    pub(crate) fn on_deadline(self: &Arc<Self>, on: Deadline, deadline: Time, home: Home) -> bool {
-        match on {
-            Deadline::Start(id) => {
-                self.start_reaper(id, home.handle);
-                false
+    /// waits; the next caller to queue starts another. If its runtime
+    /// shuts down first, the callers still waiting (from other runtimes)
+    /// are moved to timers of their own ([`Lane::reaper_gone`]).
+    pub(crate) fn after_queueing(self: &Arc<Self>, start: Option<u64>, deadline: Time) {
+        if let Some(id) = start {
+            self.start_reaper(id);
+            return;
+        }
+        // The reaper stores the deadline it sleeps until after the look at
+        // the queue that this caller's queueing followed (or came before:
+        // then this reads `u64::MAX`, and wakes it once for nothing).
+        if deadline.as_nanos() < self.reap_at.load(Ordering::Acquire) {
+            self.rearm.notify_one();
+        }
+    }
+
+    /// Reaper `id` ended while callers waited (its runtime shut down): it
+    /// is unregistered, and each caller waiting here gets a new channel
+    /// (its place in the queue kept) and, on its old one, that channel's
+    /// receiver (`Answer::InLane`), so it waits on with a timer of its
+    /// own. The next caller to queue registers another reaper.
+    fn reaper_gone(&self, id: u64) {
+        let mut moved = Vec::new();
+        {
+            let mut q = self.queue();
+            if q.reaper != Some(id) {
+                return;
             }
-            Deadline::Reaped | Deadline::OwnTimer => {
-                // The reaper stores the deadline it sleeps until after the
-                // look at the queue that this caller's queueing followed
-                // (or came before: then this reads `u64::MAX`, and wakes
-                // it once for nothing).
-                if deadline.as_nanos() < self.reap_at.load(Ordering::Acquire) {
-                    self.rearm.notify_one();
+            q.reaper = None;
+            for w in &mut q.waiters {
+                let (tx, rx) = reply::channel();
+                moved.push((w.token, std::mem::replace(&mut w.tx, tx), rx));
+            }
+        }
+        for (token, tx, rx) in moved {
+            if let Err(reply::Gone(Answer::InLane { mut rx })) = tx.send(Answer::InLane { rx }) {
+                // The caller went meanwhile: what came for it on the new
+                // channel goes back as it would have.
+                if let Some(shared) = self.shared.upgrade() {
+                    shared.abandon(None, token, &mut rx);
                 }
-                matches!(on, Deadline::OwnTimer) && home.here
             }
         }
     }
 
-    /// Starts reaper `id` (just registered) on `runtime`.
-    fn start_reaper(self: &Arc<Self>, id: u64, runtime: tokio::runtime::Handle) {
+    /// Starts reaper `id` (just registered) on the caller's runtime.
+    fn start_reaper(self: &Arc<Self>, id: u64) {
+        let Some(shared) = self.shared.upgrade() else {
+            return;
+        };
         let lane = Arc::downgrade(self);
         let guard = Reaping {
             lane: lane.clone(),
             id,
             armed: true,
         };
-        drop(runtime.spawn(async move {
+        shared.spawn(async move {
             // The whole guard lives in the task, and ends with it.
             let mut guard = guard;
             loop {
@@ -775,7 +717,7 @@ impl<C: Connector> Lane<C> {
                     () = lane.rearm.notified() => {}
                 }
             }
-        }));
+        });
     }
 
     /// Opens the lane (the core says callers may wait here).

@@ -30,19 +30,6 @@ impl Connector for Nothing {
     async fn close(&self, _session: u32) {}
 }
 
-/// Where these tests' callers run: outside any runtime, so a queued
-/// caller registers a reaper for the pool's (a runtime of the tests' own,
-/// never driven: no reaper runs).
-fn home() -> Home {
-    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    let rt = RUNTIME.get_or_init(|| {
-        tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap()
-    });
-    Home::of(rt.handle())
-}
-
 /// `n` session ids, as the core hands them out.
 fn session_ids(n: usize) -> Vec<SessionId> {
     use mcp_pool_core::{Action, Config, Pool};
@@ -247,7 +234,6 @@ fn a_caller_moved_to_a_lane_gets_a_session_parked_before_it_came() {
             tx,
         },
         now,
-        &home(),
     );
     assert!(found.handoff.is_some(), "handed the parked session");
     assert!(found.stale.is_empty());
@@ -267,7 +253,7 @@ fn callers_behind_the_first_wait_in_order_for_given_back_sessions() {
     lane.open();
     let mut queued = Vec::new();
     for token in [1, 2] {
-        match lane.wait(now, deadline, token, 8, &home()) {
+        match lane.wait(now, deadline, token, 8) {
             Wait::Queued(t, rx, _) => queued.push((t, rx)),
             _ => panic!("caller {token} should wait: nothing is parked"),
         }
@@ -312,7 +298,7 @@ fn a_give_back_racing_the_first_waiter_never_leaves_it_beside_a_parked_session()
             });
             let waiter = s.spawn(|| {
                 start.wait();
-                lane.wait(now, deadline, token, 8, &home())
+                lane.wait(now, deadline, token, 8)
             });
             (giver.join().unwrap(), waiter.join().unwrap())
         });
@@ -402,12 +388,10 @@ fn a_caller_queueing_during_a_give_back_is_handed_the_session_once() {
     lane.open();
     let queued = Arc::new(Mutex::new(None));
     let (l, q) = (lane.clone(), queued.clone());
-    at_next_push(
-        move || match l.wait(now, Time::from_nanos(1_000), 7, 8, &home()) {
-            Wait::Queued(_, rx, _) => *q.lock().unwrap() = Some(rx),
-            _ => panic!("nothing is parked yet: the caller queues"),
-        },
-    );
+    at_next_push(move || match l.wait(now, Time::from_nanos(1_000), 7, 8) {
+        Wait::Queued(_, rx, _) => *q.lock().unwrap() = Some(rx),
+        _ => panic!("nothing is parked yet: the caller queues"),
+    });
     let given = match lane.give_back(&cell, now) {
         GiveBack::Handoff(_tx, given) => given,
         _ => panic!("the caller who queued meanwhile is handed the session"),
@@ -421,73 +405,67 @@ fn a_caller_queueing_during_a_give_back_is_handed_the_session_once() {
     drop(queued);
 }
 
-/// A caller queueing in a lane registers its reaper unless one runs; the
-/// reaper unregisters, in the same critical section, when it finds nobody
-/// waiting (so a caller queueing after that starts another), or when its
-/// task ends early (its runtime shut down); a caller from another runtime
-/// than the running reaper's keeps its own timer.
+/// A caller queueing in a lane registers a reaper unless one runs; the
+/// reaper unregisters, in the critical section that finds nobody waiting
+/// (so a caller queueing after that registers another). A reaper whose
+/// task ends early (its runtime shut down) unregisters and moves each
+/// waiting caller, in its place, to a new channel sent on its old one:
+/// a session given back then reaches the caller there.
 #[test]
 fn a_caller_queueing_registers_a_reaper_unless_one_runs() {
-    let (lane, _cell) = one_lent(Arc::new(0));
+    let (lane, cell) = one_lent(Arc::new(0));
     let now = Time::from_nanos(1);
     let deadline = Time::from_nanos(1_000);
     lane.open();
-    let runtime = || {
-        tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap()
-    };
-    let (a, b) = (runtime(), runtime());
-    let on = |rt: &tokio::runtime::Runtime| {
-        let _in = rt.enter();
-        Home::of(rt.handle())
-    };
-    let queue = |token, home: &Home| match lane.wait(now, deadline, token, 8, home) {
-        Wait::Queued(_, rx, on) => (rx, on),
+    let queue = |token| match lane.wait(now, deadline, token, 8) {
+        Wait::Queued(_, rx, reaper) => (rx, reaper),
         _ => panic!("nothing is parked: caller {token} waits"),
     };
-    let (_rx1, d) = queue(1, &on(&a));
-    assert!(matches!(d, Deadline::Start(1)), "the first registers one");
-    let (_rx2, d) = queue(2, &on(&a));
-    assert!(matches!(d, Deadline::Reaped), "same runtime: reaped");
-    let (_rx3, d) = queue(3, &on(&b));
-    assert!(
-        matches!(d, Deadline::OwnTimer),
-        "another runtime: own timer"
-    );
+    let (_rx1, reaper) = queue(1);
+    assert_eq!(reaper, Some(1), "the first registers one");
+    let (_rx2, reaper) = queue(2);
+    assert_eq!(reaper, None, "one runs");
     assert_eq!(
         lane.expire(now, 1),
         Some(deadline),
         "callers wait: it goes on"
     );
-    for token in 1..=3 {
-        assert!(lane.leave(token, false));
-    }
+    assert!(lane.leave(1, false) && lane.leave(2, false));
     assert_eq!(lane.expire(now, 1), None, "nobody waits: it ends");
-    let (_rx4, d) = queue(4, &on(&b));
-    assert!(
-        matches!(d, Deadline::Start(2)),
-        "and the next registers one"
-    );
-    // A guard of reaper 1 ending early unregisters nothing of reaper 2's.
+    let (mut rx3, reaper) = queue(3);
+    assert_eq!(reaper, Some(2), "and the next registers another");
+    let (mut rx4, _) = queue(4);
+    // A guard of reaper 1 (ended) does nothing to reaper 2's callers.
     drop(Reaping {
         lane: Arc::downgrade(&lane),
         id: 1,
         armed: true,
     });
-    let (_rx5, d) = queue(5, &on(&a));
-    assert!(matches!(d, Deadline::OwnTimer), "reaper 2 still runs, on b");
-    // Reaper 2's task ends early (b shut down): it unregisters itself.
+    assert!(rx3.try_recv().is_none());
+    // Reaper 2's task ends early.
     drop(Reaping {
         lane: Arc::downgrade(&lane),
         id: 2,
         armed: true,
     });
-    let (_rx6, d) = queue(6, &on(&a));
-    assert!(matches!(d, Deadline::Start(3)), "reaper 2 is gone: another");
-    let (_rx7, d) = queue(7, &home());
+    let mut moved = Vec::new();
+    for rx in [&mut rx3, &mut rx4] {
+        match rx.try_recv() {
+            Some(Answer::InLane { rx }) => moved.push(rx),
+            _ => panic!("each waiting caller is moved to a new channel"),
+        }
+    }
+    assert_eq!(lane.counts().waiting, 2, "in their places");
+    match lane.give_back(&cell, now) {
+        GiveBack::Handoff(tx, given) => {
+            assert!(tx.send(Answer::GrantedLane { cell: given }).is_ok());
+        }
+        _ => panic!("the session goes to the first waiting caller"),
+    }
     assert!(
-        matches!(d, Deadline::Reaped),
-        "outside any runtime a caller has no timer to keep"
+        matches!(moved[0].try_recv(), Some(Answer::GrantedLane { .. })),
+        "caller 3, first in line, gets it on its new channel"
     );
+    let (_rx5, reaper) = queue(5);
+    assert_eq!(reaper, Some(3), "reaper 2 is gone: the next registers one");
 }

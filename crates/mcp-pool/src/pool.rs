@@ -316,7 +316,7 @@ impl<C: Connector> Builder<C> {
         min_idle_per_key: usize => min_idle_per_key;
         /// Most callers waiting for one key at once; at least 1 (default
         /// 1,024). An acquire that would wait beyond it is refused at once
-        /// with [`AcquireError::QueueFull`](crate::AcquireError::QueueFull).
+        /// with [`AcquireError::QueueFull`].
         max_waiters_per_key: usize => max_waiters_per_key;
         /// How long [`Pool::acquire`] waits; non-zero.
         acquire_timeout: Duration => acquire_timeout;

@@ -22,7 +22,7 @@ use crate::cell::{Cell, CellRef};
 use crate::core::Core;
 use crate::guard::Watch;
 pub(crate) use crate::lane::LaneEntry;
-use crate::lane::{GiveBack, Home, Lane, LaneWaiter};
+use crate::lane::{GiveBack, Lane, LaneWaiter};
 use crate::{ConnectError, Connector, KeyHash};
 
 /// What one pool shares between its handles, leases and tasks.
@@ -490,7 +490,6 @@ impl<C: Connector> Shared<C> {
                             None => continue,
                         }
                     };
-                    let home = Home::of(&self.runtime);
                     let found = lane.enqueue(
                         LaneWaiter {
                             token: acquire.as_u64(),
@@ -498,7 +497,6 @@ impl<C: Connector> Shared<C> {
                             tx,
                         },
                         now,
-                        &home,
                     );
                     if let Some((tx, cell)) = found.handoff {
                         jobs.push(Job::Deliver {
@@ -509,8 +507,7 @@ impl<C: Connector> Shared<C> {
                     for cell in found.stale {
                         st.parked_back(cell, now);
                     }
-                    // It keeps its own timer (see `answer_or_wait`).
-                    let _ = lane.on_deadline(found.deadline, deadline, home);
+                    lane.after_queueing(found.reaper, deadline);
                 }
                 Action::LaneOpen { key, open } => {
                     let lane = self.lanes.load().get(&key).map(|e| e.lane.clone());

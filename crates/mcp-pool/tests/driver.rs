@@ -326,8 +326,8 @@ async fn callers_waiting_in_a_lane_time_out_at_their_own_deadlines() {
 
 /// A caller waiting in a lane is refused at its deadline even when the
 /// lane's reaper ran on another runtime that shut down meanwhile (a pool
-/// shared between runtimes): a caller whose runtime does not run the
-/// reaper keeps a timer of its own. Real time, as two runtimes do not
+/// shared between runtimes): the reaper's end moves the callers still
+/// waiting to timers of their own. Real time, as two runtimes do not
 /// share a paused clock; the deadline is short and the bound on the wait
 /// generous.
 #[test]
