@@ -376,6 +376,53 @@ fn a_lane_waiter_is_refused_at_its_deadline_after_the_reapers_runtime_shut_down(
     });
 }
 
+/// A caller whose lane's reaper ended with its runtime is moved to a new
+/// channel; if it goes before it ever looks there, a session handed to it
+/// there meanwhile goes back to the lane, not lost with the channel.
+#[test]
+fn a_caller_gone_after_its_lanes_reaper_ended_gives_back_what_came_for_it() {
+    let home = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let doomed = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let fake = Fake::blind();
+    home.block_on(async move {
+        let pool = build(&fake, |b| {
+            b.max_sessions_per_key(1).acquire_timeout(ms(60_000))
+        });
+        let held = pool.acquire(&"srv").await.unwrap();
+        let far = pool.clone();
+        let far = doomed.spawn(async move { far.acquire(&"srv").await.map(drop) });
+        for _ in 0..5_000 {
+            if pool.metrics().waiting == 1 {
+                break;
+            }
+            tokio::time::sleep(ms(1)).await;
+        }
+        assert_eq!(pool.metrics().waiting, 1, "the far caller waits");
+        let mut near = Box::pin(pool.acquire(&"srv"));
+        assert!(poll_once(&mut near).await.is_none(), "waits");
+        // Dropping the runtime waits for its tasks to be dropped, the
+        // reaper's among them: the near caller is moved to a new channel.
+        std::thread::spawn(move || drop(doomed)).join().unwrap();
+        assert!(far.await.unwrap_err().is_cancelled());
+        // The session goes to the near caller, on its new channel ...
+        held.release(Outcome::Ok);
+        // ... which it never reads.
+        drop(near);
+        let again = tokio::time::timeout(ms(5_000), pool.acquire(&"srv"))
+            .await
+            .expect("the session is back, not lost");
+        assert!(again.is_ok());
+        assert_eq!(fake.counts().connect_attempts, 1, "the same session");
+    });
+}
+
 // ------------------------------------------------------- connects and the breaker
 
 /// Failed connects reach the caller with their cause; after the threshold
