@@ -8,7 +8,7 @@
 //! shutdowns, over many seeds.
 //!
 //! - [`plan`]: the [`Scenario`]s, and the [`Plan`] each draws from a seed.
-//! - [`run`]: carries out one plan against mcp-pool or the naive baseline
+//! - [`run()`]: carries out one plan against mcp-pool or the naive baseline
 //!   and records a [`RunReport`] with an event log that replays byte for
 //!   byte.
 //! - [`oracle`]: what must hold in every run (O1–O7, O9 for invariant C1

@@ -45,7 +45,7 @@ const MAX_ERROR_TEXT: usize = 64 * 1024;
 /// is [`HttpErrorKind::Io`].
 ///
 /// Must be used inside a turmoil host. Response size limits requested by
-/// rmcp are not enforced beyond [`MAX_BODY`] for whole bodies.
+/// rmcp are not enforced beyond 1 MiB for whole bodies.
 #[derive(Clone, Debug)]
 pub struct SimHttpClient {
     connect_timeout: Duration,

@@ -134,9 +134,9 @@ pub struct LoadtestArgs {
     #[arg(long, env = "MCP_POOL_TOOL", default_value = "echo")]
     pub tool: String,
 
-    /// Arguments of every call, as a JSON object [default: for `echo`,
+    /// Arguments of every call, as a JSON object (default: for `echo`,
     /// `{"message": <user and call number>, "delay_ms": <--delay ± --jitter>}`;
-    /// for other tools, `{}`].
+    /// for other tools, `{}`).
     #[arg(long, env = "MCP_POOL_ARGS", value_parser = json_object)]
     pub args: Option<JsonObject>,
 
