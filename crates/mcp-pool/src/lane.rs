@@ -684,7 +684,7 @@ impl<C: Connector> Lane<C> {
     }
 
     /// Starts reaper `id` (just registered) on the caller's runtime.
-    fn start_reaper(self: &Arc<Self>, id: u64) {
+    pub(crate) fn start_reaper(self: &Arc<Self>, id: u64) {
         let Some(shared) = self.shared.upgrade() else {
             return;
         };

@@ -150,6 +150,8 @@ pub(crate) enum Job<C: Connector> {
         key: KeyHash,
         reason: mcp_pool_core::EvictReason,
     },
+    /// Start reaper `id` of `lane` (registered by a caller moved there).
+    StartReaper { lane: Arc<Lane<C>>, id: u64 },
 }
 
 /// The jobs of one step; the first is kept inline (most steps have at most
@@ -507,7 +509,13 @@ impl<C: Connector> Shared<C> {
                     for cell in found.stale {
                         st.parked_back(cell, now);
                     }
-                    lane.after_queueing(found.reaper, deadline);
+                    match found.reaper {
+                        // Spawned once the lock is released: a spawn onto a
+                        // runtime that shut down drops the reaper at once,
+                        // and its end may need the lock.
+                        Some(id) => jobs.push(Job::StartReaper { lane, id }),
+                        None => lane.after_queueing(None, deadline),
+                    }
                 }
                 Action::LaneOpen { key, open } => {
                     let lane = self.lanes.load().get(&key).map(|e| e.lane.clone());
@@ -585,6 +593,7 @@ impl<C: Connector> Shared<C> {
                     Err(reply::Gone(Answer::GrantedLane { cell })) => self.lane_unused(cell),
                     _ => {}
                 },
+                Job::StartReaper { lane, id } => lane.start_reaper(id),
                 job => self.spawn_job(job),
             }
         }

@@ -76,7 +76,9 @@ impl<C: Connector> Shared<C> {
     pub(crate) fn spawn_job(self: &Arc<Self>, job: Job<C>) {
         let shared = self.clone();
         match job {
-            Job::Deliver { .. } => unreachable!("answers are delivered inline"),
+            Job::Deliver { .. } | Job::StartReaper { .. } => {
+                unreachable!("answers and reapers are handled inline")
+            }
             Job::Connect {
                 session,
                 key,
