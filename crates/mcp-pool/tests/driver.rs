@@ -324,14 +324,11 @@ async fn callers_waiting_in_a_lane_time_out_at_their_own_deadlines() {
     timed_out_at(&patient.await.unwrap_err(), start, ms(10_000));
 }
 
-/// A caller waiting in a lane is refused at its deadline even when the
-/// lane's reaper ran on another runtime that shut down meanwhile (a pool
-/// shared between runtimes): the reaper's end moves the callers still
-/// waiting to timers of their own. Real time, as two runtimes do not
-/// share a paused clock; the deadline is short and the bound on the wait
-/// generous.
-#[test]
-fn a_lane_waiter_is_refused_at_its_deadline_after_the_reapers_runtime_shut_down() {
+/// Runs `test` on a current-thread runtime, beside a second runtime
+/// (`doomed`, one worker) that the test shuts down under it.
+fn beside_a_doomed_runtime<F: Future<Output = ()>>(
+    test: impl FnOnce(tokio::runtime::Runtime) -> F,
+) {
     let home = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -341,23 +338,47 @@ fn a_lane_waiter_is_refused_at_its_deadline_after_the_reapers_runtime_shut_down(
         .enable_all()
         .build()
         .unwrap();
-    let fake = Fake::blind();
-    home.block_on(async move {
-        let pool = build(&fake, |b| {
-            b.max_sessions_per_key(1).acquire_timeout(ms(60_000))
-        });
-        let held = pool.acquire(&"srv").await.unwrap();
-        // The first caller to wait in the lane, on the doomed runtime,
-        // starts the lane's reaper there.
-        let far = pool.clone();
-        let far = doomed.spawn(async move { far.acquire(&"srv").await.map(drop) });
-        for _ in 0..5_000 {
-            if pool.metrics().waiting == 1 {
-                break;
-            }
-            tokio::time::sleep(ms(1)).await;
+    home.block_on(test(doomed));
+}
+
+/// A pool of one session per key, that session of `"srv"` held, and a
+/// caller on `doomed` waiting in the key's lane: the first to wait, so the
+/// lane's reaper runs on `doomed`. Returns the pool, the held session and
+/// the far caller's task.
+async fn a_lane_reaped_on(
+    doomed: &tokio::runtime::Runtime,
+    fake: &Fake,
+) -> (
+    Pool<Fake>,
+    mcp_pool::Lease<Fake>,
+    tokio::task::JoinHandle<Result<(), AcquireError<FakeError>>>,
+) {
+    let pool = build(fake, |b| {
+        b.max_sessions_per_key(1).acquire_timeout(ms(60_000))
+    });
+    let held = pool.acquire(&"srv").await.unwrap();
+    let far = pool.clone();
+    let far = doomed.spawn(async move { far.acquire(&"srv").await.map(drop) });
+    for _ in 0..5_000 {
+        if pool.metrics().waiting == 1 {
+            break;
         }
-        assert_eq!(pool.metrics().waiting, 1, "the far caller waits");
+        tokio::time::sleep(ms(1)).await;
+    }
+    assert_eq!(pool.metrics().waiting, 1, "the far caller waits");
+    (pool, held, far)
+}
+
+/// A caller waiting in a lane is refused at its deadline even when the
+/// lane's reaper ran on another runtime that shut down meanwhile (a pool
+/// shared between runtimes): the reaper's end moves the callers still
+/// waiting to timers of their own. Real time, as two runtimes do not
+/// share a paused clock; the deadline is short and the bound on the wait
+/// generous.
+#[test]
+fn a_lane_waiter_is_refused_at_its_deadline_after_the_reapers_runtime_shut_down() {
+    beside_a_doomed_runtime(|doomed| async move {
+        let (pool, held, far) = a_lane_reaped_on(&doomed, &Fake::blind()).await;
         let start = Instant::now();
         let mut near = Box::pin(pool.acquire_until(&"srv", start + ms(200)));
         assert!(poll_once(&mut near).await.is_none(), "waits");
@@ -381,30 +402,9 @@ fn a_lane_waiter_is_refused_at_its_deadline_after_the_reapers_runtime_shut_down(
 /// there meanwhile goes back to the lane, not lost with the channel.
 #[test]
 fn a_caller_gone_after_its_lanes_reaper_ended_gives_back_what_came_for_it() {
-    let home = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let doomed = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let fake = Fake::blind();
-    home.block_on(async move {
-        let pool = build(&fake, |b| {
-            b.max_sessions_per_key(1).acquire_timeout(ms(60_000))
-        });
-        let held = pool.acquire(&"srv").await.unwrap();
-        let far = pool.clone();
-        let far = doomed.spawn(async move { far.acquire(&"srv").await.map(drop) });
-        for _ in 0..5_000 {
-            if pool.metrics().waiting == 1 {
-                break;
-            }
-            tokio::time::sleep(ms(1)).await;
-        }
-        assert_eq!(pool.metrics().waiting, 1, "the far caller waits");
+    beside_a_doomed_runtime(|doomed| async move {
+        let fake = Fake::blind();
+        let (pool, held, far) = a_lane_reaped_on(&doomed, &fake).await;
         let mut near = Box::pin(pool.acquire(&"srv"));
         assert!(poll_once(&mut near).await.is_none(), "waits");
         // Dropping the runtime waits for its tasks to be dropped, the
