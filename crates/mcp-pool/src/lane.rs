@@ -642,10 +642,15 @@ impl<C: Connector> Lane<C> {
     /// shuts down first, the callers still waiting (from other runtimes)
     /// are moved to timers of their own ([`Lane::reaper_gone`]).
     pub(crate) fn after_queueing(self: &Arc<Self>, start: Option<u64>, deadline: Time) {
-        if let Some(id) = start {
-            self.start_reaper(id);
-            return;
+        match start {
+            Some(id) => self.start_reaper(id),
+            None => self.wake_reaper_for(deadline),
         }
+    }
+
+    /// Wakes the running reaper if it sleeps past `deadline`, that of a
+    /// caller just queued.
+    pub(crate) fn wake_reaper_for(&self, deadline: Time) {
         // The reaper stores the deadline it sleeps until after the look at
         // the queue that this caller's queueing followed (or came before:
         // then this reads `u64::MAX`, and wakes it once for nothing).

@@ -110,8 +110,10 @@ pub(crate) enum Answer<C: Connector> {
     },
     /// A session from the key's lane.
     GrantedLane { cell: CellRef<C> },
-    /// (For the caller of the step only.) The pool moved the acquire to its
-    /// key's lane: its answer comes on `rx`.
+    /// Its answer comes on `rx` from now on: to the caller of a step, the
+    /// pool moved its acquire to its key's lane; to a caller waiting in a
+    /// lane, the lane's reaper ended early (`Lane::reaper_gone`) and it waits
+    /// on with a timer of its own.
     InLane { rx: reply::Receiver<Answer<C>> },
     Rejected {
         reason: RejectReason,
@@ -514,7 +516,7 @@ impl<C: Connector> Shared<C> {
                         // runtime that shut down drops the reaper at once,
                         // and its end may need the lock.
                         Some(id) => jobs.push(Job::StartReaper { lane, id }),
-                        None => lane.after_queueing(None, deadline),
+                        None => lane.wake_reaper_for(deadline),
                     }
                 }
                 Action::LaneOpen { key, open } => {
