@@ -251,7 +251,10 @@ impl<C> HealthClient<C> {
     fn observe_get(&self, session: bool, result: SseResult) -> SseResult {
         match result {
             Ok(stream) => {
-                let stream = Watched::new(stream, self.health.clone(), "event stream").boxed();
+                let mut stream = Watched::new(stream, self.health.clone(), "event stream");
+                // It carries no call's answer: calls in flight wait on theirs.
+                stream.spares_calls = true;
+                let stream = stream.boxed();
                 Ok(match &self.router {
                     Some(router) => router.watch(StreamOf::Session, stream),
                     None => stream,
@@ -262,7 +265,7 @@ impl<C> HealthClient<C> {
                     self.health
                         .mark_lost("HTTP 404 Not Found (on the event stream)");
                 } else {
-                    self.health.record_failure("GET", &error);
+                    self.health.record_event_stream_failure(&error);
                 }
                 Err(error)
             }
@@ -477,6 +480,9 @@ struct Watched {
     what: &'static str,
     /// Whether an error marks the transport dead.
     kills: bool,
+    /// Whether calls in flight wait for their answers when an error marks
+    /// the transport dead (see [`Health::mark_event_stream_broken`]).
+    spares_calls: bool,
 }
 
 impl Watched {
@@ -490,6 +496,7 @@ impl Watched {
             health,
             what,
             kills: true,
+            spares_calls: false,
         }
     }
 }
@@ -508,7 +515,9 @@ impl Stream for Watched {
                     text.push_str(&cause.to_string());
                     source = cause.source();
                 }
-                if self.kills {
+                if self.kills && self.spares_calls {
+                    self.health.mark_event_stream_broken(text);
+                } else if self.kills {
                     self.health.mark_dead(text);
                 } else {
                     tracing::debug!(reason = %text, "a response stream broke; its request is lost");

@@ -24,6 +24,9 @@ pub struct Health {
 #[derive(Default)]
 struct HealthInner {
     dead: CancellationToken,
+    /// Cancelled by every death that may leave a call already sent without
+    /// its answer (all but [`Health::mark_event_stream_broken`]'s).
+    calls_cut: CancellationToken,
     reason: OnceLock<String>,
     /// The server's words when it said it does not know the session.
     lost: OnceLock<String>,
@@ -58,11 +61,28 @@ impl Health {
         }
     }
 
-    /// Records the transport as dead for `reason` (no effect if already
-    /// dead) and wakes every [`Health::dead`] future. Returns whether this
-    /// call was the one that killed it.
+    /// Records the transport as dead for `reason` (the first reason is
+    /// kept) and wakes every [`Health::dead`] future, and every call in
+    /// flight waiting on [`Health::calls_cut`]. Returns whether this call
+    /// was the one that killed it.
     pub fn mark_dead(&self, reason: impl Into<String>) -> bool {
-        let first = self.inner.reason.set(redact_urls(&reason.into())).is_ok();
+        let first = self.kill(reason.into());
+        self.inner.calls_cut.cancel();
+        first
+    }
+
+    /// Records the transport as dead because the session's event stream
+    /// (the GET stream, which carries no call's answer) broke or could not
+    /// be opened again: no new request goes out on it, but a call already
+    /// sent waits for the answer on its own response stream (a later death
+    /// of any other kind still cuts it short). Returns whether this call was
+    /// the one that killed it.
+    pub(crate) fn mark_event_stream_broken(&self, reason: impl Into<String>) -> bool {
+        self.kill(reason.into())
+    }
+
+    fn kill(&self, reason: String) -> bool {
+        let first = self.inner.reason.set(redact_urls(&reason)).is_ok();
         self.inner.dead.cancel();
         if first {
             tracing::debug!(
@@ -113,13 +133,32 @@ impl Health {
     /// transport dead and keeps what the first such failure says about the
     /// server.
     pub(crate) fn record_failure(&self, what: &str, error: &StreamableHttpError<HttpError>) {
-        if is_fatal(error) {
-            let _ = self
-                .inner
-                .failure
-                .set(crate::error::http_connect_failure(error));
-            self.mark_dead(format!("{what} failed: {}", describe(error)));
+        if let Some(reason) = self.fatal(what, error) {
+            self.mark_dead(reason);
         }
+    }
+
+    /// As [`Health::record_failure`], for a failure to open the session's
+    /// event stream (again): a fatal one marks the transport dead as
+    /// [`Health::mark_event_stream_broken`] does, sparing the calls in
+    /// flight, which wait on streams of their own.
+    pub(crate) fn record_event_stream_failure(&self, error: &StreamableHttpError<HttpError>) {
+        if let Some(reason) = self.fatal("GET", error) {
+            self.mark_event_stream_broken(reason);
+        }
+    }
+
+    /// If `error` is fatal: keeps what it says about the server, and
+    /// returns the reason to mark the transport dead with.
+    fn fatal(&self, what: &str, error: &StreamableHttpError<HttpError>) -> Option<String> {
+        if !is_fatal(error) {
+            return None;
+        }
+        let _ = self
+            .inner
+            .failure
+            .set(crate::error::http_connect_failure(error));
+        Some(format!("{what} failed: {}", describe(error)))
     }
 
     /// What the first failed HTTP exchange said about the server, if one
@@ -132,6 +171,13 @@ impl Health {
     /// already is). Owns what it needs, so it can outlive the session.
     pub fn dead(&self) -> WaitForCancellationFutureOwned {
         self.inner.dead.clone().cancelled_owned()
+    }
+
+    /// A future that resolves once the transport died in a way that may
+    /// leave a call already sent without its answer: any death but a broken
+    /// event stream alone (see [`Health::mark_event_stream_broken`]).
+    pub(crate) fn calls_cut(&self) -> WaitForCancellationFutureOwned {
+        self.inner.calls_cut.clone().cancelled_owned()
     }
 
     /// The `mcp-session-id` the server assigned, once the initialize
@@ -242,6 +288,22 @@ mod tests {
         assert!(!health.mark_dead("second"));
         assert!(health.is_dead());
         assert_eq!(health.reason(), Some("first"));
+    }
+
+    #[tokio::test]
+    async fn a_broken_event_stream_kills_the_cell_and_cuts_no_call_until_another_death() {
+        let health = Health::new();
+        let cut = tokio::spawn(health.calls_cut());
+        assert!(health.mark_event_stream_broken("the event stream broke"));
+        assert!(health.is_dead());
+        assert_eq!(health.reason(), Some("the event stream broke"));
+        health.dead().await;
+        tokio::task::yield_now().await;
+        assert!(!cut.is_finished(), "calls in flight wait for their answers");
+        // Any other death cuts them short, and keeps the first reason.
+        assert!(!health.mark_dead("the rmcp service stopped"));
+        cut.await.unwrap();
+        assert_eq!(health.reason(), Some("the event stream broke"));
     }
 
     #[tokio::test]

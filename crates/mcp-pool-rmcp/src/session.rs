@@ -52,7 +52,10 @@ const REFUSED_GRACE: Duration = Duration::from_secs(2);
 /// without sending if the transport is already dead, and fail within a few
 /// milliseconds if it dies while they wait (within 2 s when the server said
 /// it forgot the session or refused the session's era, to let their own
-/// refusals arrive), so no call hangs on a dead server. A request the
+/// refusals arrive), so no call hangs on a dead server. A broken event
+/// stream (the session's GET stream) alone retires the session but cuts no
+/// call short: a call already sent waits, within its timeout, for the answer
+/// on its own response stream, which breaks too if the server died. A request the
 /// server refused because it forgot the session fails with
 /// [`Error::SessionLost`]; one it refused as of another era, with
 /// [`Error::EraChanged`]. Use [`McpSession::peer`] for anything else
@@ -325,14 +328,16 @@ impl McpSession {
         let request = std::pin::pin!(request);
         let timed = tokio::time::timeout(after, request);
         tokio::pin!(timed);
-        let dead = self.health.dead();
+        // A broken event stream alone does not cut the call short: its
+        // answer comes on its own response stream.
+        let cut = self.health.calls_cut();
         tokio::select! {
             biased;
             result = &mut timed => match result {
                 Ok(result) => result.map_err(|e| self.service_error(method, e)),
                 Err(_) => Err(Error::TimedOut { method, after }),
             },
-            () = dead => {
+            () = cut => {
                 // rmcp's own answer, if it comes at once, is more precise
                 // (a refused request is safe to retry, a broken one is not).
                 let grace = match self.health.lost().or(self.health.era_refusal()) {

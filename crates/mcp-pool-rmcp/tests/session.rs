@@ -139,6 +139,77 @@ async fn a_call_in_flight_when_the_server_dies_fails_fast() {
     session.close().await;
 }
 
+/// The echo server behind a proxy that cuts every event stream (GET) `cut`
+/// after it opens, as a load balancer with a short idle timeout does: the
+/// client reads a broken body. POSTs pass untouched. Returns its URL; it
+/// stops when the test's runtime does.
+async fn echo_behind_a_stream_cutting_proxy(cut: Duration) -> String {
+    use axum::body::Body;
+    use axum::extract::Request;
+    use axum::http::Method;
+    use axum::middleware::{self, Next};
+    use futures_util::StreamExt;
+
+    let app = mcp_pool_echo::EchoApp::new(&EchoConfig::default());
+    let router = app.router().layer(middleware::from_fn(
+        move |request: Request, next: Next| async move {
+            let get = request.method() == Method::GET;
+            let response = next.run(request).await;
+            if !get {
+                return response;
+            }
+            let (parts, body) = response.into_parts();
+            let cut_at = tokio::time::sleep(cut);
+            let body = body
+                .into_data_stream()
+                .map(|chunk| chunk.map_err(std::io::Error::other))
+                .take_until(cut_at)
+                .chain(futures_util::stream::once(async {
+                    Err(std::io::Error::new(
+                        std::io::ErrorKind::ConnectionReset,
+                        "the proxy cut the stream",
+                    ))
+                }));
+            axum::response::Response::from_parts(parts, Body::from_stream(body))
+        },
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    url
+}
+
+/// A broken event stream retires a legacy stateful session, but a call
+/// already sent runs on its own response stream: it gets its answer,
+/// rather than failing as interrupted (a failure no caller could retry).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_in_flight_when_the_event_stream_breaks_gets_its_answer() {
+    let connector = McpConnector::builder()
+        .request_timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let url = echo_behind_a_stream_cutting_proxy(Duration::from_millis(150)).await;
+    let key = SessionKey::anonymous(url).unwrap();
+    let session = connector.open(&key).await.unwrap();
+    let args = rmcp::serde_json::json!({ "message": "slow", "delay_ms": 800 });
+    let slow =
+        CallToolRequestParams::new("echo").with_arguments(args.as_object().cloned().unwrap());
+    let result = session.call_tool(slow).await;
+    // The cut came while the call ran (it opened with the session and
+    // lasts 150 ms; the call 800 ms).
+    let reason = session.closed_reason().expect("the event stream broke");
+    assert!(reason.contains("event stream"), "{reason}");
+    let result = result.unwrap_or_else(|e| panic!("the call failed: {e}"));
+    assert_eq!(text(&result), "slow");
+    // The session is done for: the next call is refused unsent.
+    let err = session.call_tool(echo("late")).await.unwrap_err();
+    assert!(
+        matches!(err, Error::TransportClosed { sent: false, .. }),
+        "{err}"
+    );
+    session.close().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_listening_is_a_typed_connect_error() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
