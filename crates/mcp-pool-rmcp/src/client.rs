@@ -252,7 +252,6 @@ impl<C> HealthClient<C> {
         match result {
             Ok(stream) => {
                 let mut stream = Watched::new(stream, self.health.clone(), "event stream");
-                // It carries no call's answer: calls in flight wait on theirs.
                 stream.spares_calls = true;
                 let stream = stream.boxed();
                 Ok(match &self.router {
@@ -265,7 +264,7 @@ impl<C> HealthClient<C> {
                     self.health
                         .mark_lost("HTTP 404 Not Found (on the event stream)");
                 } else {
-                    self.health.record_event_stream_failure(&error);
+                    self.health.record_failure("GET", &error);
                 }
                 Err(error)
             }
@@ -480,8 +479,12 @@ struct Watched {
     what: &'static str,
     /// Whether an error marks the transport dead.
     kills: bool,
-    /// Whether calls in flight wait for their answers when an error marks
-    /// the transport dead (see [`Health::mark_event_stream_broken`]).
+    /// Whether an error that marks the transport dead spares the calls in
+    /// flight ([`Health::mark_broken`]): true of the session's event
+    /// stream, which carries no call's answer. A response stream's break
+    /// cuts them short: it is its own call's failure, and rmcp's attempts
+    /// to resume it would hold that call for seconds, while the other
+    /// calls' streams break as well when the server died.
     spares_calls: bool,
 }
 
@@ -516,7 +519,7 @@ impl Stream for Watched {
                     source = cause.source();
                 }
                 if self.kills && self.spares_calls {
-                    self.health.mark_event_stream_broken(text);
+                    self.health.mark_broken(text);
                 } else if self.kills {
                     self.health.mark_dead(text);
                 } else {

@@ -25,7 +25,7 @@ pub struct Health {
 struct HealthInner {
     dead: CancellationToken,
     /// Cancelled by every death that may leave a call already sent without
-    /// its answer (all but [`Health::mark_event_stream_broken`]'s).
+    /// its answer (all but [`Health::mark_broken`]'s).
     calls_cut: CancellationToken,
     reason: OnceLock<String>,
     /// The server's words when it said it does not know the session.
@@ -71,13 +71,12 @@ impl Health {
         first
     }
 
-    /// Records the transport as dead because the session's event stream
-    /// (the GET stream, which carries no call's answer) broke or could not
-    /// be opened again: no new request goes out on it, but a call already
-    /// sent waits for the answer on its own response stream (a later death
-    /// of any other kind still cuts it short). Returns whether this call was
-    /// the one that killed it.
-    pub(crate) fn mark_event_stream_broken(&self, reason: impl Into<String>) -> bool {
+    /// Records the transport as dead because a request or the event stream
+    /// failed (`reason`): no new request goes out on it, but each call
+    /// already sent waits for its answer on its own exchange, which fails
+    /// too if the server died (a later death of another kind still cuts it
+    /// short). Returns whether this call was the one that killed it.
+    pub(crate) fn mark_broken(&self, reason: impl Into<String>) -> bool {
         self.kill(reason.into())
     }
 
@@ -130,35 +129,17 @@ impl Health {
     }
 
     /// Records a failed HTTP exchange: if `error` is fatal, marks the
-    /// transport dead and keeps what the first such failure says about the
-    /// server.
+    /// transport dead as [`Health::mark_broken`] does (calls in flight wait
+    /// on exchanges of their own) and keeps what the first such failure
+    /// says about the server.
     pub(crate) fn record_failure(&self, what: &str, error: &StreamableHttpError<HttpError>) {
-        if let Some(reason) = self.fatal(what, error) {
-            self.mark_dead(reason);
+        if is_fatal(error) {
+            let _ = self
+                .inner
+                .failure
+                .set(crate::error::http_connect_failure(error));
+            self.mark_broken(format!("{what} failed: {}", describe(error)));
         }
-    }
-
-    /// As [`Health::record_failure`], for a failure to open the session's
-    /// event stream (again): a fatal one marks the transport dead as
-    /// [`Health::mark_event_stream_broken`] does, sparing the calls in
-    /// flight, which wait on streams of their own.
-    pub(crate) fn record_event_stream_failure(&self, error: &StreamableHttpError<HttpError>) {
-        if let Some(reason) = self.fatal("GET", error) {
-            self.mark_event_stream_broken(reason);
-        }
-    }
-
-    /// If `error` is fatal: keeps what it says about the server, and
-    /// returns the reason to mark the transport dead with.
-    fn fatal(&self, what: &str, error: &StreamableHttpError<HttpError>) -> Option<String> {
-        if !is_fatal(error) {
-            return None;
-        }
-        let _ = self
-            .inner
-            .failure
-            .set(crate::error::http_connect_failure(error));
-        Some(format!("{what} failed: {}", describe(error)))
     }
 
     /// What the first failed HTTP exchange said about the server, if one
@@ -174,8 +155,8 @@ impl Health {
     }
 
     /// A future that resolves once the transport died in a way that may
-    /// leave a call already sent without its answer: any death but a broken
-    /// event stream alone (see [`Health::mark_event_stream_broken`]).
+    /// leave a call already sent without its answer: any death but a failed
+    /// request or event stream (see [`Health::mark_broken`]).
     pub(crate) fn calls_cut(&self) -> WaitForCancellationFutureOwned {
         self.inner.calls_cut.clone().cancelled_owned()
     }
@@ -291,10 +272,10 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_broken_event_stream_kills_the_cell_and_cuts_no_call_until_another_death() {
+    async fn a_failed_exchange_kills_the_cell_and_cuts_no_call_until_another_death() {
         let health = Health::new();
         let cut = tokio::spawn(health.calls_cut());
-        assert!(health.mark_event_stream_broken("the event stream broke"));
+        assert!(health.mark_broken("the event stream broke"));
         assert!(health.is_dead());
         assert_eq!(health.reason(), Some("the event stream broke"));
         health.dead().await;

@@ -48,14 +48,18 @@ const REFUSED_GRACE: Duration = Duration::from_secs(2);
 /// `_meta`, and it holds no server-side state.
 ///
 /// The request methods (`call_tool`, `ping`, `discover`, `list_all_tools`,
-/// `request`) each run under the connector's `request_timeout`, fail at once
-/// without sending if the transport is already dead, and fail within a few
-/// milliseconds if it dies while they wait (within 2 s when the server said
-/// it forgot the session or refused the session's era, to let their own
-/// refusals arrive), so no call hangs on a dead server. A broken event
-/// stream (the session's GET stream) alone retires the session but cuts no
-/// call short: a call already sent waits, within its timeout, for the answer
-/// on its own response stream, which breaks too if the server died. A request the
+/// `request`) each run under the connector's `request_timeout` and fail at
+/// once without sending if the transport is already dead. While they wait:
+/// - a failed request (HTTP 5xx, a refused connection) or a broken event
+///   stream retires the session but cuts no call short: a call already sent
+///   waits for the answer on its own exchange, which fails too if the
+///   server died;
+/// - a broken response stream, or a session aborted by the pool, closed, or
+///   whose rmcp service stopped, fails them within a few milliseconds;
+/// - a server that said it forgot the session, or refused the session's
+///   era, fails them within 2 s (their own refusals arrive first).
+///
+/// A request the
 /// server refused because it forgot the session fails with
 /// [`Error::SessionLost`]; one it refused as of another era, with
 /// [`Error::EraChanged`]. Use [`McpSession::peer`] for anything else
@@ -328,8 +332,8 @@ impl McpSession {
         let request = std::pin::pin!(request);
         let timed = tokio::time::timeout(after, request);
         tokio::pin!(timed);
-        // A broken event stream alone does not cut the call short: its
-        // answer comes on its own response stream.
+        // A failed request or a broken event stream does not cut the call
+        // short: its answer comes on its own exchange.
         let cut = self.health.calls_cut();
         tokio::select! {
             biased;

@@ -210,6 +210,68 @@ async fn a_call_in_flight_when_the_event_stream_breaks_gets_its_answer() {
     session.close().await;
 }
 
+/// A modern echo server behind a proxy that answers HTTP 500, without
+/// passing it on, every POST whose body mentions `boom` (a server failing
+/// one request, as an overloaded or crashing handler does). Returns its URL;
+/// it stops when the test's runtime does.
+async fn modern_echo_failing_boom_with_500() -> String {
+    use axum::body::{to_bytes, Body};
+    use axum::extract::Request;
+    use axum::http::StatusCode;
+    use axum::middleware::{self, Next};
+    use axum::response::IntoResponse;
+
+    let config = EchoConfig::default().with_era(mcp_pool_echo::Era::Modern);
+    let app = mcp_pool_echo::EchoApp::new(&config);
+    let router = app.router().layer(middleware::from_fn(
+        |request: Request, next: Next| async move {
+            let (parts, body) = request.into_parts();
+            let bytes = to_bytes(body, 1 << 20).await.unwrap();
+            if bytes.windows(4).any(|w| w == b"boom") {
+                return (StatusCode::INTERNAL_SERVER_ERROR, "handler crashed").into_response();
+            }
+            next.run(Request::from_parts(parts, Body::from(bytes)))
+                .await
+        },
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    url
+}
+
+/// One request failing with HTTP 500 retires the session, but the other
+/// calls already sent on it (a shared modern session carries many) run on
+/// their own exchanges: they get their answers, rather than failing as
+/// interrupted (a failure no caller could retry).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_in_flight_when_another_request_fails_gets_its_answer() {
+    let connector = McpConnector::builder()
+        .request_timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let url = modern_echo_failing_boom_with_500().await;
+    let key = SessionKey::anonymous(url).unwrap();
+    let session = connector.open(&key).await.unwrap();
+    let args = rmcp::serde_json::json!({ "message": "slow", "delay_ms": 800 });
+    let slow =
+        CallToolRequestParams::new("echo").with_arguments(args.as_object().cloned().unwrap());
+    let failing = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        session.call_tool(echo("boom")).await
+    };
+    let (result, failed) = tokio::join!(session.call_tool(slow), failing);
+    let failed = failed.expect_err("the proxy answers 500");
+    assert!(failed.to_string().contains("500"), "{failed}");
+    let reason = session
+        .closed_reason()
+        .expect("the 500 retired the session");
+    assert!(reason.contains("500"), "{reason}");
+    let result = result.unwrap_or_else(|e| panic!("the call failed: {e}"));
+    assert_eq!(text(&result), "slow");
+    session.close().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_listening_is_a_typed_connect_error() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
