@@ -62,9 +62,10 @@ impl Health {
     }
 
     /// Records the transport as dead for `reason` (the first reason is
-    /// kept) and wakes every [`Health::dead`] future, and every call in
-    /// flight waiting on [`Health::calls_cut`]. Returns whether this call
-    /// was the one that killed it.
+    /// kept), wakes every [`Health::dead`] future, and cuts short every
+    /// call in flight on the session (after a short grace for its own
+    /// answer: see [`McpSession`](crate::McpSession)). Returns whether this
+    /// call was the one that killed it.
     pub fn mark_dead(&self, reason: impl Into<String>) -> bool {
         let first = self.kill(reason.into());
         self.inner.calls_cut.cancel();
