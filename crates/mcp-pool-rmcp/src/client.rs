@@ -218,6 +218,12 @@ impl<C> HealthClient<C> {
                 self.health.record_session_id(session_id.as_deref());
                 let mut stream = Watched::new(stream, self.health.clone(), "response stream");
                 stream.kills = !self.request_scoped_streams;
+                // Without a server-side session (legacy stateless), the
+                // session carries many callers' calls, each on a stream of
+                // its own: a break fails its own call only (rmcp cannot
+                // resume a stream without event ids, and ends that call at
+                // once). A stateful session serves one caller at a time.
+                stream.spares_calls = self.health.session_id().is_none();
                 if posted.initialize {
                     return match first_answer(stream).await {
                         Ok(stream) => Ok(StreamableHttpPostResponse::Sse(stream, session_id)),
@@ -481,10 +487,12 @@ struct Watched {
     kills: bool,
     /// Whether an error that marks the transport dead spares the calls in
     /// flight ([`Health::mark_broken`]): true of the session's event
-    /// stream, which carries no call's answer. A response stream's break
-    /// cuts them short: it is its own call's failure, and rmcp's attempts
-    /// to resume it would hold that call for seconds, while the other
-    /// calls' streams break as well when the server died.
+    /// stream, which carries no call's answer, and of the response streams
+    /// of a session without server-side state. A stateful session's
+    /// response stream cuts them short: it is its own call's failure, and
+    /// rmcp's attempts to resume it (from its event ids) would hold that
+    /// call for seconds, while the other calls' streams break as well when
+    /// the server died.
     spares_calls: bool,
 }
 

@@ -72,8 +72,9 @@ impl Health {
         first
     }
 
-    /// Records the transport as dead because a request or the event stream
-    /// failed (`reason`): no new request goes out on it, but each call
+    /// Records the transport as dead because a request, the event stream,
+    /// or a response stream of a session without server-side state failed
+    /// (`reason`): no new request goes out on it, but each call
     /// already sent waits for its answer on its own exchange, which fails
     /// too if the server died (a later death of another kind still cuts it
     /// short). Returns whether this call was the one that killed it.
@@ -156,8 +157,8 @@ impl Health {
     }
 
     /// A future that resolves once the transport died in a way that may
-    /// leave a call already sent without its answer: any death but a failed
-    /// request or event stream (see [`Health::mark_broken`]).
+    /// leave a call already sent without its answer: any death but those
+    /// [`Health::mark_broken`] records.
     pub(crate) fn calls_cut(&self) -> WaitForCancellationFutureOwned {
         self.inner.calls_cut.clone().cancelled_owned()
     }

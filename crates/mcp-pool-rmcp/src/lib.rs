@@ -36,9 +36,10 @@
 //! [Session loss](#session-loss)), HTTP 5xx, an answer that is not MCP. The connector's `is_closed` reads the cell (no I/O), its
 //! `closed_notification` fires when the cell dies (for an idle session, when
 //! the server-sent event stream breaks), and [`McpSession`]'s request methods
-//! stop waiting as soon as it dies, unless it died of a failed request or a
-//! broken event stream: each call already sent then waits for the answer on
-//! its own exchange.
+//! stop waiting as soon as it dies, unless it died of a failed request, a
+//! broken event stream, or (without a server-side session) another call's
+//! broken response stream: each call already sent then waits for the answer
+//! on its own exchange.
 //!
 //! ## Session loss
 //!

@@ -50,12 +50,14 @@ const REFUSED_GRACE: Duration = Duration::from_secs(2);
 /// The request methods (`call_tool`, `ping`, `discover`, `list_all_tools`,
 /// `request`) each run under the connector's `request_timeout` and fail at
 /// once without sending if the transport is already dead. While they wait:
-/// - a failed request (HTTP 5xx, a refused connection) or a broken event
-///   stream retires the session but cuts no call short: a call already sent
-///   waits for the answer on its own exchange, which fails too if the
-///   server died;
-/// - a broken response stream, or a session aborted by the pool, closed, or
-///   whose rmcp service stopped, fails them within a few milliseconds;
+/// - a failed request (HTTP 5xx, a refused connection), a broken event
+///   stream, or (on a session without server-side state) another call's
+///   broken response stream retires the session but cuts no call short: a
+///   call already sent waits for the answer on its own exchange, which
+///   fails too if the server died;
+/// - a broken response stream of a stateful session, or a session aborted
+///   by the pool, closed, or whose rmcp service stopped, fails them within
+///   a few milliseconds;
 /// - a server that said it forgot the session, or refused the session's
 ///   era, fails them within 2 s (their own refusals arrive first).
 ///
@@ -332,7 +334,8 @@ impl McpSession {
         let request = std::pin::pin!(request);
         let timed = tokio::time::timeout(after, request);
         tokio::pin!(timed);
-        // A failed request or a broken event stream does not cut the call
+        // A failed request, a broken event stream, or another call's broken
+        // response stream on a stateless session does not cut the call
         // short: its answer comes on its own exchange.
         let cut = self.health.calls_cut();
         tokio::select! {

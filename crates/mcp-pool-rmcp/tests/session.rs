@@ -272,6 +272,80 @@ async fn a_call_in_flight_when_another_request_fails_gets_its_answer() {
     session.close().await;
 }
 
+/// A legacy stateless echo server behind a proxy that cuts, 100 ms into
+/// it, the response stream of every POST whose body mentions `cut`, with a
+/// broken body. Returns its URL; it stops when the test's runtime does.
+async fn stateless_echo_cutting_responses() -> String {
+    use axum::body::{to_bytes, Body};
+    use axum::extract::Request;
+    use axum::middleware::{self, Next};
+    use futures_util::StreamExt;
+
+    let config = EchoConfig::default().with_era(mcp_pool_echo::Era::LegacyStateless);
+    let app = mcp_pool_echo::EchoApp::new(&config);
+    let router = app.router().layer(middleware::from_fn(
+        |request: Request, next: Next| async move {
+            let (parts, body) = request.into_parts();
+            let bytes = to_bytes(body, 1 << 20).await.unwrap();
+            let cut = bytes.windows(3).any(|w| w == b"cut");
+            let response = next
+                .run(Request::from_parts(parts, Body::from(bytes)))
+                .await;
+            if !cut {
+                return response;
+            }
+            let (parts, body) = response.into_parts();
+            let body = body
+                .into_data_stream()
+                .map(|chunk| chunk.map_err(std::io::Error::other))
+                .take_until(tokio::time::sleep(Duration::from_millis(100)))
+                .chain(futures_util::stream::once(async {
+                    Err(std::io::Error::new(
+                        std::io::ErrorKind::ConnectionReset,
+                        "the proxy cut the stream",
+                    ))
+                }));
+            axum::response::Response::from_parts(parts, Body::from_stream(body))
+        },
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    url
+}
+
+/// On a legacy stateless session (shared by many calls in a pool), one
+/// call's broken response stream fails that call and retires the session,
+/// but the other calls already sent get their answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_response_stream_fails_its_own_call_only_on_a_stateless_session() {
+    let connector = McpConnector::builder()
+        .request_timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let url = stateless_echo_cutting_responses().await;
+    let key = SessionKey::anonymous(url).unwrap();
+    let session = connector.open(&key).await.unwrap();
+    let slow = |message: &str, delay_ms: u64| {
+        let args = rmcp::serde_json::json!({ "message": message, "delay_ms": delay_ms });
+        CallToolRequestParams::new("echo").with_arguments(args.as_object().cloned().unwrap())
+    };
+    let (result, cut) = tokio::join!(
+        session.call_tool(slow("slow", 800)),
+        session.call_tool(slow("cut", 600)),
+    );
+    let cut = cut.expect_err("its response stream was cut");
+    assert_eq!(cut.outcome(), Outcome::TransportError, "{cut}");
+    assert!(!cut.is_safe_to_retry(), "{cut}");
+    let reason = session
+        .closed_reason()
+        .expect("the cut retired the session");
+    assert!(reason.contains("response stream"), "{reason}");
+    let result = result.unwrap_or_else(|e| panic!("the other call failed: {e}"));
+    assert_eq!(text(&result), "slow");
+    session.close().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_listening_is_a_typed_connect_error() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
