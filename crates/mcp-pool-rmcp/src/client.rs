@@ -216,14 +216,20 @@ impl<C> HealthClient<C> {
             }
             Ok(StreamableHttpPostResponse::Sse(stream, session_id)) => {
                 self.health.record_session_id(session_id.as_deref());
-                let mut stream = Watched::new(stream, self.health.clone(), "response stream");
-                stream.kills = !self.request_scoped_streams;
-                // Without a server-side session (legacy stateless), the
-                // session carries many callers' calls, each on a stream of
-                // its own: a break fails its own call only (rmcp cannot
-                // resume a stream without event ids, and ends that call at
-                // once). A stateful session serves one caller at a time.
-                stream.spares_calls = self.health.session_id().is_none();
+                let on_break = if self.request_scoped_streams {
+                    OnBreak::LoseRequest
+                } else if self.health.session_id().is_none() {
+                    // Without a server-side session (legacy stateless), the
+                    // session carries many callers' calls, each on a stream
+                    // of its own: a break fails its own call only (rmcp
+                    // cannot resume a stream without event ids, and ends
+                    // that call at once).
+                    OnBreak::Retire
+                } else {
+                    // A stateful session serves one caller at a time.
+                    OnBreak::Kill
+                };
+                let stream = Watched::new(stream, self.health.clone(), "response stream", on_break);
                 if posted.initialize {
                     return match first_answer(stream).await {
                         Ok(stream) => Ok(StreamableHttpPostResponse::Sse(stream, session_id)),
@@ -257,9 +263,10 @@ impl<C> HealthClient<C> {
     fn observe_get(&self, session: bool, result: SseResult) -> SseResult {
         match result {
             Ok(stream) => {
-                let mut stream = Watched::new(stream, self.health.clone(), "event stream");
-                stream.spares_calls = true;
-                let stream = stream.boxed();
+                // It carries no call's answer.
+                let stream =
+                    Watched::new(stream, self.health.clone(), "event stream", OnBreak::Retire)
+                        .boxed();
                 Ok(match &self.router {
                     Some(router) => router.watch(StreamOf::Session, stream),
                     None => stream,
@@ -477,23 +484,33 @@ impl<C: StreamableHttpClient + Sync> StreamableHttpClient for HealthClient<C> {
     }
 }
 
-/// An SSE stream that marks the cell dead when it yields an error, and
-/// passes the error on with its body error redacted.
+/// What a broken SSE stream does to its session.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum OnBreak {
+    /// Nothing: its request alone is lost (a modern session, whose every
+    /// request is its own HTTP exchange).
+    LoseRequest,
+    /// Retires the session and spares the calls in flight
+    /// ([`Health::mark_broken`]): the session's event stream, which carries
+    /// no call's answer, and the response streams of a session without
+    /// server-side state.
+    Retire,
+    /// Kills the session and cuts the calls in flight short
+    /// ([`Health::mark_dead`]): a stateful session's response stream. It is
+    /// its own call's failure, and rmcp's attempts to resume it (from its
+    /// event ids) would hold that call for seconds, while the other calls'
+    /// streams break as well when the server died.
+    Kill,
+}
+
+/// An SSE stream that records in the cell what its break means
+/// ([`OnBreak`]) when it yields an error, and passes the error on with its
+/// body error redacted.
 struct Watched {
     inner: BoxStream<'static, Result<Sse, SseError>>,
     health: Health,
     what: &'static str,
-    /// Whether an error marks the transport dead.
-    kills: bool,
-    /// Whether an error that marks the transport dead spares the calls in
-    /// flight ([`Health::mark_broken`]): true of the session's event
-    /// stream, which carries no call's answer, and of the response streams
-    /// of a session without server-side state. A stateful session's
-    /// response stream cuts them short: it is its own call's failure, and
-    /// rmcp's attempts to resume it (from its event ids) would hold that
-    /// call for seconds, while the other calls' streams break as well when
-    /// the server died.
-    spares_calls: bool,
+    on_break: OnBreak,
 }
 
 impl Watched {
@@ -501,13 +518,13 @@ impl Watched {
         inner: BoxStream<'static, Result<Sse, SseError>>,
         health: Health,
         what: &'static str,
+        on_break: OnBreak,
     ) -> Self {
         Self {
             inner,
             health,
             what,
-            kills: true,
-            spares_calls: false,
+            on_break,
         }
     }
 }
@@ -526,12 +543,16 @@ impl Stream for Watched {
                     text.push_str(&cause.to_string());
                     source = cause.source();
                 }
-                if self.kills && self.spares_calls {
-                    self.health.mark_broken(text);
-                } else if self.kills {
-                    self.health.mark_dead(text);
-                } else {
-                    tracing::debug!(reason = %text, "a response stream broke; its request is lost");
+                match self.on_break {
+                    OnBreak::LoseRequest => {
+                        tracing::debug!(reason = %text, "a response stream broke; its request is lost");
+                    }
+                    OnBreak::Retire => {
+                        self.health.mark_broken(text);
+                    }
+                    OnBreak::Kill => {
+                        self.health.mark_dead(text);
+                    }
                 }
                 Poll::Ready(Some(Err(error)))
             }

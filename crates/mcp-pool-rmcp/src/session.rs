@@ -61,8 +61,7 @@ const REFUSED_GRACE: Duration = Duration::from_secs(2);
 /// - a server that said it forgot the session, or refused the session's
 ///   era, fails them within 2 s (their own refusals arrive first).
 ///
-/// A request the
-/// server refused because it forgot the session fails with
+/// A request the server refused because it forgot the session fails with
 /// [`Error::SessionLost`]; one it refused as of another era, with
 /// [`Error::EraChanged`]. Use [`McpSession::peer`] for anything else
 /// (without those guarantees).
