@@ -27,6 +27,57 @@ async fn session_on_echo(connector: &McpConnector) -> (EchoServerHandle, McpSess
     (server, session)
 }
 
+/// `echo` of `message`, answered after `delay_ms`.
+fn delayed_echo(message: &str, delay_ms: u64) -> CallToolRequestParams {
+    let args = rmcp::serde_json::json!({ "message": message, "delay_ms": delay_ms });
+    CallToolRequestParams::new("echo").with_arguments(args.as_object().cloned().unwrap())
+}
+
+/// A connector whose requests may run 10 s, longer than any call here.
+fn patient_connector() -> McpConnector {
+    McpConnector::builder()
+        .request_timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+/// Serves `router` on a loopback port until the test's runtime stops;
+/// returns its MCP URL.
+async fn serve_on_loopback(router: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    url
+}
+
+/// `response` with its body cut `after` it starts, as a proxy resetting
+/// the connection does: the client reads a broken body.
+fn cut_after(response: axum::response::Response, after: Duration) -> axum::response::Response {
+    use futures_util::StreamExt;
+
+    let (parts, body) = response.into_parts();
+    let body = body
+        .into_data_stream()
+        .map(|chunk| chunk.map_err(std::io::Error::other))
+        .take_until(tokio::time::sleep(after))
+        .chain(futures_util::stream::once(async {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "the proxy cut the stream",
+            ))
+        }));
+    axum::response::Response::from_parts(parts, axum::body::Body::from_stream(body))
+}
+
+/// The POST body of `request`, read whole, and the request rebuilt to
+/// carry it on.
+async fn read_body(request: axum::extract::Request) -> (axum::body::Bytes, axum::extract::Request) {
+    let (parts, body) = request.into_parts();
+    let bytes = axum::body::to_bytes(body, 1 << 20).await.unwrap();
+    let request = axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes.clone()));
+    (bytes, request)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_calls_tools_and_knows_its_upstream_id() {
     let connector = McpConnector::new().unwrap();
@@ -112,15 +163,8 @@ async fn a_killed_server_kills_the_idle_session_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_in_flight_when_the_server_dies_fails_fast() {
-    let connector = McpConnector::builder()
-        .request_timeout(Duration::from_secs(10))
-        .build()
-        .unwrap();
-    let (server, session) = session_on_echo(&connector).await;
-    let args = rmcp::serde_json::json!({ "message": "slow", "delay_ms": 5_000 });
-    let slow =
-        CallToolRequestParams::new("echo").with_arguments(args.as_object().cloned().unwrap());
-    let call = session.call_tool(slow);
+    let (server, session) = session_on_echo(&patient_connector()).await;
+    let call = session.call_tool(delayed_echo("slow", 5_000));
     let kill = async {
         tokio::time::sleep(Duration::from_millis(200)).await;
         server.kill().await;
@@ -144,39 +188,23 @@ async fn a_call_in_flight_when_the_server_dies_fails_fast() {
 /// client reads a broken body. POSTs pass untouched. Returns its URL; it
 /// stops when the test's runtime does.
 async fn echo_behind_a_stream_cutting_proxy(cut: Duration) -> String {
-    use axum::body::Body;
     use axum::extract::Request;
     use axum::http::Method;
     use axum::middleware::{self, Next};
-    use futures_util::StreamExt;
 
     let app = mcp_pool_echo::EchoApp::new(&EchoConfig::default());
     let router = app.router().layer(middleware::from_fn(
         move |request: Request, next: Next| async move {
             let get = request.method() == Method::GET;
             let response = next.run(request).await;
-            if !get {
-                return response;
+            if get {
+                cut_after(response, cut)
+            } else {
+                response
             }
-            let (parts, body) = response.into_parts();
-            let cut_at = tokio::time::sleep(cut);
-            let body = body
-                .into_data_stream()
-                .map(|chunk| chunk.map_err(std::io::Error::other))
-                .take_until(cut_at)
-                .chain(futures_util::stream::once(async {
-                    Err(std::io::Error::new(
-                        std::io::ErrorKind::ConnectionReset,
-                        "the proxy cut the stream",
-                    ))
-                }));
-            axum::response::Response::from_parts(parts, Body::from_stream(body))
         },
     ));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    url
+    serve_on_loopback(router).await
 }
 
 /// A broken event stream retires a legacy stateful session, but a call
@@ -184,17 +212,10 @@ async fn echo_behind_a_stream_cutting_proxy(cut: Duration) -> String {
 /// rather than failing as interrupted (a failure no caller could retry).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_in_flight_when_the_event_stream_breaks_gets_its_answer() {
-    let connector = McpConnector::builder()
-        .request_timeout(Duration::from_secs(10))
-        .build()
-        .unwrap();
     let url = echo_behind_a_stream_cutting_proxy(Duration::from_millis(150)).await;
     let key = SessionKey::anonymous(url).unwrap();
-    let session = connector.open(&key).await.unwrap();
-    let args = rmcp::serde_json::json!({ "message": "slow", "delay_ms": 800 });
-    let slow =
-        CallToolRequestParams::new("echo").with_arguments(args.as_object().cloned().unwrap());
-    let result = session.call_tool(slow).await;
+    let session = patient_connector().open(&key).await.unwrap();
+    let result = session.call_tool(delayed_echo("slow", 800)).await;
     // The cut came while the call ran (it opened with the session and
     // lasts 150 ms; the call 800 ms).
     let reason = session.closed_reason().expect("the event stream broke");
@@ -215,7 +236,6 @@ async fn a_call_in_flight_when_the_event_stream_breaks_gets_its_answer() {
 /// one request, as an overloaded or crashing handler does). Returns its URL;
 /// it stops when the test's runtime does.
 async fn modern_echo_failing_boom_with_500() -> String {
-    use axum::body::{to_bytes, Body};
     use axum::extract::Request;
     use axum::http::StatusCode;
     use axum::middleware::{self, Next};
@@ -225,19 +245,14 @@ async fn modern_echo_failing_boom_with_500() -> String {
     let app = mcp_pool_echo::EchoApp::new(&config);
     let router = app.router().layer(middleware::from_fn(
         |request: Request, next: Next| async move {
-            let (parts, body) = request.into_parts();
-            let bytes = to_bytes(body, 1 << 20).await.unwrap();
-            if bytes.windows(4).any(|w| w == b"boom") {
+            let (body, request) = read_body(request).await;
+            if body.windows(4).any(|w| w == b"boom") {
                 return (StatusCode::INTERNAL_SERVER_ERROR, "handler crashed").into_response();
             }
-            next.run(Request::from_parts(parts, Body::from(bytes)))
-                .await
+            next.run(request).await
         },
     ));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    url
+    serve_on_loopback(router).await
 }
 
 /// One request failing with HTTP 500 retires the session, but the other
@@ -246,21 +261,14 @@ async fn modern_echo_failing_boom_with_500() -> String {
 /// interrupted (a failure no caller could retry).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_in_flight_when_another_request_fails_gets_its_answer() {
-    let connector = McpConnector::builder()
-        .request_timeout(Duration::from_secs(10))
-        .build()
-        .unwrap();
     let url = modern_echo_failing_boom_with_500().await;
     let key = SessionKey::anonymous(url).unwrap();
-    let session = connector.open(&key).await.unwrap();
-    let args = rmcp::serde_json::json!({ "message": "slow", "delay_ms": 800 });
-    let slow =
-        CallToolRequestParams::new("echo").with_arguments(args.as_object().cloned().unwrap());
+    let session = patient_connector().open(&key).await.unwrap();
     let failing = async {
         tokio::time::sleep(Duration::from_millis(100)).await;
         session.call_tool(echo("boom")).await
     };
-    let (result, failed) = tokio::join!(session.call_tool(slow), failing);
+    let (result, failed) = tokio::join!(session.call_tool(delayed_echo("slow", 800)), failing);
     let failed = failed.expect_err("the proxy answers 500");
     assert!(failed.to_string().contains("500"), "{failed}");
     let reason = session
@@ -276,42 +284,23 @@ async fn a_call_in_flight_when_another_request_fails_gets_its_answer() {
 /// it, the response stream of every POST whose body mentions `cut`, with a
 /// broken body. Returns its URL; it stops when the test's runtime does.
 async fn stateless_echo_cutting_responses() -> String {
-    use axum::body::{to_bytes, Body};
     use axum::extract::Request;
     use axum::middleware::{self, Next};
-    use futures_util::StreamExt;
 
     let config = EchoConfig::default().with_era(mcp_pool_echo::Era::LegacyStateless);
     let app = mcp_pool_echo::EchoApp::new(&config);
     let router = app.router().layer(middleware::from_fn(
         |request: Request, next: Next| async move {
-            let (parts, body) = request.into_parts();
-            let bytes = to_bytes(body, 1 << 20).await.unwrap();
-            let cut = bytes.windows(3).any(|w| w == b"cut");
-            let response = next
-                .run(Request::from_parts(parts, Body::from(bytes)))
-                .await;
-            if !cut {
-                return response;
+            let (body, request) = read_body(request).await;
+            let response = next.run(request).await;
+            if body.windows(3).any(|w| w == b"cut") {
+                cut_after(response, Duration::from_millis(100))
+            } else {
+                response
             }
-            let (parts, body) = response.into_parts();
-            let body = body
-                .into_data_stream()
-                .map(|chunk| chunk.map_err(std::io::Error::other))
-                .take_until(tokio::time::sleep(Duration::from_millis(100)))
-                .chain(futures_util::stream::once(async {
-                    Err(std::io::Error::new(
-                        std::io::ErrorKind::ConnectionReset,
-                        "the proxy cut the stream",
-                    ))
-                }));
-            axum::response::Response::from_parts(parts, Body::from_stream(body))
         },
     ));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    url
+    serve_on_loopback(router).await
 }
 
 /// On a legacy stateless session (shared by many calls in a pool), one
@@ -319,20 +308,12 @@ async fn stateless_echo_cutting_responses() -> String {
 /// but the other calls already sent get their answers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_response_stream_fails_its_own_call_only_on_a_stateless_session() {
-    let connector = McpConnector::builder()
-        .request_timeout(Duration::from_secs(10))
-        .build()
-        .unwrap();
     let url = stateless_echo_cutting_responses().await;
     let key = SessionKey::anonymous(url).unwrap();
-    let session = connector.open(&key).await.unwrap();
-    let slow = |message: &str, delay_ms: u64| {
-        let args = rmcp::serde_json::json!({ "message": message, "delay_ms": delay_ms });
-        CallToolRequestParams::new("echo").with_arguments(args.as_object().cloned().unwrap())
-    };
+    let session = patient_connector().open(&key).await.unwrap();
     let (result, cut) = tokio::join!(
-        session.call_tool(slow("slow", 800)),
-        session.call_tool(slow("cut", 600)),
+        session.call_tool(delayed_echo("slow", 800)),
+        session.call_tool(delayed_echo("cut", 600)),
     );
     let cut = cut.expect_err("its response stream was cut");
     assert_eq!(cut.outcome(), Outcome::TransportError, "{cut}");
