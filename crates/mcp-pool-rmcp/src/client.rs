@@ -5,12 +5,10 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 
-use futures_util::stream::{self, BoxStream, Stream, StreamExt};
+use futures_util::stream::{BoxStream, StreamExt};
 use http::{HeaderName, HeaderValue};
 use rmcp::model::{
     ClientJsonRpcMessage, ClientRequest, DiscoverResult, ServerJsonRpcMessage, ServerResult,
@@ -23,12 +21,10 @@ use sse_stream::Sse;
 
 use crate::events::{Router, StreamOf};
 use crate::health::Health;
-use crate::http::{redacted, redacted_sse};
+use crate::http::redacted;
 use crate::loss::{judge_failure, judge_reply, Posted, Verdict};
+use crate::watched::{first_answer, OnBreak, Watched};
 use crate::HttpError;
-
-/// Bytes of an unusable event quoted in an error.
-const PREVIEW: usize = 200;
 
 /// A [`StreamableHttpClient`] that delegates every method to `C` and:
 ///
@@ -285,49 +281,6 @@ impl<C> HealthClient<C> {
     }
 }
 
-/// Reads `stream` (the answer to `initialize`) up to its first JSON-RPC
-/// response or error, and returns a stream that yields everything read and
-/// then the rest. Fails with what the server sent if an event is not
-/// JSON-RPC, the stream breaks, or it ends without an answer.
-async fn first_answer(
-    mut stream: Watched,
-) -> Result<BoxStream<'static, Result<Sse, SseError>>, StreamableHttpError<HttpError>> {
-    let mut read = Vec::new();
-    loop {
-        match stream.next().await {
-            Some(Ok(event)) => {
-                let data = event.data.as_deref().unwrap_or_default().trim().to_owned();
-                read.push(Ok(event));
-                if data.is_empty() {
-                    continue;
-                }
-                match serde_json::from_str::<ServerJsonRpcMessage>(&data) {
-                    Ok(ServerJsonRpcMessage::Response(_) | ServerJsonRpcMessage::Error(_)) => {
-                        return Ok(stream::iter(read).chain(stream).boxed());
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        let preview: String = data.chars().take(PREVIEW).collect();
-                        return Err(StreamableHttpError::UnexpectedServerResponse(Cow::Owned(
-                            format!(
-                                "the answer to initialize is an event stream whose data is not JSON-RPC ({e}): {preview}"
-                            ),
-                        )));
-                    }
-                }
-            }
-            Some(Err(error)) => return Err(StreamableHttpError::Sse(error)),
-            None => {
-                return Err(StreamableHttpError::UnexpectedServerResponse(
-                    Cow::Borrowed(
-                        "the answer to initialize is an event stream that ended without a response",
-                    ),
-                ))
-            }
-        }
-    }
-}
-
 impl<C: StreamableHttpClient + Sync> StreamableHttpClient for HealthClient<C> {
     type Error = HttpError;
 
@@ -484,87 +437,11 @@ impl<C: StreamableHttpClient + Sync> StreamableHttpClient for HealthClient<C> {
     }
 }
 
-/// What a broken SSE stream does to its session.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-enum OnBreak {
-    /// Nothing: its request alone is lost (a modern session, whose every
-    /// request is its own HTTP exchange).
-    LoseRequest,
-    /// Retires the session and spares the calls in flight
-    /// ([`Health::mark_broken`]): the session's event stream, which carries
-    /// no call's answer, and the response streams of a session without
-    /// server-side state.
-    Retire,
-    /// Kills the session and cuts the calls in flight short
-    /// ([`Health::mark_dead`]): a stateful session's response stream. It is
-    /// its own call's failure, and rmcp's attempts to resume it (from its
-    /// event ids) would hold that call for seconds, while the other calls'
-    /// streams break as well when the server died.
-    Kill,
-}
-
-/// An SSE stream that records in the cell what its break means
-/// ([`OnBreak`]) when it yields an error, and passes the error on with its
-/// body error redacted.
-struct Watched {
-    inner: BoxStream<'static, Result<Sse, SseError>>,
-    health: Health,
-    what: &'static str,
-    on_break: OnBreak,
-}
-
-impl Watched {
-    fn new(
-        inner: BoxStream<'static, Result<Sse, SseError>>,
-        health: Health,
-        what: &'static str,
-        on_break: OnBreak,
-    ) -> Self {
-        Self {
-            inner,
-            health,
-            what,
-            on_break,
-        }
-    }
-}
-
-impl Stream for Watched {
-    type Item = Result<Sse, SseError>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        match self.inner.poll_next_unpin(cx) {
-            Poll::Ready(Some(Err(error))) => {
-                let error = redacted_sse(error);
-                let mut text = format!("the {} broke: {error}", self.what);
-                let mut source = std::error::Error::source(&error);
-                while let Some(cause) = source {
-                    text.push_str(": ");
-                    text.push_str(&cause.to_string());
-                    source = cause.source();
-                }
-                match self.on_break {
-                    OnBreak::LoseRequest => {
-                        tracing::debug!(reason = %text, "a response stream broke; its request is lost");
-                    }
-                    OnBreak::Retire => {
-                        self.health.mark_broken(text);
-                    }
-                    OnBreak::Kill => {
-                        self.health.mark_dead(text);
-                    }
-                }
-                Poll::Ready(Some(Err(error)))
-            }
-            other => other,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::HttpErrorKind;
+    use futures_util::stream;
     use rmcp::model::{
         ClientRequest, ErrorCode, ErrorData, InitializeRequest, InitializeRequestParams,
         PingRequest, RequestId, ServerResult,

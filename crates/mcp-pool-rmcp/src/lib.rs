@@ -332,6 +332,7 @@ mod loss;
 mod open;
 mod redact;
 mod session;
+mod watched;
 
 pub use cache::{CacheEvent, CachedResult};
 pub use client::HealthClient;
