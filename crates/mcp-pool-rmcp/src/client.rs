@@ -221,9 +221,15 @@ impl<C> HealthClient<C> {
                     // cannot resume a stream without event ids, and ends
                     // that call at once).
                     OnBreak::Retire
+                } else if let Some(id) = posted.request_id.clone() {
+                    // A stateful session serves one caller at a time, whose
+                    // calls at once each have a stream of their own: a
+                    // break cuts its own call short (rmcp would hold it
+                    // while it tries to resume the stream) and spares the
+                    // others.
+                    OnBreak::CutCall(id)
                 } else {
-                    // A stateful session serves one caller at a time.
-                    OnBreak::Kill
+                    OnBreak::Retire
                 };
                 let stream = Watched::new(stream, self.health.clone(), "response stream", on_break);
                 if posted.initialize {
@@ -256,13 +262,24 @@ impl<C> HealthClient<C> {
         }
     }
 
-    fn observe_get(&self, session: bool, result: SseResult) -> SseResult {
+    /// What a GET (`resuming` a broken stream from its last event id, or
+    /// opening the session's event stream) returned.
+    fn observe_get(&self, session: bool, resuming: bool, result: SseResult) -> SseResult {
+        if resuming && result.is_err() {
+            self.health.mark_resume_failed();
+        }
         match result {
             Ok(stream) => {
-                // It carries no call's answer.
+                // The event stream carries no call's answer; a resumed one
+                // may, and a break of it leaves rmcp to try again (a failed
+                // attempt cuts its call short, see `McpSession`).
+                let what = if resuming {
+                    "resumed stream"
+                } else {
+                    "event stream"
+                };
                 let stream =
-                    Watched::new(stream, self.health.clone(), "event stream", OnBreak::Retire)
-                        .boxed();
+                    Watched::new(stream, self.health.clone(), what, OnBreak::Retire).boxed();
                 Ok(match &self.router {
                     Some(router) => router.watch(StreamOf::Session, stream),
                     None => stream,
@@ -397,6 +414,7 @@ impl<C: StreamableHttpClient + Sync> StreamableHttpClient for HealthClient<C> {
         custom_headers: HashMap<HeaderName, HeaderValue>,
     ) -> Result<BoxStream<'static, Result<Sse, SseError>>, StreamableHttpError<Self::Error>> {
         let session = session_id.is_some();
+        let resuming = last_event_id.is_some();
         let result = self
             .inner
             .get_stream(
@@ -408,7 +426,7 @@ impl<C: StreamableHttpClient + Sync> StreamableHttpClient for HealthClient<C> {
             )
             .await
             .map_err(redacted);
-        self.observe_get(session, result)
+        self.observe_get(session, resuming, result)
     }
 
     async fn get_stream_with_max_sse_event_size(
@@ -421,6 +439,7 @@ impl<C: StreamableHttpClient + Sync> StreamableHttpClient for HealthClient<C> {
         max_sse_event_size: usize,
     ) -> Result<BoxStream<'static, Result<Sse, SseError>>, StreamableHttpError<Self::Error>> {
         let session = session_id.is_some();
+        let resuming = last_event_id.is_some();
         let result = self
             .inner
             .get_stream_with_max_sse_event_size(
@@ -433,7 +452,7 @@ impl<C: StreamableHttpClient + Sync> StreamableHttpClient for HealthClient<C> {
             )
             .await
             .map_err(redacted);
-        self.observe_get(session, result)
+        self.observe_get(session, resuming, result)
     }
 }
 

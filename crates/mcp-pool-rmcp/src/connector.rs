@@ -95,6 +95,15 @@ pub(crate) struct Settings {
 }
 
 impl Settings {
+    /// Longest wait for rmcp to resume a broken response stream from its
+    /// last event id: every attempt of the reconnect policy, each after its
+    /// wait and bounded by the connect timeout. A failed attempt ends the
+    /// wait sooner.
+    pub(crate) fn resume_window(&self) -> Duration {
+        let attempts = u32::try_from(self.retry.max_times).unwrap_or(u32::MAX);
+        (self.retry.interval + self.connect_timeout).saturating_mul(attempts)
+    }
+
     /// Longest wait for a `server/discover` answer.
     pub(crate) fn discover_timeout(&self) -> Duration {
         self.discover_timeout.unwrap_or(self.initialize_timeout)

@@ -1,12 +1,17 @@
 //! Transport-aware health: the cell that records every sign of a dead
 //! transport, read by the connector without I/O, and what counts as one.
 
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use mcp_pool::ConnectFailure;
+use rmcp::model::RequestId;
 use rmcp::transport::streamable_http_client::StreamableHttpError;
-use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+use tokio_util::sync::{
+    CancellationToken, WaitForCancellationFuture, WaitForCancellationFutureOwned,
+};
 
 use crate::redact::redact_urls;
 use crate::HttpError;
@@ -27,6 +32,17 @@ struct HealthInner {
     /// Cancelled by every death that may leave a call already sent without
     /// its answer (all but [`Health::mark_broken`]'s).
     calls_cut: CancellationToken,
+    /// Calls' own response streams: a token per request id, cancelled when
+    /// that request's stream broke ([`Health::cut_call`]), registered by the
+    /// call waiting on it ([`OwnStream`]) or by the break, whichever came
+    /// first.
+    streams: Mutex<HashMap<RequestId, CancellationToken>>,
+    /// Cancelled when any call's own response stream broke: cuts short the
+    /// calls that do not know their request ids.
+    any_stream_cut: CancellationToken,
+    /// Cancelled when an attempt to resume a broken stream from its last
+    /// event id failed.
+    resume_failed: CancellationToken,
     reason: OnceLock<String>,
     /// The server's words when it said it does not know the session.
     lost: OnceLock<String>,
@@ -80,6 +96,52 @@ impl Health {
     /// short). Returns whether this call was the one that killed it.
     pub(crate) fn mark_broken(&self, reason: impl Into<String>) -> bool {
         self.kill(reason.into())
+    }
+
+    /// Records that the response stream of request `id` broke (`reason`):
+    /// the session retires as [`Health::mark_broken`] has it, and the call
+    /// waiting on that stream ([`OwnStream`]) is cut short, as is every call
+    /// that does not know its request ids; the other calls already sent wait
+    /// on their own streams (if the server died, those break too). Returns
+    /// whether this call was the one that killed the cell.
+    pub(crate) fn cut_call(&self, id: &RequestId, reason: impl Into<String>) -> bool {
+        let first = self.mark_broken(reason);
+        self.lock_streams().entry(id.clone()).or_default().cancel();
+        self.inner.any_stream_cut.cancel();
+        first
+    }
+
+    /// A watch on the response stream of the request it will be bound to
+    /// ([`OwnStream::bind`]).
+    pub(crate) fn own_stream(&self) -> OwnStream {
+        OwnStream {
+            health: self.clone(),
+            token: CancellationToken::new(),
+            id: OnceLock::new(),
+        }
+    }
+
+    /// Records that an attempt to resume a broken stream from its last
+    /// event id failed: the server cannot serve the calls waiting on such
+    /// streams ([`Health::resume_failed`]).
+    pub(crate) fn mark_resume_failed(&self) {
+        self.inner.resume_failed.cancel();
+    }
+
+    /// A future that resolves once an attempt to resume a broken stream
+    /// failed.
+    pub(crate) fn resume_failed(&self) -> WaitForCancellationFutureOwned {
+        self.inner.resume_failed.clone().cancelled_owned()
+    }
+
+    /// A future that resolves once any call's own response stream broke.
+    pub(crate) fn any_stream_cut(&self) -> WaitForCancellationFutureOwned {
+        self.inner.any_stream_cut.clone().cancelled_owned()
+    }
+
+    fn lock_streams(&self) -> MutexGuard<'_, HashMap<RequestId, CancellationToken>> {
+        // Only ever holds plain values: a poisoned lock is still consistent.
+        self.inner.streams.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn kill(&self, reason: String) -> bool {
@@ -187,6 +249,47 @@ impl Health {
     }
 }
 
+/// One call's watch on its own response stream: [`OwnStream::broke`]
+/// resolves once the stream of the request it is bound to broke (before or
+/// after the binding). Dropping it forgets the request.
+pub(crate) struct OwnStream {
+    health: Health,
+    token: CancellationToken,
+    id: OnceLock<RequestId>,
+}
+
+impl OwnStream {
+    /// Binds the watch to request `id` (once; later calls are ignored).
+    pub(crate) fn bind(&self, id: &RequestId) {
+        if self.id.set(id.clone()).is_err() {
+            return;
+        }
+        match self.health.lock_streams().entry(id.clone()) {
+            // Its stream broke before the call learned its id.
+            Entry::Occupied(broken) if broken.get().is_cancelled() => self.token.cancel(),
+            Entry::Occupied(mut other) => {
+                other.insert(self.token.clone());
+            }
+            Entry::Vacant(entry) => {
+                entry.insert(self.token.clone());
+            }
+        }
+    }
+
+    /// A future that resolves once the bound request's stream broke.
+    pub(crate) fn broke(&self) -> WaitForCancellationFuture<'_> {
+        self.token.cancelled()
+    }
+}
+
+impl Drop for OwnStream {
+    fn drop(&mut self) {
+        if let Some(id) = self.id.get() {
+            self.health.lock_streams().remove(id);
+        }
+    }
+}
+
 impl fmt::Debug for Health {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Health")
@@ -287,6 +390,40 @@ mod tests {
         assert!(!health.mark_dead("the rmcp service stopped"));
         cut.await.unwrap();
         assert_eq!(health.reason(), Some("the event stream broke"));
+    }
+
+    #[tokio::test]
+    async fn a_broken_response_stream_cuts_its_own_call_and_no_other() {
+        let health = Health::new();
+        let (mine, other, early) = (
+            health.own_stream(),
+            health.own_stream(),
+            health.own_stream(),
+        );
+        mine.bind(&RequestId::Number(1));
+        other.bind(&RequestId::Number(2));
+        let anonymous = tokio::spawn(health.any_stream_cut());
+        let cut_all = tokio::spawn(health.calls_cut());
+        // A stream that broke before its call bound its id cuts it at once.
+        assert!(health.cut_call(&RequestId::Number(3), "the response stream broke"));
+        early.bind(&RequestId::Number(3));
+        early.broke().await;
+        anonymous.await.unwrap();
+        assert!(health.is_dead(), "the session retires");
+        assert!(!health.cut_call(&RequestId::Number(1), "again"));
+        mine.broke().await;
+        tokio::task::yield_now().await;
+        assert!(
+            !other.token.is_cancelled(),
+            "another call waits on its own stream"
+        );
+        assert!(!cut_all.is_finished(), "no call is cut short for all");
+        assert_eq!(health.reason(), Some("the response stream broke"));
+        drop((mine, other, early));
+        assert!(
+            health.lock_streams().is_empty(),
+            "the calls forgot their ids"
+        );
     }
 
     #[tokio::test]

@@ -37,9 +37,11 @@
 //! `closed_notification` fires when the cell dies (for an idle session, when
 //! the server-sent event stream breaks), and [`McpSession`]'s request methods
 //! stop waiting as soon as it dies, unless it died of a failed request, a
-//! broken event stream, or (without a server-side session) another call's
-//! broken response stream: each call already sent then waits for the answer
-//! on its own exchange.
+//! broken event stream, or another call's broken response stream: each call
+//! already sent then waits for the answer on its own exchange. A call whose
+//! own response stream broke on a stateful session waits while rmcp resumes
+//! the stream from its last event id (a live server behind a proxy that cut
+//! it answers there), and fails at the first failed attempt.
 //!
 //! ## Session loss
 //!

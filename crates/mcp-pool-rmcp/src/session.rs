@@ -15,6 +15,7 @@ use rmcp::service::{PeerRequestOptions, RunningService};
 use rmcp::transport::streamable_http_client::StreamableHttpError;
 use rmcp::{Peer, RoleClient, ServiceError};
 use tokio::sync::mpsc::UnboundedSender;
+use tokio::time::error::Elapsed;
 
 use crate::cache::{CachedResult, ResultCache, Value};
 use crate::connector::Settings;
@@ -22,6 +23,7 @@ use crate::detect::{http_asks_for_session, refuses_era, said};
 use crate::era::EraWatch;
 use crate::events::{CallEvent, Router};
 use crate::handler::PoolClientHandler;
+use crate::health::OwnStream;
 use crate::http::find_failure;
 use crate::{Era, Error, Health, Identity};
 
@@ -51,13 +53,18 @@ const REFUSED_GRACE: Duration = Duration::from_secs(2);
 /// `request`) each run under the connector's `request_timeout` and fail at
 /// once without sending if the transport is already dead. While they wait:
 /// - a failed request (HTTP 5xx, a refused connection), a broken event
-///   stream, or (on a session without server-side state) another call's
-///   broken response stream retires the session but cuts no call short: a
-///   call already sent waits for the answer on its own exchange, which
-///   fails too if the server died;
-/// - a broken response stream of a stateful session, or a session aborted
-///   by the pool, closed, or whose rmcp service stopped, fails them within
-///   a few milliseconds;
+///   stream, or another call's broken response stream retires the session
+///   but cuts no call short: a call already sent waits for the answer on
+///   its own exchange, which fails too if the server died;
+/// - a call's own broken response stream on a stateful session lets rmcp
+///   resume it from its last event id (the answer may come there), and
+///   fails the call within a few milliseconds of the first failed attempt
+///   (or once every attempt of the connector's reconnect policy could
+///   have run); `list_all_tools`, whose pages' request ids are rmcp's own,
+///   takes any call's broken response stream for its own. Without event
+///   ids (a stateless or modern session) rmcp fails such a call itself;
+/// - a session aborted by the pool, closed, or whose rmcp service stopped
+///   fails them within a few milliseconds;
 /// - a server that said it forgot the session, or refused the session's
 ///   era, fails them within 2 s (their own refusals arrive first).
 ///
@@ -206,6 +213,7 @@ impl McpSession {
                 "tools/list",
                 self.settings.request_timeout,
                 self.running.list_all_tools_with_cache_hint(),
+                None,
             )
             .await?;
         self.cache.put(
@@ -239,10 +247,12 @@ impl McpSession {
             request,
             ClientRequest::InitializeRequest(_) | ClientRequest::DiscoverRequest(_)
         );
-        let send = async move {
+        let own = self.health.own_stream();
+        let send = async {
             let handle = peer
                 .send_request_with_option(request, PeerRequestOptions::with_timeout(after))
                 .await?;
+            own.bind(&handle.id);
             let mut abandoned = AbandonedRequest {
                 peer: cancellable.then(|| peer.clone()),
                 id: handle.id.clone(),
@@ -251,7 +261,7 @@ impl McpSession {
             abandoned.peer = None;
             result
         };
-        self.guard(method, after + Duration::from_millis(100), send)
+        self.guard(method, after + Duration::from_millis(100), send, Some(&own))
             .await
     }
 
@@ -323,42 +333,78 @@ impl McpSession {
         }
     }
 
+    /// Runs `request` (one call, whose response stream `own` watches, or
+    /// several requests if `own` is `None`) under the timeout `after` and
+    /// the cuts [`McpSession`] lists.
     pub(crate) async fn guard<T>(
         &self,
         method: &'static str,
         after: Duration,
         request: impl Future<Output = Result<T, ServiceError>>,
+        own: Option<&OwnStream>,
     ) -> Result<T, Error> {
         self.ensure_alive(method)?;
         let request = std::pin::pin!(request);
         let timed = tokio::time::timeout(after, request);
         tokio::pin!(timed);
         // A failed request, a broken event stream, or another call's broken
-        // response stream on a stateless session does not cut the call
-        // short: its answer comes on its own exchange.
-        let cut = self.health.calls_cut();
+        // response stream does not cut the call short: its answer comes on
+        // its own exchange. Requests whose ids the guard does not know are
+        // cut short by any call's broken response stream.
+        let calls_cut = self.health.calls_cut();
+        let own_cut = async {
+            match own {
+                Some(own) => own.broke().await,
+                None => self.health.any_stream_cut().await,
+            }
+        };
         tokio::select! {
             biased;
             result = &mut timed => match result {
                 Ok(result) => result.map_err(|e| self.service_error(method, e)),
                 Err(_) => Err(Error::TimedOut { method, after }),
             },
-            () = cut => {
-                // rmcp's own answer, if it comes at once, is more precise
-                // (a refused request is safe to retry, a broken one is not).
-                let grace = match self.health.lost().or(self.health.era_refusal()) {
-                    Some(_) => REFUSED_GRACE,
-                    None => DEAD_GRACE,
-                };
-                match tokio::time::timeout(grace, &mut timed).await {
-                    Ok(Ok(result)) => result.map_err(|e| self.service_error(method, e)),
-                    _ => Err(Error::TransportClosed {
-                        method,
-                        reason: self.health.reason().unwrap_or("unknown").to_owned(),
-                        sent: true,
-                    }),
+            () = own_cut => {
+                // rmcp resumes the stream from its last event id, as a live
+                // server behind a proxy that cut it allows: the answer may
+                // still come, unless an attempt fails, the session dies, or
+                // rmcp's attempts run out.
+                tokio::select! {
+                    biased;
+                    result = &mut timed => return match result {
+                        Ok(result) => result.map_err(|e| self.service_error(method, e)),
+                        Err(_) => Err(Error::TimedOut { method, after }),
+                    },
+                    () = self.health.calls_cut() => {}
+                    () = self.health.resume_failed() => {}
+                    () = tokio::time::sleep(self.settings.resume_window()) => {}
                 }
+                self.cut_short(method, &mut timed).await
             }
+            () = calls_cut => self.cut_short(method, &mut timed).await,
+        }
+    }
+
+    /// The end of a call cut short: rmcp's own answer if it comes within a
+    /// grace, else [`Error::TransportClosed`] (sent).
+    async fn cut_short<T>(
+        &self,
+        method: &'static str,
+        timed: impl Future<Output = Result<Result<T, ServiceError>, Elapsed>>,
+    ) -> Result<T, Error> {
+        // rmcp's own answer, if it comes at once, is more precise
+        // (a refused request is safe to retry, a broken one is not).
+        let grace = match self.health.lost().or(self.health.era_refusal()) {
+            Some(_) => REFUSED_GRACE,
+            None => DEAD_GRACE,
+        };
+        match tokio::time::timeout(grace, timed).await {
+            Ok(Ok(result)) => result.map_err(|e| self.service_error(method, e)),
+            _ => Err(Error::TransportClosed {
+                method,
+                reason: self.health.reason().unwrap_or("unknown").to_owned(),
+                sent: true,
+            }),
         }
     }
 

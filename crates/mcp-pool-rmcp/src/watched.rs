@@ -11,7 +11,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use futures_util::stream::{self, BoxStream, Stream, StreamExt};
-use rmcp::model::ServerJsonRpcMessage;
+use rmcp::model::{RequestId, ServerJsonRpcMessage};
 use rmcp::transport::streamable_http_client::{SseError, StreamableHttpError};
 use sse_stream::Sse;
 
@@ -23,7 +23,7 @@ use crate::HttpError;
 const PREVIEW: usize = 200;
 
 /// What a broken SSE stream does to its session.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum OnBreak {
     /// Nothing: its request alone is lost (a modern session, whose every
     /// request is its own HTTP exchange).
@@ -33,12 +33,12 @@ pub(crate) enum OnBreak {
     /// no call's answer, and the response streams of a session without
     /// server-side state.
     Retire,
-    /// Kills the session and cuts the calls in flight short
-    /// ([`Health::mark_dead`]): a stateful session's response stream. It is
+    /// Retires the session and cuts short the call of this request
+    /// ([`Health::cut_call`]): a stateful session's response stream. It is
     /// its own call's failure, and rmcp's attempts to resume it (from its
-    /// event ids) would hold that call for seconds, while the other calls'
-    /// streams break as well when the server died.
-    Kill,
+    /// event ids) would hold that call for seconds; the other calls wait on
+    /// their own streams, which break as well when the server died.
+    CutCall(RequestId),
 }
 
 /// An SSE stream that records in the cell what its break means
@@ -81,15 +81,15 @@ impl Stream for Watched {
                     text.push_str(&cause.to_string());
                     source = cause.source();
                 }
-                match self.on_break {
+                match &self.on_break {
                     OnBreak::LoseRequest => {
                         tracing::debug!(reason = %text, "a response stream broke; its request is lost");
                     }
                     OnBreak::Retire => {
                         self.health.mark_broken(text);
                     }
-                    OnBreak::Kill => {
-                        self.health.mark_dead(text);
+                    OnBreak::CutCall(id) => {
+                        self.health.cut_call(id, text);
                     }
                 }
                 Poll::Ready(Some(Err(error)))

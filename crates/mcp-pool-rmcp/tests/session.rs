@@ -280,17 +280,24 @@ async fn a_call_in_flight_when_another_request_fails_gets_its_answer() {
     session.close().await;
 }
 
-/// A legacy stateless echo server behind a proxy that cuts, 100 ms into
-/// it, the response stream of every POST whose body mentions `cut`, with a
-/// broken body. Returns its URL; it stops when the test's runtime does.
-async fn stateless_echo_cutting_responses() -> String {
+/// An echo server of `era` behind a proxy that cuts, 100 ms into it, the
+/// response stream of every POST whose body mentions `cut`, with a broken
+/// body, and (if `refuse_resume`) answers HTTP 500 to every GET that asks
+/// to resume a stream from its `Last-Event-ID`. Returns its URL; it stops
+/// when the test's runtime does.
+async fn echo_cutting_responses(era: mcp_pool_echo::Era, refuse_resume: bool) -> String {
     use axum::extract::Request;
+    use axum::http::StatusCode;
     use axum::middleware::{self, Next};
+    use axum::response::IntoResponse;
 
-    let config = EchoConfig::default().with_era(mcp_pool_echo::Era::LegacyStateless);
+    let config = EchoConfig::default().with_era(era);
     let app = mcp_pool_echo::EchoApp::new(&config);
     let router = app.router().layer(middleware::from_fn(
-        |request: Request, next: Next| async move {
+        move |request: Request, next: Next| async move {
+            if refuse_resume && request.headers().contains_key("last-event-id") {
+                return (StatusCode::INTERNAL_SERVER_ERROR, "no resumption here").into_response();
+            }
             let (body, request) = read_body(request).await;
             let response = next.run(request).await;
             if body.windows(3).any(|w| w == b"cut") {
@@ -303,28 +310,78 @@ async fn stateless_echo_cutting_responses() -> String {
     serve_on_loopback(router).await
 }
 
-/// On a legacy stateless session (shared by many calls in a pool), one
-/// call's broken response stream fails that call and retires the session,
-/// but the other calls already sent get their answers.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_broken_response_stream_fails_its_own_call_only_on_a_stateless_session() {
-    let url = stateless_echo_cutting_responses().await;
+/// Two calls at once (`slow`, and `cut`, whose response stream the proxy
+/// cuts) on a session of `era` behind [`echo_cutting_responses`]. Checks
+/// that the cut retired the session and the other call got its answer;
+/// returns what the cut call got, and when.
+async fn two_calls_one_cut(
+    era: mcp_pool_echo::Era,
+    refuse_resume: bool,
+) -> (Result<rmcp::model::CallToolResult, Error>, Duration) {
+    let url = echo_cutting_responses(era, refuse_resume).await;
     let key = SessionKey::anonymous(url).unwrap();
     let session = patient_connector().open(&key).await.unwrap();
-    let (result, cut) = tokio::join!(
-        session.call_tool(delayed_echo("slow", 800)),
-        session.call_tool(delayed_echo("cut", 600)),
+    assert_eq!(
+        session.upstream_session_id().is_some(),
+        era == mcp_pool_echo::Era::Legacy
     );
-    let cut = cut.expect_err("its response stream was cut");
-    assert_eq!(cut.outcome(), Outcome::TransportError, "{cut}");
-    assert!(!cut.is_safe_to_retry(), "{cut}");
+    let cut = async {
+        let started = std::time::Instant::now();
+        let result = session.call_tool(delayed_echo("cut", 600)).await;
+        (result, started.elapsed())
+    };
+    let (result, cut) = tokio::join!(session.call_tool(delayed_echo("slow", 800)), cut);
     let reason = session
         .closed_reason()
         .expect("the cut retired the session");
     assert!(reason.contains("response stream"), "{reason}");
     let result = result.unwrap_or_else(|e| panic!("the other call failed: {e}"));
     assert_eq!(text(&result), "slow");
+    // The session is done for: the next call is refused unsent.
+    let err = session.call_tool(echo("late")).await.unwrap_err();
+    assert!(
+        matches!(err, Error::TransportClosed { sent: false, .. }),
+        "{err}"
+    );
     session.close().await;
+    cut
+}
+
+/// On a legacy stateless session (shared by many calls in a pool), one
+/// call's broken response stream fails that call (its stream has no event
+/// ids to resume from) and retires the session, but the other calls
+/// already sent get their answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_response_stream_fails_its_own_call_only_on_a_stateless_session() {
+    let (cut, _) = two_calls_one_cut(mcp_pool_echo::Era::LegacyStateless, false).await;
+    let cut = cut.expect_err("its response stream was cut");
+    assert_eq!(cut.outcome(), Outcome::TransportError, "{cut}");
+    assert!(!cut.is_safe_to_retry(), "{cut}");
+}
+
+/// On a legacy stateful session (lent to one caller at a time, whose own
+/// calls at once share it), rmcp resumes a cut response stream from its
+/// last event id, and the server, alive, answers on it: both calls get
+/// their answers, and the session retires.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumed_response_stream_brings_its_calls_answer_on_a_stateful_session() {
+    let (cut, _) = two_calls_one_cut(mcp_pool_echo::Era::Legacy, false).await;
+    let cut = cut.unwrap_or_else(|e| panic!("the resumed call failed: {e}"));
+    assert_eq!(text(&cut), "cut");
+}
+
+/// The same with a server that refuses to resume the stream: the call whose
+/// stream broke fails as interrupted at the first refused attempt (rather
+/// than when rmcp gives up), and the caller's other call is spared.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_response_stream_fails_its_own_call_only_on_a_stateful_session() {
+    let (cut, took) = two_calls_one_cut(mcp_pool_echo::Era::Legacy, true).await;
+    let cut = cut.expect_err("its stream was cut and not resumed");
+    assert_eq!(cut.outcome(), Outcome::TransportError, "{cut}");
+    assert!(!cut.is_safe_to_retry(), "{cut}");
+    // Cut at 100 ms, refused at the first attempt (a reconnect wait of
+    // 250 ms later); rmcp alone gives up after about 3 s.
+    assert!(took < Duration::from_secs(2), "the cut call took {took:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
