@@ -212,6 +212,9 @@ impl<C> HealthClient<C> {
             }
             Ok(StreamableHttpPostResponse::Sse(stream, session_id)) => {
                 self.health.record_session_id(session_id.as_deref());
+                if let Some(id) = &posted.request_id {
+                    self.health.accepted(id);
+                }
                 let on_break = if self.request_scoped_streams {
                     OnBreak::LoseRequest
                 } else if self.health.session_id().is_none() {

@@ -1,7 +1,6 @@
 //! Transport-aware health: the cell that records every sign of a dead
 //! transport, read by the connector without I/O, and what counts as one.
 
-use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -29,14 +28,17 @@ pub struct Health {
 #[derive(Default)]
 struct HealthInner {
     dead: CancellationToken,
-    /// Cancelled by every death that may leave a call already sent without
-    /// its answer (all but [`Health::mark_broken`]'s).
+    /// Cancelled by the deaths that leave no call its answer: the session
+    /// closed or aborted, or its rmcp service stopped ([`Health::mark_dead`]).
     calls_cut: CancellationToken,
-    /// Calls' own response streams: a token per request id, cancelled when
-    /// that request's stream broke ([`Health::cut_call`]), registered by the
-    /// call waiting on it ([`OwnStream`]) or by the break, whichever came
-    /// first.
-    streams: Mutex<HashMap<RequestId, CancellationToken>>,
+    /// Cancelled when the server said it forgot the session or refused its
+    /// era: calls it had not accepted get their own refusals.
+    refused: CancellationToken,
+    /// Calls' own exchanges, by request id: whether the server accepted the
+    /// request (answered with a response stream) and whether that stream
+    /// broke, registered by the call waiting on it ([`OwnStream`]) or by
+    /// the HTTP layer, whichever came first.
+    exchanges: Mutex<HashMap<RequestId, Exchange>>,
     /// Cancelled when any call's own response stream broke: cuts short the
     /// calls that do not know their request ids.
     any_stream_cut: CancellationToken,
@@ -80,8 +82,9 @@ impl Health {
     /// Records the transport as dead for `reason` (the first reason is
     /// kept), wakes every [`Health::dead`] future, and cuts short every
     /// call in flight on the session (after a short grace for its own
-    /// answer: see [`McpSession`](crate::McpSession)). Returns whether this
-    /// call was the one that killed it.
+    /// answer: see [`McpSession`](crate::McpSession)): for a session closed,
+    /// aborted, or whose rmcp service stopped. Returns whether this call was
+    /// the one that killed it.
     pub fn mark_dead(&self, reason: impl Into<String>) -> bool {
         let first = self.kill(reason.into());
         self.inner.calls_cut.cancel();
@@ -106,19 +109,39 @@ impl Health {
     /// whether this call was the one that killed the cell.
     pub(crate) fn cut_call(&self, id: &RequestId, reason: impl Into<String>) -> bool {
         let first = self.mark_broken(reason);
-        self.lock_streams().entry(id.clone()).or_default().cancel();
+        self.lock_exchanges()
+            .entry(id.clone())
+            .or_default()
+            .broke
+            .cancel();
         self.inner.any_stream_cut.cancel();
         first
     }
 
-    /// A watch on the response stream of the request it will be bound to
+    /// Records that the server accepted request `id`: it answered with a
+    /// response stream, where the answer will come.
+    pub(crate) fn accepted(&self, id: &RequestId) {
+        self.lock_exchanges()
+            .entry(id.clone())
+            .or_default()
+            .accepted
+            .cancel();
+    }
+
+    /// A watch on the exchange of the request it will be bound to
     /// ([`OwnStream::bind`]).
     pub(crate) fn own_stream(&self) -> OwnStream {
         OwnStream {
             health: self.clone(),
-            token: CancellationToken::new(),
+            exchange: Exchange::default(),
             id: OnceLock::new(),
         }
+    }
+
+    /// A future that resolves once the server said it forgot the session or
+    /// refused its era.
+    pub(crate) fn refused(&self) -> WaitForCancellationFutureOwned {
+        self.inner.refused.clone().cancelled_owned()
     }
 
     /// Records that an attempt to resume a broken stream from its last
@@ -139,9 +162,12 @@ impl Health {
         self.inner.any_stream_cut.clone().cancelled_owned()
     }
 
-    fn lock_streams(&self) -> MutexGuard<'_, HashMap<RequestId, CancellationToken>> {
+    fn lock_exchanges(&self) -> MutexGuard<'_, HashMap<RequestId, Exchange>> {
         // Only ever holds plain values: a poisoned lock is still consistent.
-        self.inner.streams.lock().unwrap_or_else(|e| e.into_inner())
+        self.inner
+            .exchanges
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     fn kill(&self, reason: String) -> bool {
@@ -166,7 +192,8 @@ impl Health {
         let _ = self.inner.lost.set(said);
         // A live server's definite answer, should a connect end here.
         let _ = self.inner.failure.set(ConnectFailure::Rejected);
-        self.mark_dead(reason);
+        self.kill(reason);
+        self.inner.refused.cancel();
     }
 
     /// Records that the server refused a request as one of another protocol
@@ -177,7 +204,8 @@ impl Health {
         let reason = format!("the server no longer speaks this session's protocol era: {said}");
         let _ = self.inner.era_refusal.set(said);
         let _ = self.inner.failure.set(ConnectFailure::Rejected);
-        self.mark_dead(reason);
+        self.kill(reason);
+        self.inner.refused.cancel();
     }
 
     /// The server's own words if it refused a request as one of another
@@ -218,9 +246,8 @@ impl Health {
         self.inner.dead.clone().cancelled_owned()
     }
 
-    /// A future that resolves once the transport died in a way that may
-    /// leave a call already sent without its answer: any death but those
-    /// [`Health::mark_broken`] records.
+    /// A future that resolves once the transport died in a way that leaves
+    /// no call its answer ([`Health::mark_dead`]).
     pub(crate) fn calls_cut(&self) -> WaitForCancellationFutureOwned {
         self.inner.calls_cut.clone().cancelled_owned()
     }
@@ -249,12 +276,22 @@ impl Health {
     }
 }
 
-/// One call's watch on its own response stream: [`OwnStream::broke`]
-/// resolves once the stream of the request it is bound to broke (before or
-/// after the binding). Dropping it forgets the request.
+/// What is known of one request's exchange: each token is cancelled once,
+/// for good.
+#[derive(Clone, Default)]
+struct Exchange {
+    /// The server answered the request with a response stream.
+    accepted: CancellationToken,
+    /// That stream broke.
+    broke: CancellationToken,
+}
+
+/// One call's watch on its own exchange, for the request it is bound to
+/// ([`OwnStream::bind`]); what happened to that exchange before the binding
+/// counts too. Dropping it forgets the request.
 pub(crate) struct OwnStream {
     health: Health,
-    token: CancellationToken,
+    exchange: Exchange,
     id: OnceLock<RequestId>,
 }
 
@@ -264,28 +301,34 @@ impl OwnStream {
         if self.id.set(id.clone()).is_err() {
             return;
         }
-        match self.health.lock_streams().entry(id.clone()) {
-            // Its stream broke before the call learned its id.
-            Entry::Occupied(broken) if broken.get().is_cancelled() => self.token.cancel(),
-            Entry::Occupied(mut other) => {
-                other.insert(self.token.clone());
+        let mut exchanges = self.health.lock_exchanges();
+        // What the HTTP layer saw of it before the call learned its id.
+        if let Some(seen) = exchanges.insert(id.clone(), self.exchange.clone()) {
+            if seen.accepted.is_cancelled() {
+                self.exchange.accepted.cancel();
             }
-            Entry::Vacant(entry) => {
-                entry.insert(self.token.clone());
+            if seen.broke.is_cancelled() {
+                self.exchange.broke.cancel();
             }
         }
     }
 
-    /// A future that resolves once the bound request's stream broke.
+    /// A future that resolves once the bound request's response stream
+    /// broke.
     pub(crate) fn broke(&self) -> WaitForCancellationFuture<'_> {
-        self.token.cancelled()
+        self.exchange.broke.cancelled()
+    }
+
+    /// A future that resolves once the server accepted the bound request.
+    pub(crate) fn accepted(&self) -> WaitForCancellationFuture<'_> {
+        self.exchange.accepted.cancelled()
     }
 }
 
 impl Drop for OwnStream {
     fn drop(&mut self) {
         if let Some(id) = self.id.get() {
-            self.health.lock_streams().remove(id);
+            self.health.lock_exchanges().remove(id);
         }
     }
 }
@@ -414,14 +457,14 @@ mod tests {
         mine.broke().await;
         tokio::task::yield_now().await;
         assert!(
-            !other.token.is_cancelled(),
+            !other.exchange.broke.is_cancelled(),
             "another call waits on its own stream"
         );
         assert!(!cut_all.is_finished(), "no call is cut short for all");
         assert_eq!(health.reason(), Some("the response stream broke"));
         drop((mine, other, early));
         assert!(
-            health.lock_streams().is_empty(),
+            health.lock_exchanges().is_empty(),
             "the calls forgot their ids"
         );
     }
@@ -449,6 +492,25 @@ mod tests {
         assert!(!is_fatal(&E::HttpStatus(HttpStatusError::new(429, None))));
         assert!(!is_fatal(&E::ServerDoesNotSupportSse));
         assert!(!is_fatal(&E::ResponseBodyTooLarge { max_size: 1 }));
+    }
+
+    #[tokio::test]
+    async fn a_lost_session_refuses_calls_without_cutting_those_it_accepted() {
+        let health = Health::new();
+        let (accepted, pending) = (health.own_stream(), health.own_stream());
+        // The server accepted request 1 before its call learned its id.
+        health.accepted(&RequestId::Number(1));
+        accepted.bind(&RequestId::Number(1));
+        pending.bind(&RequestId::Number(2));
+        accepted.accepted().await;
+        let cut_all = tokio::spawn(health.calls_cut());
+        health.mark_lost("HTTP 404 Not Found");
+        health.refused().await;
+        assert!(health.is_dead());
+        tokio::task::yield_now().await;
+        assert!(!cut_all.is_finished(), "no call is cut short for all");
+        assert!(!pending.exchange.accepted.is_cancelled());
+        assert!(!accepted.exchange.broke.is_cancelled());
     }
 
     #[test]

@@ -70,8 +70,11 @@
 //! session), and [`Error::is_safe_to_retry`], since the server refused the
 //! request without processing it, so [`run_with_retry`] runs it again on
 //! another session. Other requests in flight on the session are not claimed
-//! refused: each gets its own answer, or fails as interrupted
-//! ([`Error::TransportClosed`] with `sent: true`).
+//! refused: each gets its own answer (one the server had accepted, its
+//! response stream open, waits for it there, as behind a load balancer that
+//! lost the session's route while the first replica still streams the
+//! call), or fails as interrupted ([`Error::TransportClosed`] with `sent:
+//! true`) if within 2 s it got neither its refusal nor a response stream.
 //!
 //! Not session loss: an error with the request's `id` and another code, or
 //! without those words (a tool's own error about some other "session"), and

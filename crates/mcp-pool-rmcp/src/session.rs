@@ -32,11 +32,12 @@ use crate::{Era, Error, Health, Identity};
 /// with [`Error::TransportClosed`].
 const DEAD_GRACE: Duration = Duration::from_millis(50);
 
-/// The same wait when the server said it forgot the session, or refused a
-/// request as one of another era: it answers every request on it at once, so
-/// the call's own refusal (safe to retry) is surely on its way through
-/// rmcp's worker; only a call the server accepted before that waits this
-/// long before failing as interrupted.
+/// How long a call waits, once the server said it forgot the session or
+/// refused a request as one of another era, for its own refusal (safe to
+/// retry) or its acceptance (a response stream, where it waits for its
+/// answer): the server answers every request on the session at once, so
+/// either is surely on its way; a call with neither by then fails as
+/// interrupted.
 const REFUSED_GRACE: Duration = Duration::from_secs(2);
 
 /// One open MCP client session: rmcp's [`RunningService`] over Streamable
@@ -66,7 +67,9 @@ const REFUSED_GRACE: Duration = Duration::from_secs(2);
 /// - a session aborted by the pool, closed, or whose rmcp service stopped
 ///   fails them within a few milliseconds;
 /// - a server that said it forgot the session, or refused the session's
-///   era, fails them within 2 s (their own refusals arrive first).
+///   era, fails within 2 s the calls it had not accepted (their own
+///   refusals arrive first); a call it had accepted (its response stream
+///   open) waits for its answer there, as above.
 ///
 /// A request the server refused because it forgot the session fails with
 /// [`Error::SessionLost`]; one it refused as of another era, with
@@ -351,37 +354,62 @@ impl McpSession {
         // response stream does not cut the call short: its answer comes on
         // its own exchange. Requests whose ids the guard does not know are
         // cut short by any call's broken response stream.
+        let answer = |result: Result<Result<T, ServiceError>, Elapsed>| match result {
+            Ok(result) => result.map_err(|e| self.service_error(method, e)),
+            Err(_) => Err(Error::TimedOut { method, after }),
+        };
         let calls_cut = self.health.calls_cut();
+        tokio::pin!(calls_cut);
         let own_cut = async {
             match own {
                 Some(own) => own.broke().await,
                 None => self.health.any_stream_cut().await,
             }
         };
-        tokio::select! {
-            biased;
-            result = &mut timed => match result {
-                Ok(result) => result.map_err(|e| self.service_error(method, e)),
-                Err(_) => Err(Error::TimedOut { method, after }),
-            },
-            () = own_cut => {
-                // rmcp resumes the stream from its last event id, as a live
-                // server behind a proxy that cut it allows: the answer may
-                // still come, unless an attempt fails, the session dies, or
-                // rmcp's attempts run out.
-                tokio::select! {
-                    biased;
-                    result = &mut timed => return match result {
-                        Ok(result) => result.map_err(|e| self.service_error(method, e)),
-                        Err(_) => Err(Error::TimedOut { method, after }),
-                    },
-                    () = self.health.calls_cut() => {}
-                    () = self.health.resume_failed() => {}
-                    () = tokio::time::sleep(self.settings.resume_window()) => {}
+        tokio::pin!(own_cut);
+        let refused = self.health.refused();
+        tokio::pin!(refused);
+        // Whether the server accepted the request before it said it forgot
+        // the session (or refused its era).
+        let mut accepted = false;
+        loop {
+            tokio::select! {
+                biased;
+                result = &mut timed => return answer(result),
+                () = &mut calls_cut => return self.cut_short(method, &mut timed).await,
+                () = &mut own_cut => {
+                    // rmcp resumes the stream from its last event id, as a
+                    // live server behind a proxy that cut it allows: the
+                    // answer may still come, unless an attempt fails, the
+                    // session dies, or rmcp's attempts run out.
+                    tokio::select! {
+                        biased;
+                        result = &mut timed => return answer(result),
+                        () = &mut calls_cut => {}
+                        () = self.health.resume_failed() => {}
+                        () = tokio::time::sleep(self.settings.resume_window()) => {}
+                    }
+                    return self.cut_short(method, &mut timed).await;
                 }
-                self.cut_short(method, &mut timed).await
+                () = &mut refused, if !accepted => {
+                    // A request the server had not accepted gets its own
+                    // refusal at once (safe to retry). One it accepted goes
+                    // on, on its own stream: a server whose load balancer
+                    // lost the session's route still streams the calls it
+                    // took.
+                    let Some(own) = own else {
+                        return self.cut_short(method, &mut timed).await;
+                    };
+                    tokio::select! {
+                        biased;
+                        result = &mut timed => return answer(result),
+                        () = own.accepted() => accepted = true,
+                        () = tokio::time::sleep(REFUSED_GRACE) => {
+                            return Err(self.interrupted(method));
+                        }
+                    }
+                }
             }
-            () = calls_cut => self.cut_short(method, &mut timed).await,
         }
     }
 
@@ -400,11 +428,16 @@ impl McpSession {
         };
         match tokio::time::timeout(grace, timed).await {
             Ok(Ok(result)) => result.map_err(|e| self.service_error(method, e)),
-            _ => Err(Error::TransportClosed {
-                method,
-                reason: self.health.reason().unwrap_or("unknown").to_owned(),
-                sent: true,
-            }),
+            _ => Err(self.interrupted(method)),
+        }
+    }
+
+    /// A call that was sent and got no answer: [`Error::TransportClosed`].
+    fn interrupted(&self, method: &'static str) -> Error {
+        Error::TransportClosed {
+            method,
+            reason: self.health.reason().unwrap_or("unknown").to_owned(),
+            sent: true,
         }
     }
 

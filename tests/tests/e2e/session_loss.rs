@@ -1,7 +1,8 @@
 //! Servers that forget sessions: every way a real server says "I do not know
 //! this session" fails the call at once with a typed error quoting it, the
 //! session is evicted, and `run_with_retry` runs the call again on a fresh
-//! session, so under load every call succeeds and no call runs twice.
+//! session, so under load every call succeeds and no call runs twice; a call
+//! the server accepted before it forgot gets its answer.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -184,6 +185,35 @@ async fn under_load_every_call_succeeds_and_no_forgotten_session_is_reused(form:
     pool.shutdown().await;
 }
 
+/// A server that forgot the session while it still runs a call it
+/// accepted before (a load balancer that lost the session's route sends the
+/// next request to a replica that never knew it, while the first replica
+/// streams the call): the next request is refused at once with
+/// [`Error::SessionLost`], safe to retry, and the call accepted before gets
+/// its answer on its own stream, however long it runs.
+async fn a_call_accepted_before_the_loss_gets_its_answer(form: SessionLossForm) {
+    // The first tool call is served and the session forgotten with it.
+    let fixture = ForgetfulServer::new(form, 1);
+    let server = fixture.spawn(0).await.unwrap();
+    let key = SessionKey::anonymous(server.url()).unwrap();
+    let session = connector().open(&key).await.unwrap();
+    let refused = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        call_echo(&session, "after the loss", 0).await
+    };
+    // The accepted call runs past the 2 s a call with no answer is given
+    // once the server said it forgot the session.
+    let (accepted, refused) = tokio::join!(call_echo(&session, "accepted", 3_000), refused);
+    let err = refused.expect_err("the server forgot the session");
+    assert!(matches!(err, Error::SessionLost { .. }), "{form}: {err:?}");
+    assert!(err.is_safe_to_retry(), "{form}: {err}");
+    let got = accepted.unwrap_or_else(|e| panic!("{form}: the accepted call failed: {e}"));
+    assert_eq!(got, "accepted", "{form}");
+    assert!(session.is_closed(), "{form}: the session retired");
+    assert_eq!(fixture.forgotten_count(), 1, "{form}");
+    session.close().await;
+}
+
 macro_rules! session_loss_tests {
     ($($name:ident: $form:expr,)*) => {
         mod fails_fast {
@@ -192,6 +222,15 @@ macro_rules! session_loss_tests {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     a_forgotten_session_fails_fast_is_evicted_and_retried($form).await;
+                }
+            )*
+        }
+        mod accepted_calls_go_on {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    a_call_accepted_before_the_loss_gets_its_answer($form).await;
                 }
             )*
         }
