@@ -234,7 +234,8 @@ impl<C> HealthClient<C> {
                 } else {
                     OnBreak::Retire
                 };
-                let stream = Watched::new(stream, self.health.clone(), "response stream", on_break);
+                let stream = Watched::new(stream, self.health.clone(), "response stream", on_break)
+                    .of_request(posted.request_id.clone());
                 if posted.initialize {
                     return match first_answer(stream).await {
                         Ok(stream) => Ok(StreamableHttpPostResponse::Sse(stream, session_id)),

@@ -37,8 +37,9 @@ struct HealthInner {
     /// Calls' own exchanges, by request id: whether the server accepted the
     /// request (answered with a response stream) and whether that stream
     /// broke, registered by the call waiting on it ([`OwnStream`]) or by
-    /// the HTTP layer, whichever came first.
-    exchanges: Mutex<HashMap<RequestId, Exchange>>,
+    /// the HTTP layer, whichever came first. An entry lasts while its call
+    /// waits or its response stream is open, whichever is longer.
+    exchanges: Mutex<HashMap<RequestId, Tracked>>,
     /// Cancelled when any call's own response stream broke: cuts short the
     /// calls that do not know their request ids.
     any_stream_cut: CancellationToken,
@@ -109,11 +110,7 @@ impl Health {
     /// whether this call was the one that killed the cell.
     pub(crate) fn cut_call(&self, id: &RequestId, reason: impl Into<String>) -> bool {
         let first = self.mark_broken(reason);
-        self.lock_exchanges()
-            .entry(id.clone())
-            .or_default()
-            .broke
-            .cancel();
+        self.record(id, |exchange| exchange.broke.cancel());
         self.inner.any_stream_cut.cancel();
         first
     }
@@ -121,11 +118,30 @@ impl Health {
     /// Records that the server accepted request `id`: it answered with a
     /// response stream, where the answer will come.
     pub(crate) fn accepted(&self, id: &RequestId) {
-        self.lock_exchanges()
-            .entry(id.clone())
-            .or_default()
-            .accepted
-            .cancel();
+        self.record(id, |exchange| exchange.accepted.cancel());
+    }
+
+    /// Applies `event` to request `id`'s exchange, tracked from now on if
+    /// no call waits on it yet.
+    fn record(&self, id: &RequestId, event: impl FnOnce(&Exchange)) {
+        let mut exchanges = self.lock_exchanges();
+        let tracked = exchanges.entry(id.clone()).or_insert_with(|| Tracked {
+            exchange: Exchange::default(),
+            bound: false,
+        });
+        event(&tracked.exchange);
+    }
+
+    /// Forgets request `id`'s exchange once its response stream is gone,
+    /// unless a call waits on it (which forgets it when done): a request no
+    /// call of this crate waits for (a page of `list_all_tools`, or one
+    /// sent through [`McpSession::peer`](crate::McpSession::peer)) leaves
+    /// nothing behind.
+    pub(crate) fn stream_dropped(&self, id: &RequestId) {
+        let mut exchanges = self.lock_exchanges();
+        if exchanges.get(id).is_some_and(|tracked| !tracked.bound) {
+            exchanges.remove(id);
+        }
     }
 
     /// A watch on the exchange of the request it will be bound to
@@ -162,7 +178,7 @@ impl Health {
         self.inner.any_stream_cut.clone().cancelled_owned()
     }
 
-    fn lock_exchanges(&self) -> MutexGuard<'_, HashMap<RequestId, Exchange>> {
+    fn lock_exchanges(&self) -> MutexGuard<'_, HashMap<RequestId, Tracked>> {
         // Only ever holds plain values: a poisoned lock is still consistent.
         self.inner
             .exchanges
@@ -286,6 +302,12 @@ struct Exchange {
     broke: CancellationToken,
 }
 
+/// An exchange as tracked: `bound` once a call waits on it.
+struct Tracked {
+    exchange: Exchange,
+    bound: bool,
+}
+
 /// One call's watch on its own exchange, for the request it is bound to
 /// ([`OwnStream::bind`]); what happened to that exchange before the binding
 /// counts too. Dropping it forgets the request.
@@ -303,7 +325,11 @@ impl OwnStream {
         }
         let mut exchanges = self.health.lock_exchanges();
         // What the HTTP layer saw of it before the call learned its id.
-        if let Some(seen) = exchanges.insert(id.clone(), self.exchange.clone()) {
+        let tracked = Tracked {
+            exchange: self.exchange.clone(),
+            bound: true,
+        };
+        if let Some(Tracked { exchange: seen, .. }) = exchanges.insert(id.clone(), tracked) {
             if seen.accepted.is_cancelled() {
                 self.exchange.accepted.cancel();
             }
@@ -511,6 +537,27 @@ mod tests {
         assert!(!cut_all.is_finished(), "no call is cut short for all");
         assert!(!pending.exchange.accepted.is_cancelled());
         assert!(!accepted.exchange.broke.is_cancelled());
+    }
+
+    #[test]
+    fn an_exchange_no_call_waits_on_is_forgotten_with_its_stream() {
+        let health = Health::new();
+        let call = health.own_stream();
+        call.bind(&RequestId::Number(1));
+        // A page of `list_all_tools`: no call of this crate waits on it.
+        health.accepted(&RequestId::Number(2));
+        health.accepted(&RequestId::Number(1));
+        assert_eq!(health.lock_exchanges().len(), 2);
+        health.stream_dropped(&RequestId::Number(2));
+        health.stream_dropped(&RequestId::Number(1));
+        assert_eq!(
+            health.lock_exchanges().keys().collect::<Vec<_>>(),
+            [&RequestId::Number(1)],
+            "the waiting call's exchange stays"
+        );
+        assert!(call.exchange.accepted.is_cancelled());
+        drop(call);
+        assert!(health.lock_exchanges().is_empty());
     }
 
     #[test]

@@ -49,6 +49,9 @@ pub(crate) struct Watched {
     health: Health,
     what: &'static str,
     on_break: OnBreak,
+    /// The request whose response stream it is: its exchange is forgotten
+    /// with the stream ([`Health::stream_dropped`]).
+    request: Option<RequestId>,
 }
 
 impl Watched {
@@ -63,6 +66,21 @@ impl Watched {
             health,
             what,
             on_break,
+            request: None,
+        }
+    }
+
+    /// The same, as the response stream of request `id`.
+    pub(crate) fn of_request(mut self, id: Option<RequestId>) -> Self {
+        self.request = id;
+        self
+    }
+}
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        if let Some(id) = &self.request {
+            self.health.stream_dropped(id);
         }
     }
 }
