@@ -40,9 +40,6 @@ struct HealthInner {
     /// the HTTP layer, whichever came first. An entry lasts while its call
     /// waits or its response stream is open, whichever is longer.
     exchanges: Mutex<HashMap<RequestId, Tracked>>,
-    /// Cancelled when any call's own response stream broke: cuts short the
-    /// calls that do not know their request ids.
-    any_stream_cut: CancellationToken,
     /// Cancelled when an attempt to resume a broken stream from its last
     /// event id failed.
     resume_failed: CancellationToken,
@@ -104,14 +101,12 @@ impl Health {
 
     /// Records that the response stream of request `id` broke (`reason`):
     /// the session retires as [`Health::mark_broken`] has it, and the call
-    /// waiting on that stream ([`OwnStream`]) is cut short, as is every call
-    /// that does not know its request ids; the other calls already sent wait
-    /// on their own streams (if the server died, those break too). Returns
+    /// waiting on that stream ([`OwnStream`]) is cut short; the other calls
+    /// already sent wait on their own streams (if the server died, those break too). Returns
     /// whether this call was the one that killed the cell.
     pub(crate) fn cut_call(&self, id: &RequestId, reason: impl Into<String>) -> bool {
         let first = self.mark_broken(reason);
         self.record(id, |exchange| exchange.broke.cancel());
-        self.inner.any_stream_cut.cancel();
         first
     }
 
@@ -134,9 +129,9 @@ impl Health {
 
     /// Forgets request `id`'s exchange once its response stream is gone,
     /// unless a call waits on it (which forgets it when done): a request no
-    /// call of this crate waits for (a page of `list_all_tools`, or one
-    /// sent through [`McpSession::peer`](crate::McpSession::peer)) leaves
-    /// nothing behind.
+    /// call of this crate waits for (one sent through
+    /// [`McpSession::peer`](crate::McpSession::peer)) leaves nothing
+    /// behind.
     pub(crate) fn stream_dropped(&self, id: &RequestId) {
         let mut exchanges = self.lock_exchanges();
         if exchanges.get(id).is_some_and(|tracked| !tracked.bound) {
@@ -171,11 +166,6 @@ impl Health {
     /// failed.
     pub(crate) fn resume_failed(&self) -> WaitForCancellationFutureOwned {
         self.inner.resume_failed.clone().cancelled_owned()
-    }
-
-    /// A future that resolves once any call's own response stream broke.
-    pub(crate) fn any_stream_cut(&self) -> WaitForCancellationFutureOwned {
-        self.inner.any_stream_cut.clone().cancelled_owned()
     }
 
     fn lock_exchanges(&self) -> MutexGuard<'_, HashMap<RequestId, Tracked>> {
@@ -471,13 +461,11 @@ mod tests {
         );
         mine.bind(&RequestId::Number(1));
         other.bind(&RequestId::Number(2));
-        let anonymous = tokio::spawn(health.any_stream_cut());
         let cut_all = tokio::spawn(health.calls_cut());
         // A stream that broke before its call bound its id cuts it at once.
         assert!(health.cut_call(&RequestId::Number(3), "the response stream broke"));
         early.bind(&RequestId::Number(3));
         early.broke().await;
-        anonymous.await.unwrap();
         assert!(health.is_dead(), "the session retires");
         assert!(!health.cut_call(&RequestId::Number(1), "again"));
         mine.broke().await;
@@ -544,7 +532,7 @@ mod tests {
         let health = Health::new();
         let call = health.own_stream();
         call.bind(&RequestId::Number(1));
-        // A page of `list_all_tools`: no call of this crate waits on it.
+        // A request sent through `peer()`: no call of this crate waits on it.
         health.accepted(&RequestId::Number(2));
         health.accepted(&RequestId::Number(1));
         assert_eq!(health.lock_exchanges().len(), 2);

@@ -7,15 +7,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rmcp::model::{
-    CallToolRequest, CallToolRequestParams, CallToolResult, CancelledNotification,
+    CacheScope, CallToolRequest, CallToolRequestParams, CallToolResult, CancelledNotification,
     CancelledNotificationParam, ClientRequest, DiscoverRequest, DiscoverRequestParams,
-    DiscoverResult, MetaObject, PingRequest, ProtocolVersion, RequestId, ServerResult, Tool,
+    DiscoverResult, ListToolsRequest, MetaObject, PaginatedRequestParams, PingRequest,
+    ProtocolVersion, RequestId, ServerResult, Tool,
 };
 use rmcp::service::{PeerRequestOptions, RunningService};
 use rmcp::transport::streamable_http_client::StreamableHttpError;
 use rmcp::{Peer, RoleClient, ServiceError};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::time::error::Elapsed;
+use tokio::time::Instant;
 
 use crate::cache::{CachedResult, ResultCache, Value};
 use crate::connector::Settings;
@@ -40,6 +42,13 @@ const DEAD_GRACE: Duration = Duration::from_millis(50);
 /// interrupted.
 const REFUSED_GRACE: Duration = Duration::from_secs(2);
 
+/// The whole list of tools, with its cache hint.
+struct ToolPages {
+    tools: Vec<Tool>,
+    ttl_ms: Option<u64>,
+    cache_scope: Option<CacheScope>,
+}
+
 /// One open MCP client session: rmcp's [`RunningService`] over Streamable
 /// HTTP, the [`Health`] cell its HTTP client records into, and the
 /// protocol [`Era`] it was opened in.
@@ -61,9 +70,9 @@ const REFUSED_GRACE: Duration = Duration::from_secs(2);
 ///   resume it from its last event id (the answer may come there), and
 ///   fails the call within a few milliseconds of the first failed attempt
 ///   (or once every attempt of the connector's reconnect policy could
-///   have run); `list_all_tools`, whose pages' request ids are rmcp's own,
-///   takes any call's broken response stream for its own. Without event
-///   ids (a stateless or modern session) rmcp fails such a call itself;
+///   have run). Without event ids (a stateless or modern session) rmcp
+///   fails such a call itself. Each page of `list_all_tools` is a call of
+///   its own here;
 /// - a session aborted by the pool, closed, or whose rmcp service stopped
 ///   fails them within a few milliseconds;
 /// - a server that said it forgot the session, or refused the session's
@@ -211,23 +220,80 @@ impl McpSession {
         {
             return Ok(tools);
         }
-        let list = self
-            .guard(
-                "tools/list",
-                self.settings.request_timeout,
-                self.running.list_all_tools_with_cache_hint(),
-                None,
-            )
-            .await?;
+        let list = self.list_tool_pages().await?;
         self.cache.put(
             &self.endpoint,
             self.identity,
             CachedResult::ToolsList,
-            Value::Tools(list.items.clone()),
+            Value::Tools(list.tools.clone()),
             list.ttl_ms,
             list.cache_scope,
         );
-        Ok(list.items)
+        Ok(list.tools)
+    }
+
+    /// Every page of `tools/list`, from the first to the one without a
+    /// `nextCursor`, each page a request of its own (as
+    /// [`McpSession::request`] sends one, so a page waits on its own
+    /// response stream), all within one request timeout. The cache hint is
+    /// the whole list's, merged as rmcp merges one: the earliest page's
+    /// expiry (none if a page has none), `private` if a page is, no scope if
+    /// a page has none.
+    async fn list_tool_pages(&self) -> Result<ToolPages, Error> {
+        const METHOD: &str = "tools/list";
+        let timeout = self.settings.request_timeout;
+        let started = Instant::now();
+        let mut tools = Vec::new();
+        let mut cursor = None;
+        let mut hint: Option<(Option<Instant>, Option<CacheScope>)> = None;
+        loop {
+            let left = timeout.saturating_sub(started.elapsed());
+            if left.is_zero() {
+                return Err(Error::TimedOut {
+                    method: METHOD,
+                    after: timeout,
+                });
+            }
+            let params = PaginatedRequestParams::default().with_cursor(cursor.take());
+            let request = ClientRequest::ListToolsRequest(ListToolsRequest::with_param(params));
+            let ServerResult::ListToolsResult(page) =
+                self.request_with_timeout(request, left).await?
+            else {
+                return Err(unexpected(METHOD));
+            };
+            let expires = page
+                .ttl_ms
+                .and_then(|ms| Instant::now().checked_add(Duration::from_millis(ms)));
+            hint = Some(match hint {
+                None => (expires, page.cache_scope),
+                Some((merged, scope)) => (
+                    merged.zip(expires).map(|(a, b)| a.min(b)),
+                    match (scope, page.cache_scope) {
+                        (Some(CacheScope::Private), _) | (_, Some(CacheScope::Private)) => {
+                            Some(CacheScope::Private)
+                        }
+                        (Some(CacheScope::Public), Some(CacheScope::Public)) => {
+                            Some(CacheScope::Public)
+                        }
+                        _ => None,
+                    },
+                ),
+            });
+            tools.extend(page.tools);
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        let (expires, cache_scope) = hint.unwrap_or_default();
+        Ok(ToolPages {
+            tools,
+            ttl_ms: expires.map(|at| {
+                let left = at.saturating_duration_since(Instant::now());
+                u64::try_from(left.as_millis()).unwrap_or(u64::MAX)
+            }),
+            cache_scope,
+        })
     }
 
     /// Sends any client request and returns the server's result.
@@ -264,7 +330,7 @@ impl McpSession {
             abandoned.peer = None;
             result
         };
-        self.guard(method, after + Duration::from_millis(100), send, Some(&own))
+        self.guard(method, after + Duration::from_millis(100), send, &own)
             .await
     }
 
@@ -336,15 +402,14 @@ impl McpSession {
         }
     }
 
-    /// Runs `request` (one call, whose response stream `own` watches, or
-    /// several requests if `own` is `None`) under the timeout `after` and
-    /// the cuts [`McpSession`] lists.
+    /// Runs `request` (one call, whose exchange `own` watches) under the
+    /// timeout `after` and the cuts [`McpSession`] lists.
     pub(crate) async fn guard<T>(
         &self,
         method: &'static str,
         after: Duration,
         request: impl Future<Output = Result<T, ServiceError>>,
-        own: Option<&OwnStream>,
+        own: &OwnStream,
     ) -> Result<T, Error> {
         self.ensure_alive(method)?;
         let request = std::pin::pin!(request);
@@ -352,20 +417,14 @@ impl McpSession {
         tokio::pin!(timed);
         // A failed request, a broken event stream, or another call's broken
         // response stream does not cut the call short: its answer comes on
-        // its own exchange. Requests whose ids the guard does not know are
-        // cut short by any call's broken response stream.
+        // its own exchange.
         let answer = |result: Result<Result<T, ServiceError>, Elapsed>| match result {
             Ok(result) => result.map_err(|e| self.service_error(method, e)),
             Err(_) => Err(Error::TimedOut { method, after }),
         };
         let calls_cut = self.health.calls_cut();
         tokio::pin!(calls_cut);
-        let own_cut = async {
-            match own {
-                Some(own) => own.broke().await,
-                None => self.health.any_stream_cut().await,
-            }
-        };
+        let own_cut = own.broke();
         tokio::pin!(own_cut);
         let refused = self.health.refused();
         tokio::pin!(refused);
@@ -397,9 +456,6 @@ impl McpSession {
                     // on, on its own stream: a server whose load balancer
                     // lost the session's route still streams the calls it
                     // took.
-                    let Some(own) = own else {
-                        return self.cut_short(method, &mut timed).await;
-                    };
                     tokio::select! {
                         biased;
                         result = &mut timed => return answer(result),

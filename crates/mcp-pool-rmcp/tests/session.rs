@@ -384,6 +384,79 @@ async fn a_broken_response_stream_fails_its_own_call_only_on_a_stateful_session(
     assert!(took < Duration::from_secs(2), "the cut call took {took:?}");
 }
 
+/// The echo server behind a proxy that answers `tools/list` itself, in two
+/// pages (tool `one` with `nextCursor` `2`, fresh for 60 s and public; then
+/// tool `two`, fresh for 30 s and private), counting the pages it served.
+/// Returns its URL and the count; it stops when the test's runtime does.
+async fn echo_listing_tools_in_two_pages() -> (String, std::sync::Arc<std::sync::atomic::AtomicU32>)
+{
+    use axum::extract::Request;
+    use axum::http::header;
+    use axum::middleware::{self, Next};
+    use axum::response::IntoResponse;
+    use rmcp::serde_json::{json, Value};
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Arc;
+
+    let pages = Arc::new(AtomicU32::new(0));
+    let served = pages.clone();
+    let app = mcp_pool_echo::EchoApp::new(&EchoConfig::default());
+    let router = app
+        .router()
+        .layer(middleware::from_fn(move |request: Request, next: Next| {
+            let served = served.clone();
+            async move {
+                let (body, request) = read_body(request).await;
+                let message: Value = rmcp::serde_json::from_slice(&body).unwrap_or(Value::Null);
+                if message["method"] != "tools/list" {
+                    return next.run(request).await;
+                }
+                served.fetch_add(1, Ordering::SeqCst);
+                let schema = json!({ "type": "object" });
+                let result = match message["params"]["cursor"].as_str() {
+                    None => json!({
+                        "tools": [{ "name": "one", "inputSchema": schema }],
+                        "nextCursor": "2",
+                        "ttlMs": 60_000,
+                        "cacheScope": "public",
+                    }),
+                    Some(cursor) => {
+                        assert_eq!(cursor, "2");
+                        json!({
+                            "tools": [{ "name": "two", "inputSchema": schema }],
+                            "ttlMs": 30_000,
+                            "cacheScope": "private",
+                        })
+                    }
+                };
+                let answer = json!({ "jsonrpc": "2.0", "id": message["id"], "result": result });
+                (
+                    [(header::CONTENT_TYPE, "application/json")],
+                    answer.to_string(),
+                )
+                    .into_response()
+            }
+        }));
+    (serve_on_loopback(router).await, pages)
+}
+
+/// `list_all_tools` follows `nextCursor` through every page, each its own
+/// request, and caches the whole list (for the earliest page's `ttlMs`): a
+/// second listing asks the server nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_page_of_the_tools_is_listed_and_the_list_cached() {
+    let (url, pages) = echo_listing_tools_in_two_pages().await;
+    let key = SessionKey::anonymous(url).unwrap();
+    let session = patient_connector().open(&key).await.unwrap();
+    for _ in 0..2 {
+        let tools = session.list_all_tools().await.unwrap();
+        let names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
+        assert_eq!(names, ["one", "two"]);
+    }
+    assert_eq!(pages.load(std::sync::atomic::Ordering::SeqCst), 2);
+    session.close().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_listening_is_a_typed_connect_error() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
