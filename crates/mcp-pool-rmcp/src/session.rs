@@ -469,20 +469,15 @@ impl McpSession {
         }
     }
 
-    /// The end of a call cut short: rmcp's own answer if it comes within a
-    /// grace, else [`Error::TransportClosed`] (sent).
+    /// The end of a call cut short: rmcp's own answer if it comes within
+    /// [`DEAD_GRACE`] (it is more precise: a refused request is safe to
+    /// retry, a broken one is not), else [`Error::TransportClosed`] (sent).
     async fn cut_short<T>(
         &self,
         method: &'static str,
         timed: impl Future<Output = Result<Result<T, ServiceError>, Elapsed>>,
     ) -> Result<T, Error> {
-        // rmcp's own answer, if it comes at once, is more precise
-        // (a refused request is safe to retry, a broken one is not).
-        let grace = match self.health.lost().or(self.health.era_refusal()) {
-            Some(_) => REFUSED_GRACE,
-            None => DEAD_GRACE,
-        };
-        match tokio::time::timeout(grace, timed).await {
+        match tokio::time::timeout(DEAD_GRACE, timed).await {
             Ok(Ok(result)) => result.map_err(|e| self.service_error(method, e)),
             _ => Err(self.interrupted(method)),
         }

@@ -282,12 +282,14 @@ async fn a_call_in_flight_when_another_request_fails_gets_its_answer() {
 
 /// An echo server of `era` behind a proxy that cuts, 100 ms into it, the
 /// response stream of every POST whose body mentions `cut`, with a broken
-/// body, and (if `refuse_resume`) answers HTTP 500 to every GET that asks
-/// to resume a stream from its `Last-Event-ID`. Returns its URL; it stops
+/// body, and answers every GET that asks to resume a stream from its
+/// `Last-Event-ID` with `refuse_resume`, if any, in place of the server. Returns its URL; it stops
 /// when the test's runtime does.
-async fn echo_cutting_responses(era: mcp_pool_echo::Era, refuse_resume: bool) -> String {
+async fn echo_cutting_responses(
+    era: mcp_pool_echo::Era,
+    refuse_resume: Option<axum::http::StatusCode>,
+) -> String {
     use axum::extract::Request;
-    use axum::http::StatusCode;
     use axum::middleware::{self, Next};
     use axum::response::IntoResponse;
 
@@ -295,8 +297,10 @@ async fn echo_cutting_responses(era: mcp_pool_echo::Era, refuse_resume: bool) ->
     let app = mcp_pool_echo::EchoApp::new(&config);
     let router = app.router().layer(middleware::from_fn(
         move |request: Request, next: Next| async move {
-            if refuse_resume && request.headers().contains_key("last-event-id") {
-                return (StatusCode::INTERNAL_SERVER_ERROR, "no resumption here").into_response();
+            if let Some(status) =
+                refuse_resume.filter(|_| request.headers().contains_key("last-event-id"))
+            {
+                return (status, "no resumption here").into_response();
             }
             let (body, request) = read_body(request).await;
             let response = next.run(request).await;
@@ -316,7 +320,7 @@ async fn echo_cutting_responses(era: mcp_pool_echo::Era, refuse_resume: bool) ->
 /// returns what the cut call got, and when.
 async fn two_calls_one_cut(
     era: mcp_pool_echo::Era,
-    refuse_resume: bool,
+    refuse_resume: Option<axum::http::StatusCode>,
 ) -> (Result<rmcp::model::CallToolResult, Error>, Duration) {
     let url = echo_cutting_responses(era, refuse_resume).await;
     let key = SessionKey::anonymous(url).unwrap();
@@ -353,7 +357,7 @@ async fn two_calls_one_cut(
 /// already sent get their answers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_response_stream_fails_its_own_call_only_on_a_stateless_session() {
-    let (cut, _) = two_calls_one_cut(mcp_pool_echo::Era::LegacyStateless, false).await;
+    let (cut, _) = two_calls_one_cut(mcp_pool_echo::Era::LegacyStateless, None).await;
     let cut = cut.expect_err("its response stream was cut");
     assert_eq!(cut.outcome(), Outcome::TransportError, "{cut}");
     assert!(!cut.is_safe_to_retry(), "{cut}");
@@ -365,7 +369,7 @@ async fn a_broken_response_stream_fails_its_own_call_only_on_a_stateless_session
 /// their answers, and the session retires.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resumed_response_stream_brings_its_calls_answer_on_a_stateful_session() {
-    let (cut, _) = two_calls_one_cut(mcp_pool_echo::Era::Legacy, false).await;
+    let (cut, _) = two_calls_one_cut(mcp_pool_echo::Era::Legacy, None).await;
     let cut = cut.unwrap_or_else(|e| panic!("the resumed call failed: {e}"));
     assert_eq!(text(&cut), "cut");
 }
@@ -375,13 +379,37 @@ async fn a_resumed_response_stream_brings_its_calls_answer_on_a_stateful_session
 /// than when rmcp gives up), and the caller's other call is spared.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_response_stream_fails_its_own_call_only_on_a_stateful_session() {
-    let (cut, took) = two_calls_one_cut(mcp_pool_echo::Era::Legacy, true).await;
+    let (cut, took) = two_calls_one_cut(
+        mcp_pool_echo::Era::Legacy,
+        Some(axum::http::StatusCode::INTERNAL_SERVER_ERROR),
+    )
+    .await;
     let cut = cut.expect_err("its stream was cut and not resumed");
     assert_eq!(cut.outcome(), Outcome::TransportError, "{cut}");
     assert!(!cut.is_safe_to_retry(), "{cut}");
     // Cut at 100 ms, refused at the first attempt (a reconnect wait of
     // 250 ms later); rmcp alone gives up after about 3 s.
     assert!(took < Duration::from_secs(2), "the cut call took {took:?}");
+}
+
+/// The same with a server that answers the attempt to resume with HTTP 404,
+/// as one restarted on the same port does: the session is lost, but the
+/// call whose stream broke had been accepted, and may have run, so it fails
+/// as interrupted, never as a refusal safe to retry; the other call, which
+/// the server still runs, gets its answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_whose_stream_broke_is_never_claimed_refused_when_the_session_is_lost() {
+    let (cut, _) = two_calls_one_cut(
+        mcp_pool_echo::Era::Legacy,
+        Some(axum::http::StatusCode::NOT_FOUND),
+    )
+    .await;
+    let cut = cut.expect_err("its stream was cut and not resumed");
+    assert!(
+        matches!(cut, Error::TransportClosed { sent: true, .. }),
+        "{cut:?}"
+    );
+    assert!(!cut.is_safe_to_retry(), "{cut}");
 }
 
 /// The echo server behind a proxy that answers `tools/list` itself, in two
