@@ -16,8 +16,9 @@
 //!   client as `StreamableHttpClientTransport::from_uri` does (a new TCP
 //!   connection per client).
 //!
-//! For each era, first a per-call sampler interleaves the four in rounds
-//! and prints p50, p90 and p99 of each and the ratios to `held`; then
+//! For each era, first a per-call sampler interleaves the four call by
+//! call, in an order shuffled at every step, and prints p50, p90 and p99 of
+//! each and the ratios to `held`; then
 //! criterion measures the same functions (`echo_latency/ERA/MODE`). The
 //! servers run on their own runtime thread.
 //!
@@ -179,27 +180,37 @@ fn micros(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }
 
-/// Per-call latencies, the modes interleaved round by round so that they
-/// see the same machine conditions.
+/// Per-call latencies, the modes interleaved call by call in an order
+/// shuffled afresh at every step (a fixed seed), so that they see the same
+/// machine conditions and each as often follows each other: a fresh
+/// client's close and its connections' teardown go on after its call
+/// returns, and in a fixed rotation the same mode would always pay for them
+/// (in the rounds of batches this sampler used before, `pooled` followed
+/// `fresh-default` in three rounds of four, 4-10% on its p50).
 async fn sample(setup: &Setup) {
     const ROUNDS: usize = 40;
     const CALLS: usize = 50;
-    const FRESH_CALLS: usize = 10;
+    /// Calls of `pooled` and `held` per call of each fresh mode.
+    const FRESH_EVERY: usize = 5;
     let mut samples: Vec<Vec<Duration>> = vec![Vec::new(); MODES.len()];
-    for round in 0..ROUNDS {
-        for offset in 0..MODES.len() {
-            let index = (offset + round) % MODES.len();
-            let mode = MODES[index].0;
-            let calls = if matches!(mode, Mode::Pooled | Mode::Held) {
-                CALLS
-            } else {
-                FRESH_CALLS
-            };
-            for _ in 0..calls {
-                let t = Instant::now();
-                setup.run(mode).await;
-                samples[index].push(t.elapsed());
-            }
+    let mut rng = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut order: Vec<usize> = Vec::with_capacity(MODES.len());
+    for step in 0..ROUNDS * CALLS {
+        order.clear();
+        order.extend((0..MODES.len()).filter(|&i| {
+            matches!(MODES[i].0, Mode::Pooled | Mode::Held) || step % FRESH_EVERY == 0
+        }));
+        // Fisher-Yates with xorshift.
+        for i in (1..order.len()).rev() {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            order.swap(i, (rng % (i as u64 + 1)) as usize);
+        }
+        for &index in &order {
+            let t = Instant::now();
+            setup.run(MODES[index].0).await;
+            samples[index].push(t.elapsed());
         }
     }
     for s in &mut samples {
@@ -211,7 +222,7 @@ async fn sample(setup: &Setup) {
     };
     let base = p50(Mode::Held);
     println!(
-        "echo latency per call (µs), {} server, {ROUNDS} interleaved rounds:",
+        "echo latency per call (µs), {} server, modes interleaved call by call in shuffled order:",
         era_name(setup.era)
     );
     println!(
