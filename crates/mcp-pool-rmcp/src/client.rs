@@ -224,15 +224,13 @@ impl<C> HealthClient<C> {
                     // cannot resume a stream without event ids, and ends
                     // that call at once).
                     OnBreak::Retire
-                } else if let Some(id) = posted.request_id.clone() {
+                } else {
                     // A stateful session serves one caller at a time, whose
                     // calls at once each have a stream of their own: a
                     // break cuts its own call short (rmcp would hold it
                     // while it tries to resume the stream) and spares the
                     // others.
-                    OnBreak::CutCall(id)
-                } else {
-                    OnBreak::Retire
+                    OnBreak::CutCall
                 };
                 let stream = Watched::new(stream, self.health.clone(), "response stream", on_break)
                     .of_request(posted.request_id.clone());

@@ -196,10 +196,7 @@ impl Health {
         let reason = format!("the server forgot the session: {said}");
         // The words first: whoever wakes on the death reads them.
         let _ = self.inner.lost.set(said);
-        // A live server's definite answer, should a connect end here.
-        let _ = self.inner.failure.set(ConnectFailure::Rejected);
-        self.kill(reason);
-        self.inner.refused.cancel();
+        self.mark_refused(reason);
     }
 
     /// Records that the server refused a request as one of another protocol
@@ -209,6 +206,15 @@ impl Health {
         let said = redact_urls(said);
         let reason = format!("the server no longer speaks this session's protocol era: {said}");
         let _ = self.inner.era_refusal.set(said);
+        self.mark_refused(reason);
+    }
+
+    /// The server refused the session (`reason` quotes it; its words are
+    /// recorded first, for whoever wakes on the death): the transport is
+    /// dead, and calls it had not accepted get their own refusals, while
+    /// those it accepted wait on their streams.
+    fn mark_refused(&self, reason: String) {
+        // A live server's definite answer, should a connect end here.
         let _ = self.inner.failure.set(ConnectFailure::Rejected);
         self.kill(reason);
         self.inner.refused.cancel();

@@ -23,7 +23,7 @@ use crate::HttpError;
 const PREVIEW: usize = 200;
 
 /// What a broken SSE stream does to its session.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub(crate) enum OnBreak {
     /// Nothing: its request alone is lost (a modern session, whose every
     /// request is its own HTTP exchange).
@@ -33,12 +33,13 @@ pub(crate) enum OnBreak {
     /// no call's answer, and the response streams of a session without
     /// server-side state.
     Retire,
-    /// Retires the session and cuts short the call of this request
-    /// ([`Health::cut_call`]): a stateful session's response stream. It is
-    /// its own call's failure, and rmcp's attempts to resume it (from its
-    /// event ids) would hold that call for seconds; the other calls wait on
-    /// their own streams, which break as well when the server died.
-    CutCall(RequestId),
+    /// Retires the session and cuts short the call of the stream's request
+    /// ([`Health::cut_call`]; as [`OnBreak::Retire`] for a stream of no
+    /// request): a stateful session's response stream. It is its own call's
+    /// failure, and rmcp's attempts to resume it (from its event ids) would
+    /// hold that call for seconds; the other calls wait on their own
+    /// streams, which break as well when the server died.
+    CutCall,
 }
 
 /// An SSE stream that records in the cell what its break means
@@ -99,15 +100,15 @@ impl Stream for Watched {
                     text.push_str(&cause.to_string());
                     source = cause.source();
                 }
-                match &self.on_break {
-                    OnBreak::LoseRequest => {
+                match (&self.on_break, &self.request) {
+                    (OnBreak::LoseRequest, _) => {
                         tracing::debug!(reason = %text, "a response stream broke; its request is lost");
                     }
-                    OnBreak::Retire => {
-                        self.health.mark_broken(text);
-                    }
-                    OnBreak::CutCall(id) => {
+                    (OnBreak::CutCall, Some(id)) => {
                         self.health.cut_call(id, text);
+                    }
+                    (OnBreak::Retire | OnBreak::CutCall, _) => {
+                        self.health.mark_broken(text);
                     }
                 }
                 Poll::Ready(Some(Err(error)))
