@@ -116,6 +116,20 @@ pub enum Error {
         /// The timeout that passed.
         after: Duration,
     },
+    /// A paginated listing's server sent, as the next page's cursor, a
+    /// cursor it had already sent in this listing: following it would page
+    /// forever. Every answer was whole, so the session is fine; the
+    /// server's list is not.
+    #[error(
+        "the MCP server's `{method}` pages loop: it sent the cursor {} a second time",
+        shown_cursor(cursor)
+    )]
+    PagesLoop {
+        /// The MCP method, such as `tools/list`.
+        method: &'static str,
+        /// The cursor the server sent again.
+        cursor: String,
+    },
     /// The server answered that it does not know the session (it forgot or
     /// expired it, or restarted): one of the answers in the [crate
     /// docs](crate#session-loss). The server refused the request without
@@ -184,6 +198,16 @@ pub enum Error {
         /// The methods tried.
         tried: Vec<CheckStep>,
     },
+}
+
+/// A server's cursor as an error shows it: quoted, and cut after 64
+/// characters (a cursor is the server's opaque text, of any length).
+fn shown_cursor(cursor: &str) -> String {
+    const SHOWN: usize = 64;
+    match cursor.char_indices().nth(SHOWN) {
+        Some((cut, _)) => format!("{:?}... ({} bytes)", &cursor[..cut], cursor.len()),
+        None => format!("{cursor:?}"),
+    }
 }
 
 /// rmcp's error in words: a transport error is described by its HTTP cause
@@ -349,7 +373,9 @@ impl Error {
         match self {
             Error::Service { source, .. } => classify_service_error(source),
             Error::TimedOut { .. } => Outcome::Timeout,
-            Error::Tool { .. } | Error::InputRequired { .. } => Outcome::ApplicationError,
+            Error::Tool { .. } | Error::InputRequired { .. } | Error::PagesLoop { .. } => {
+                Outcome::ApplicationError
+            }
             Error::Key(_)
             | Error::HttpClient(_)
             | Error::Initialize { .. }

@@ -309,6 +309,7 @@
 //! | `Service(ServiceError::SubscriptionLagged)` | `ApplicationError` | a local consumer was slow; the transport is fine |
 //! | `Service(ServiceError::InputRequiredRoundsExceeded)` | `ApplicationError` | the server kept answering |
 //! | [`Error::InputRequired`] (MRTR `InputRequiredResult`) | `ApplicationError` | the server answered: it needs input |
+//! | [`Error::PagesLoop`] (a listing's `nextCursor` sent twice) | `ApplicationError` | every answer was whole; the server's list loops |
 //! | `Service(ServiceError::Cancelled)` | `Cancelled` | unknown state: check before reuse |
 //! | `Service(ServiceError::Timeout)`, [`Error::TimedOut`] | `Timeout` | unknown state: check before reuse |
 //! | any `ServiceError` variant added later | `TransportError` | when unsure, poison |

@@ -212,7 +212,9 @@ impl McpSession {
     /// cache while a list this session's identity may be served is fresh,
     /// else asked of the server and cached for the earliest `ttlMs` of its
     /// pages, `private` if any page is private or lacks a scope (legacy
-    /// servers send no `ttlMs`: their lists are not cached).
+    /// servers send no `ttlMs`: their lists are not cached). A server whose
+    /// pages loop (a `nextCursor` it already sent in this listing) ends it
+    /// with [`Error::PagesLoop`] as soon as the cursor comes back.
     pub async fn list_all_tools(&self) -> Result<Vec<Tool>, Error> {
         if let Some(Value::Tools(tools)) =
             self.cache
@@ -238,13 +240,17 @@ impl McpSession {
     /// response stream), all within one request timeout. The cache hint is
     /// the whole list's, merged as rmcp merges one: the earliest page's
     /// expiry (none if a page has none), `private` if a page is, no scope if
-    /// a page has none.
+    /// a page has none. A cursor sent a second time ends it
+    /// ([`Error::PagesLoop`]).
     async fn list_tool_pages(&self) -> Result<ToolPages, Error> {
         const METHOD: &str = "tools/list";
         let timeout = self.settings.request_timeout;
         let started = Instant::now();
         let mut tools = Vec::new();
         let mut cursor = None;
+        // Every cursor the server sent in this listing: one sent again
+        // means its pages loop.
+        let mut sent = std::collections::HashSet::new();
         let mut hint: Option<(Option<Instant>, Option<CacheScope>)> = None;
         loop {
             let left = timeout.saturating_sub(started.elapsed());
@@ -256,8 +262,16 @@ impl McpSession {
             }
             let params = PaginatedRequestParams::default().with_cursor(cursor.take());
             let request = ClientRequest::ListToolsRequest(ListToolsRequest::with_param(params));
-            let ServerResult::ListToolsResult(page) =
-                self.request_with_timeout(request, left).await?
+            // A page that times out ends the listing within its timeout,
+            // which is what the error names.
+            let answer = self.request_with_timeout(request, left).await;
+            let ServerResult::ListToolsResult(page) = answer.map_err(|e| match e {
+                Error::TimedOut { method, .. } => Error::TimedOut {
+                    method,
+                    after: timeout,
+                },
+                e => e,
+            })?
             else {
                 return Err(unexpected(METHOD));
             };
@@ -281,6 +295,12 @@ impl McpSession {
             });
             tools.extend(page.tools);
             match page.next_cursor {
+                Some(next) if !sent.insert(next.clone()) => {
+                    return Err(Error::PagesLoop {
+                        method: METHOD,
+                        cursor: next,
+                    })
+                }
                 Some(next) => cursor = Some(next),
                 None => break,
             }

@@ -412,12 +412,26 @@ async fn a_call_whose_stream_broke_is_never_claimed_refused_when_the_session_is_
     assert!(!cut.is_safe_to_retry(), "{cut}");
 }
 
+/// How the second page of [`echo_listing_tools_in_two_pages`] comes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum SecondPage {
+    /// At once, the last page.
+    Last,
+    /// At once, with `nextCursor` `2` again, as from a server whose pages
+    /// loop.
+    Looping,
+    /// After 2 s, the last page.
+    Late,
+}
+
 /// The echo server behind a proxy that answers `tools/list` itself, in two
 /// pages (tool `one` with `nextCursor` `2`, fresh for 60 s and public; then
 /// tool `two`, fresh for 30 s and private), counting the pages it served.
-/// Returns its URL and the count; it stops when the test's runtime does.
-async fn echo_listing_tools_in_two_pages() -> (String, std::sync::Arc<std::sync::atomic::AtomicU32>)
-{
+/// The second page is as `second` says. Returns its URL and the count; it
+/// stops when the test's runtime does.
+async fn echo_listing_tools_in_two_pages(
+    second: SecondPage,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicU32>) {
     use axum::extract::Request;
     use axum::http::header;
     use axum::middleware::{self, Next};
@@ -450,11 +464,18 @@ async fn echo_listing_tools_in_two_pages() -> (String, std::sync::Arc<std::sync:
                     }),
                     Some(cursor) => {
                         assert_eq!(cursor, "2");
-                        json!({
+                        if second == SecondPage::Late {
+                            tokio::time::sleep(Duration::from_secs(2)).await;
+                        }
+                        let mut page = json!({
                             "tools": [{ "name": "two", "inputSchema": schema }],
                             "ttlMs": 30_000,
                             "cacheScope": "private",
-                        })
+                        });
+                        if second == SecondPage::Looping {
+                            page["nextCursor"] = json!("2");
+                        }
+                        page
                     }
                 };
                 let answer = json!({ "jsonrpc": "2.0", "id": message["id"], "result": result });
@@ -473,7 +494,7 @@ async fn echo_listing_tools_in_two_pages() -> (String, std::sync::Arc<std::sync:
 /// second listing asks the server nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_page_of_the_tools_is_listed_and_the_list_cached() {
-    let (url, pages) = echo_listing_tools_in_two_pages().await;
+    let (url, pages) = echo_listing_tools_in_two_pages(SecondPage::Last).await;
     let key = SessionKey::anonymous(url).unwrap();
     let session = patient_connector().open(&key).await.unwrap();
     for _ in 0..2 {
@@ -481,6 +502,50 @@ async fn every_page_of_the_tools_is_listed_and_the_list_cached() {
         let names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
         assert_eq!(names, ["one", "two"]);
     }
+    assert_eq!(pages.load(std::sync::atomic::Ordering::SeqCst), 2);
+    session.close().await;
+}
+
+/// A server whose pages loop (its second page sends the cursor it was
+/// asked with again) gets a typed error naming the cursor once the cursor
+/// comes back, after two pages, instead of being paged until the request
+/// timeout with every page's tools piling up; the session stays usable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_that_loop_end_the_listing_with_a_typed_error() {
+    let (url, pages) = echo_listing_tools_in_two_pages(SecondPage::Looping).await;
+    let key = SessionKey::anonymous(url).unwrap();
+    let session = patient_connector().open(&key).await.unwrap();
+    let err = session.list_all_tools().await.unwrap_err();
+    assert!(
+        matches!(&err, Error::PagesLoop { method: "tools/list", cursor } if cursor == "2"),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("\"2\""), "{err}");
+    assert_eq!(err.outcome(), Outcome::ApplicationError, "{err}");
+    assert_eq!(pages.load(std::sync::atomic::Ordering::SeqCst), 2);
+    let echoed = session.call_tool(echo("still here")).await.unwrap();
+    assert!(text(&echoed).contains("still here"), "{echoed:?}");
+    session.close().await;
+}
+
+/// A listing whose pages together take longer than the request timeout
+/// times out, and its error names that timeout (the whole listing's), not
+/// what was left of it when the late page was asked for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listing_that_times_out_names_its_whole_timeout() {
+    let (url, pages) = echo_listing_tools_in_two_pages(SecondPage::Late).await;
+    let key = SessionKey::anonymous(url).unwrap();
+    let timeout = Duration::from_millis(500);
+    let connector = McpConnector::builder()
+        .request_timeout(timeout)
+        .build()
+        .unwrap();
+    let session = connector.open(&key).await.unwrap();
+    let err = session.list_all_tools().await.unwrap_err();
+    assert!(
+        matches!(err, Error::TimedOut { method: "tools/list", after } if after == timeout),
+        "{err:?}"
+    );
     assert_eq!(pages.load(std::sync::atomic::Ordering::SeqCst), 2);
     session.close().await;
 }
