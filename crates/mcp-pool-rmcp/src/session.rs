@@ -252,13 +252,15 @@ impl McpSession {
         // means its pages loop.
         let mut sent = std::collections::HashSet::new();
         let mut hint: Option<(Option<Instant>, Option<CacheScope>)> = None;
+        // The listing's timeout, whichever page it passed in.
+        let timed_out = || Error::TimedOut {
+            method: METHOD,
+            after: timeout,
+        };
         loop {
             let left = timeout.saturating_sub(started.elapsed());
             if left.is_zero() {
-                return Err(Error::TimedOut {
-                    method: METHOD,
-                    after: timeout,
-                });
+                return Err(timed_out());
             }
             let params = PaginatedRequestParams::default().with_cursor(cursor.take());
             let request = ClientRequest::ListToolsRequest(ListToolsRequest::with_param(params));
@@ -266,10 +268,7 @@ impl McpSession {
             // which is what the error names.
             let answer = self.request_with_timeout(request, left).await;
             let ServerResult::ListToolsResult(page) = answer.map_err(|e| match e {
-                Error::TimedOut { method, .. } => Error::TimedOut {
-                    method,
-                    after: timeout,
-                },
+                Error::TimedOut { .. } => timed_out(),
                 e => e,
             })?
             else {
