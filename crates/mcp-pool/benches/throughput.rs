@@ -7,6 +7,10 @@
 //! - tasks: 1, 16 and 64 running operations concurrently;
 //! - keys: one key, or 1,000 keys chosen at random per operation (mcp-pool
 //!   holds them all in one pool; each peer gets one pool per key);
+//! - mcp-pool acquired two ways, each on a pool of its own: by key
+//!   (`Pool::acquire(&key)`), and through the key's `KeyPool`
+//!   (`Pool::key`, found once before the run: a task picks its key's
+//!   handle as it picks a peer's pool, by index);
 //! - runtime: tokio multi-thread with 2 workers, and current-thread.
 //!
 //! Each task holds its own handle of the pool for its whole run, as a
@@ -48,10 +52,11 @@ use criterion::{Criterion, Throughput};
 const POOL_SIZE: usize = 16;
 const KEYS: u32 = 1_000;
 const TASKS: [usize; 3] = [1, 16, 64];
-/// The pools measured, and `no pool`: the same tasks doing everything but
-/// the pool (the key, the touch, the yield), the ceiling any pool's
-/// throughput stays under.
-const POOLS: [&str; 4] = ["mcp-pool", "deadpool", "bb8", "no pool"];
+/// The pools measured (mcp-pool acquired by key, mcp-pool acquired through
+/// its keys' `KeyPool`s, deadpool, bb8), and `no pool`: the same tasks doing
+/// everything but the pool (the key, the touch, the yield), the ceiling any
+/// pool's throughput stays under.
+const POOLS: [&str; 5] = ["mcp-pool", "KeyPool", "deadpool", "bb8", "no pool"];
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Workload {
@@ -210,6 +215,8 @@ impl KeyPicker {
 /// The three pools under test for one runtime and key count.
 struct Pools {
     ours: mcp_pool::Pool<Noop>,
+    /// Every key's `KeyPool`, of a pool of their own.
+    keyed: Arc<Vec<mcp_pool::KeyPool<Noop>>>,
     deadpool: Arc<Vec<deadpool::managed::Pool<DeadpoolNoop>>>,
     bb8: Arc<Vec<bb8::Pool<Bb8Noop>>>,
 }
@@ -231,8 +238,8 @@ impl Pools {
                         .unwrap(),
                 );
             }
-            Pools {
-                ours: mcp_pool::Pool::builder(Noop)
+            let ours = || {
+                mcp_pool::Pool::builder(Noop)
                     .max_sessions_per_key(POOL_SIZE)
                     .max_sessions_total(POOL_SIZE * n)
                     .max_keys(n)
@@ -240,7 +247,12 @@ impl Pools {
                     // benchmarks too: measure the product path.
                     .checking(false)
                     .build()
-                    .unwrap(),
+                    .unwrap()
+            };
+            let keyed = ours();
+            Pools {
+                ours: ours(),
+                keyed: Arc::new((0..n as u32).map(|key| keyed.key(key)).collect()),
                 deadpool: Arc::new(
                     (0..n)
                         .map(|_| {
@@ -279,6 +291,17 @@ trait Under: Clone + Send + Sync + 'static {
 impl Under for mcp_pool::Pool<Noop> {
     async fn op(&self, key: u32, yielding: bool) {
         let lease = self.acquire(&key).await.unwrap();
+        std::hint::black_box(*lease);
+        if yielding {
+            tokio::task::yield_now().await;
+        }
+        lease.release(mcp_pool::Outcome::Ok);
+    }
+}
+
+impl Under for Arc<Vec<mcp_pool::KeyPool<Noop>>> {
+    async fn op(&self, key: u32, yielding: bool) {
+        let lease = self[key as usize].acquire().await.unwrap();
         std::hint::black_box(*lease);
         if yielding {
             tokio::task::yield_now().await;
@@ -365,6 +388,7 @@ impl Pools {
     ) -> (u64, Duration) {
         match name {
             "mcp-pool" => batch(rt, case, ops, &self.ours),
+            "KeyPool" => batch(rt, case, ops, &self.keyed),
             "deadpool" => batch(rt, case, ops, &self.deadpool),
             "bb8" => batch(rt, case, ops, &self.bb8),
             "no pool" => batch(rt, case, ops, &NoPool),
@@ -418,7 +442,7 @@ fn cases(keys: Keys) -> impl Iterator<Item = Case> {
 struct Row {
     runtime: Runtime,
     case: Case,
-    median: [f64; 4],
+    median: [f64; 5],
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -522,7 +546,7 @@ fn measure(c: &mut Criterion, runtime: Runtime, criterion: bool, sizes: Sizes) -
                 warmed += sets[set].1.run(&rt, POOLS[at], case, ops).1;
             }
         }
-        let mut rates: Vec<[Vec<f64>; 4]> = sets.iter().map(|_| Default::default()).collect();
+        let mut rates: Vec<[Vec<f64>; 5]> = sets.iter().map(|_| Default::default()).collect();
         for round in 0..rounds as usize {
             for i in 0..turns.len() {
                 let (set, case, at) = turns[(round + i) % turns.len()];
@@ -555,6 +579,9 @@ fn measure(c: &mut Criterion, runtime: Runtime, criterion: bool, sizes: Sizes) -
             m.stats.connects
         );
         rt.block_on(pools.ours.shutdown());
+        if let Some(keyed) = pools.keyed.first() {
+            rt.block_on(keyed.pool().shutdown());
+        }
     }
     rows.into_iter().flatten().collect()
 }
@@ -635,13 +662,13 @@ fn table(rows: &[Row], rounds: u64, ops: u64) {
     );
     println!();
     println!(
-        "| runtime | workload | keys | tasks | mcp-pool ops/s | deadpool ops/s | bb8 ops/s | vs deadpool | vs bb8 | no pool ops/s | no pool vs deadpool |"
+        "| runtime | workload | keys | tasks | mcp-pool ops/s | deadpool ops/s | bb8 ops/s | vs deadpool | vs bb8 | KeyPool ops/s | KeyPool vs deadpool | KeyPool vs bb8 | no pool ops/s | no pool vs deadpool |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for row in rows {
-        let [ours, dp, b8, none] = row.median;
+        let [ours, keyed, dp, b8, none] = row.median;
         println!(
-            "| {} | {} | {} | {} | {:.0} | {:.0} | {:.0} | {:.2} | {:.2} | {:.0} | {:.2} |",
+            "| {} | {} | {} | {} | {:.0} | {:.0} | {:.0} | {:.2} | {:.2} | {:.0} | {:.2} | {:.2} | {:.0} | {:.2} |",
             row.runtime.name(),
             row.case.workload.name(),
             row.case.keys.name(),
@@ -651,6 +678,9 @@ fn table(rows: &[Row], rounds: u64, ops: u64) {
             b8,
             ours / dp,
             ours / b8,
+            keyed,
+            keyed / dp,
+            keyed / b8,
             none,
             none / dp
         );
@@ -658,8 +688,8 @@ fn table(rows: &[Row], rounds: u64, ops: u64) {
     println!();
     println!("mcp-pool with 1,000 keys / with one key (same runtime, workload, tasks):");
     println!();
-    println!("| runtime | workload | tasks | ratio |");
-    println!("|---|---|---|---|");
+    println!("| runtime | workload | tasks | by key | KeyPool |");
+    println!("|---|---|---|---|---|");
     for many in rows.iter().filter(|r| r.case.keys == Keys::Many) {
         if let Some(one) = rows.iter().find(|r| {
             r.case.keys == Keys::One
@@ -668,11 +698,12 @@ fn table(rows: &[Row], rounds: u64, ops: u64) {
                 && r.case.tasks == many.case.tasks
         }) {
             println!(
-                "| {} | {} | {} | {:.2} |",
+                "| {} | {} | {} | {:.2} | {:.2} |",
                 many.runtime.name(),
                 many.case.workload.name(),
                 many.case.tasks,
-                many.median[0] / one.median[0]
+                many.median[0] / one.median[0],
+                many.median[1] / one.median[1]
             );
         }
     }

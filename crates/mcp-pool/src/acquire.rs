@@ -58,18 +58,21 @@ fn lane_token() -> u64 {
 }
 
 impl<C: Connector> Shared<C> {
-    /// Acquires a session for `key` before `deadline`; see [`crate::Pool::acquire`].
+    /// Acquires a session for `key` before `deadline`; see
+    /// [`crate::Pool::acquire`]. `known` is the key's lane if the caller
+    /// found it before ([`crate::KeyPool`]): then it is not looked up.
     pub(crate) async fn acquire(
         self: &Arc<Self>,
         key: &C::Key,
         deadline: Option<Instant>,
+        known: Option<&LaneEntry<C>>,
     ) -> Result<Lease<C>, AcquireError<C::Error>> {
         self.ensure_upkeep();
         // The key's lane is found, and the lines a take reads are asked
         // for, before the clock is read: with many keys they are rarely in
         // the nearest cache, and they arrive while the clock is read.
-        let lanes = self.lanes_on.then(|| self.lanes.load());
-        let lane = lanes.as_ref().and_then(|lanes| lanes.get(key));
+        let lanes = (known.is_none() && self.lanes_on).then(|| self.lanes.load());
+        let lane = known.or_else(|| lanes.as_ref().and_then(|lanes| lanes.get(key)));
         if let Some(lane) = lane {
             lane.prefetch(self.config.max_sessions_per_key);
         }

@@ -35,6 +35,9 @@
 //! let lease = pool.acquire(&"server-a").await.unwrap();
 //! assert_eq!(*lease, 7);
 //! lease.release(Outcome::Ok);
+//! // A key used over and over (a gateway's route): found once.
+//! let server_a = pool.key("server-a");
+//! assert_eq!(server_a.run(async |n: &u32| Ok(n + 1)).await.unwrap(), 8);
 //! assert!(pool.shutdown().await.is_clean());
 //! # }
 //! ```
@@ -80,6 +83,7 @@ mod core;
 mod error;
 mod guard;
 mod key_hash;
+mod key_pool;
 mod lane;
 mod lease;
 mod metrics;
@@ -104,6 +108,7 @@ mod upkeep;
 pub use connector::Connector;
 pub use error::{AcquireError, BuildError, ConnectError, RunError};
 pub use key_hash::KeyHash;
+pub use key_pool::KeyPool;
 pub use lease::Lease;
 pub use metrics::{KeyMetrics, Metrics};
 pub use pool::{Builder, ForceClosed, Pool, ShutdownReport};

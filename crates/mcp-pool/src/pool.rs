@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use crate::core::Core;
 use crate::lane::LaneCounts;
 use crate::shared::Shared;
-use crate::{AcquireError, BuildError, Connector, KeyHash, Lease, Metrics, RunError};
+use crate::{AcquireError, BuildError, Connector, KeyHash, KeyPool, Lease, Metrics, RunError};
 
 /// An async pool of sessions made by a [`Connector`], grouped by key.
 ///
@@ -67,7 +67,7 @@ impl<C: Connector> Pool<C> {
         }
     }
 
-    fn shared(&self) -> &Arc<Shared<C>> {
+    pub(crate) fn shared(&self) -> &Arc<Shared<C>> {
         &self.inner.shared
     }
 
@@ -79,7 +79,7 @@ impl<C: Connector> Pool<C> {
     /// goes back to the pool (as [`Outcome::Cancelled`], so it is checked
     /// before reuse); no slot and no session is lost.
     pub async fn acquire(&self, key: &C::Key) -> Result<Lease<C>, AcquireError<C::Error>> {
-        self.shared().acquire(key, None).await
+        self.shared().acquire(key, None, None).await
     }
 
     /// Like [`Pool::acquire`], waiting until `deadline` instead of
@@ -90,7 +90,7 @@ impl<C: Connector> Pool<C> {
         key: &C::Key,
         deadline: Instant,
     ) -> Result<Lease<C>, AcquireError<C::Error>> {
-        self.shared().acquire(key, Some(deadline)).await
+        self.shared().acquire(key, Some(deadline), None).await
     }
 
     /// Runs `f` on a session for `key` and releases it with the outcome of
@@ -107,21 +107,13 @@ impl<C: Connector> Pool<C> {
         F: AsyncFnOnce(&C::Session) -> Result<T, C::Error>,
     {
         let lease = self.acquire(key).await?;
-        let result = std::panic::AssertUnwindSafe(f(&lease)).catch_unwind().await;
-        match result {
-            Ok(Ok(value)) => {
-                lease.release(Outcome::Ok);
-                Ok(value)
-            }
-            Ok(Err(error)) => {
-                lease.release(crate::guard::classify(&*self.shared().connector, &error));
-                Err(RunError::Call(error))
-            }
-            Err(panic) => {
-                lease.release(Outcome::TransportError);
-                std::panic::resume_unwind(panic)
-            }
-        }
+        run_on(&*self.shared().connector, lease, f).await
+    }
+
+    /// One key of this pool, found once: see [`KeyPool`]. Makes the key's
+    /// lane if it has none (under the pool's lock, once).
+    pub fn key(&self, key: C::Key) -> KeyPool<C> {
+        KeyPool::new(self.clone(), key)
     }
 
     /// Retires every session that exists now: idle ones close at once,
@@ -411,5 +403,33 @@ impl<C: Connector> Builder<C> {
         Ok(Pool {
             inner: Arc::new(Handle { shared }),
         })
+    }
+}
+
+/// Runs `f` on `lease`'s session and releases it with the outcome of `f`'s
+/// result (see [`Pool::run`]).
+pub(crate) async fn run_on<C, T, F>(
+    connector: &C,
+    lease: Lease<C>,
+    f: F,
+) -> Result<T, RunError<C::Error>>
+where
+    C: Connector,
+    F: AsyncFnOnce(&C::Session) -> Result<T, C::Error>,
+{
+    let result = std::panic::AssertUnwindSafe(f(&lease)).catch_unwind().await;
+    match result {
+        Ok(Ok(value)) => {
+            lease.release(Outcome::Ok);
+            Ok(value)
+        }
+        Ok(Err(error)) => {
+            lease.release(crate::guard::classify(connector, &error));
+            Err(RunError::Call(error))
+        }
+        Err(panic) => {
+            lease.release(Outcome::TransportError);
+            std::panic::resume_unwind(panic)
+        }
     }
 }

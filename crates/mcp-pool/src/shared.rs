@@ -266,14 +266,21 @@ impl<C: Connector> Shared<C> {
 
     /// The lane of `key`, made if it has none (under the pool's lock, so
     /// only one is ever made per key). Lanes of keys the core forgot are
-    /// dropped when the map grows past twice `max_keys`.
+    /// dropped when the map grows past twice `max_keys`, unless idle lanes
+    /// have other holders than the maps ([`KeyPool`](crate::KeyPool)s).
     pub(crate) fn lane_for(self: &Arc<Self>, st: &State<C>, key: &C::Key) -> Arc<Lane<C>> {
         if let Some(lane) = self.lanes.load().get(key) {
             return lane.lane.clone();
         }
         let mut map = LaneMap::<C>::clone(&self.lanes.load());
         if map.len() >= self.config.max_keys.saturating_mul(2) {
-            map.retain(|k, lane| st.core.pool().key_snapshot(k).is_some() || !lane.is_idle());
+            // A lane a `KeyPool` holds stays, since it takes from it: more
+            // handles than the two maps' (the current one, and this copy).
+            map.retain(|k, lane| {
+                st.core.pool().key_snapshot(k).is_some()
+                    || !lane.is_idle()
+                    || Arc::strong_count(&lane.lane) > 2
+            });
         }
         let lane = Arc::new(Lane::new(
             Arc::downgrade(self),
@@ -283,6 +290,21 @@ impl<C: Connector> Shared<C> {
         map.insert(key.clone(), LaneEntry::new(lane.clone()));
         self.lanes.store(Arc::new(map));
         lane
+    }
+
+    /// The lane of `key` as the map of lanes holds it, made if it has none;
+    /// `None` if the pool lends no sessions to lanes.
+    pub(crate) fn lane_entry(self: &Arc<Self>, key: &C::Key) -> Option<LaneEntry<C>> {
+        if !self.lanes_on {
+            return None;
+        }
+        if let Some(entry) = self.lanes.load().get(key) {
+            return Some(entry.clone());
+        }
+        // Held before the lock is let go, so no pruning of the map can
+        // drop the lane meanwhile (see `lane_for`).
+        let st = self.lock()?;
+        Some(LaneEntry::new(self.lane_for(&st, key)))
     }
 
     /// The core's clock: nanoseconds since the pool was built, on tokio's clock.

@@ -8,6 +8,7 @@ mod support;
 mod breaker;
 mod builder;
 mod cancellation;
+mod key_pool;
 mod known_bug;
 mod order_and_time;
 mod random;
