@@ -18,7 +18,7 @@ use mcp_pool_core::{AcquireId, InputError, LaneReturn, LeaseId, Outcome, RejectR
 use tokio::time::Instant;
 
 use crate::cell::CellRef;
-use crate::lane::{GiveBack, Lane, LaneEntry, Take, Wait};
+use crate::lane::{GiveBack, Lane, LaneEntry, LaneLines, Take, Wait};
 use crate::shared::{report, Answer, Jobs, Mine, Shared, Waiter};
 use crate::{guard, AcquireError, Connector, KeyHash, Lease};
 
@@ -93,8 +93,11 @@ impl<C: Connector> Shared<C> {
         // connector finds closed is handled below, as any such grant is.
         let mut state = match lane.and_then(|lane| self.take_parked(lane, started)) {
             Some(cell) if !guard::is_closed(&*self.connector, &cell.session) => {
+                let lines = lane.map_or_else(LaneLines::default, |lane| {
+                    lane.lines(self.config.max_sessions_per_key)
+                });
                 drop(lanes);
-                return Ok(Lease::lane(cell, started));
+                return Ok(Lease::lane(cell, started, lines));
             }
             Some(cell) => Started::Answered(Answer::GrantedLane { cell }),
             None => self.after_lane_miss(lane, key, deadline, started),
@@ -123,7 +126,7 @@ impl<C: Connector> Shared<C> {
                     // Its use starts no earlier than the acquire (one clock
                     // read per acquire; an earlier start only makes the
                     // renewed bound earlier).
-                    return Ok(Lease::lane(cell, started));
+                    return Ok(Lease::lane(cell, started, LaneLines::default()));
                 }
                 Answer::Granted {
                     acquire,

@@ -297,9 +297,38 @@ impl<C: Connector> LaneEntry<C> {
     /// of at most `max_sessions` sessions (reading neither).
     #[inline]
     pub(crate) fn prefetch(&self, max_sessions: usize) {
-        prefetch(std::ptr::from_ref(&self.lane.hot) as usize);
-        let slot = std::mem::size_of::<usize>();
-        prefetch(self.slots + home() * region(max_sessions) * slot);
+        self.lines(max_sessions).prefetch();
+    }
+
+    /// Where the lines a take or a give-back reads first are.
+    #[inline]
+    pub(crate) fn lines(&self, max_sessions: usize) -> LaneLines {
+        LaneLines {
+            hot: std::ptr::from_ref(&self.lane.hot) as usize,
+            slots: self.slots,
+            stride: region(max_sessions) * std::mem::size_of::<usize>(),
+        }
+    }
+}
+
+/// Where a lane's hot line and its regions of slots are (hints, never read
+/// through).
+#[derive(Clone, Copy, Default)]
+pub(crate) struct LaneLines {
+    hot: usize,
+    slots: usize,
+    stride: usize,
+}
+
+impl LaneLines {
+    /// Asks for the lane's hot line and this thread's first line of slots.
+    #[inline]
+    pub(crate) fn prefetch(self) {
+        if self.hot == 0 {
+            return;
+        }
+        prefetch(self.hot);
+        prefetch(self.slots + home() * self.stride);
     }
 }
 

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use mcp_pool_core::{LaneReturn, LeaseId, Outcome, SessionId, Time};
 
 use crate::cell::CellRef;
-use crate::lane::GiveBack;
+use crate::lane::{GiveBack, LaneLines};
 use crate::shared::{Answer, Shared};
+use crate::slots::{self, Owned};
 use crate::{guard, Connector};
 
 /// One session, held by one caller until released.
@@ -31,10 +32,12 @@ enum Held<C: Connector> {
         session: Arc<C::Session>,
         lease: LeaseId,
     },
-    /// Taken from its key's lane at `at`.
+    /// Taken from its key's lane at `at`; `lines` are where that lane's
+    /// lines are, if known.
     Lane {
         cell: CellRef<C>,
         at: Time,
+        lines: LaneLines,
     },
     Released,
 }
@@ -50,9 +53,9 @@ impl<C: Connector> Lease<C> {
         }
     }
 
-    pub(crate) fn lane(cell: CellRef<C>, at: Time) -> Self {
+    pub(crate) fn lane(cell: CellRef<C>, at: Time, lines: LaneLines) -> Self {
         Lease {
-            held: Held::Lane { cell, at },
+            held: Held::Lane { cell, at, lines },
         }
     }
 
@@ -95,7 +98,14 @@ impl<C: Connector> Lease<C> {
                 drop(session);
                 shared.release(lease, outcome, dead);
             }
-            Held::Lane { cell, at } => give_back(cell, at, outcome),
+            Held::Lane { cell, at, lines } => {
+                // The cell's line, the lane's hot line and this thread's
+                // slots are asked for at once, not each found through the
+                // one before: after a wait, with many keys, none is near.
+                slots::prefetch(Owned::as_ptr(&cell) as usize);
+                lines.prefetch();
+                give_back(cell, at, outcome)
+            }
         }
     }
 }
