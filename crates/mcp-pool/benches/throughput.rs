@@ -698,7 +698,7 @@ fn table(rows: &[Row], rounds: u64, ops: u64) {
                 && r.case.tasks == many.case.tasks
         }) {
             println!(
-                "| {} | {} | {} | {:.2} | {:.2} |",
+                "| {} | {} | {} | {:.3} | {:.3} |",
                 many.runtime.name(),
                 many.case.workload.name(),
                 many.case.tasks,
