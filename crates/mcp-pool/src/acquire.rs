@@ -70,12 +70,14 @@ impl<C: Connector> Shared<C> {
         self.ensure_upkeep();
         // The key's lane is found, and the lines a take reads are asked
         // for, before the clock is read: with many keys they are rarely in
-        // the nearest cache, and they arrive while the clock is read.
+        // the nearest cache, and they arrive while the clock is read. A
+        // lease from the lane keeps where they are, for its give-back.
         let lanes = (known.is_none() && self.lanes_on).then(|| self.lanes.load());
         let lane = known.or_else(|| lanes.as_ref().and_then(|lanes| lanes.get(key)));
-        if let Some(lane) = lane {
-            lane.prefetch(self.config.max_sessions_per_key);
-        }
+        let lines = lane.map_or_else(LaneLines::default, |lane| {
+            lane.lines(self.config.max_sessions_per_key)
+        });
+        lines.prefetch();
         let started = self.now();
         let deadline = match deadline {
             Some(at) => self.time(at),
@@ -93,9 +95,6 @@ impl<C: Connector> Shared<C> {
         // connector finds closed is handled below, as any such grant is.
         let mut state = match lane.and_then(|lane| self.take_parked(lane, started)) {
             Some(cell) if !guard::is_closed(&*self.connector, &cell.session) => {
-                let lines = lane.map_or_else(LaneLines::default, |lane| {
-                    lane.lines(self.config.max_sessions_per_key)
-                });
                 drop(lanes);
                 return Ok(Lease::lane(cell, started, lines));
             }

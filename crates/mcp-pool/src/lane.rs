@@ -292,15 +292,9 @@ impl<C: Connector> LaneEntry<C> {
         LaneEntry { lane, slots }
     }
 
-    /// Asks for the lines a take from this thread reads first: the lane's
-    /// hot line and the start of this thread's region of slots, for a lane
-    /// of at most `max_sessions` sessions (reading neither).
-    #[inline]
-    pub(crate) fn prefetch(&self, max_sessions: usize) {
-        self.lines(max_sessions).prefetch();
-    }
-
-    /// Where the lines a take or a give-back reads first are.
+    /// Where the lines a take or a give-back reads first are, for a lane of
+    /// at most `max_sessions` sessions: the lane's hot line and its regions
+    /// of slots.
     #[inline]
     pub(crate) fn lines(&self, max_sessions: usize) -> LaneLines {
         LaneLines {
@@ -321,7 +315,8 @@ pub(crate) struct LaneLines {
 }
 
 impl LaneLines {
-    /// Asks for the lane's hot line and this thread's first line of slots.
+    /// Asks for the lane's hot line and the start of this thread's region
+    /// of slots (reading neither); nothing if where they are is not known.
     #[inline]
     pub(crate) fn prefetch(self) {
         if self.hot == 0 {
