@@ -95,29 +95,8 @@ impl<C: Connector> std::fmt::Debug for KeyPool<C> {
 mod tests {
     use std::sync::Arc;
 
-    use crate::{Connector, Outcome, Pool};
-
-    struct Nothing;
-
-    impl Connector for Nothing {
-        type Key = u32;
-        type Session = u32;
-        type Error = std::io::Error;
-
-        async fn connect(&self, key: &u32) -> Result<u32, std::io::Error> {
-            Ok(*key)
-        }
-        async fn check(&self, _session: &u32) -> Result<(), std::io::Error> {
-            Ok(())
-        }
-        fn is_closed(&self, _session: &u32) -> bool {
-            false
-        }
-        fn classify(&self, _error: &std::io::Error) -> Outcome {
-            Outcome::TransportError
-        }
-        async fn close(&self, _session: u32) {}
-    }
+    use crate::test_connector::Nothing;
+    use crate::Pool;
 
     /// The map of lanes drops the lanes of keys the core forgot once it
     /// holds twice `max_keys`; a lane a `KeyPool` holds stays (its acquires

@@ -4,31 +4,9 @@
 use super::*;
 use crate::cell::Cell;
 use crate::slots::Owned;
-use crate::Outcome;
+use crate::test_connector::Nothing;
 use mcp_pool_core::SessionId;
 use std::time::Duration;
-
-struct Nothing;
-
-impl Connector for Nothing {
-    type Key = u32;
-    type Session = u32;
-    type Error = std::io::Error;
-
-    async fn connect(&self, key: &u32) -> Result<u32, std::io::Error> {
-        Ok(*key)
-    }
-    async fn check(&self, _session: &u32) -> Result<(), std::io::Error> {
-        Ok(())
-    }
-    fn is_closed(&self, _session: &u32) -> bool {
-        false
-    }
-    fn classify(&self, _error: &std::io::Error) -> Outcome {
-        Outcome::TransportError
-    }
-    async fn close(&self, _session: u32) {}
-}
 
 /// `n` session ids, as the core hands them out.
 fn session_ids(n: usize) -> Vec<SessionId> {

@@ -103,6 +103,8 @@ mod shared;
 #[allow(unsafe_code)]
 mod slots;
 mod tasks;
+#[cfg(test)]
+mod test_connector;
 mod upkeep;
 
 pub use connector::Connector;
