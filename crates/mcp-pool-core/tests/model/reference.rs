@@ -354,9 +354,6 @@ impl Reference {
     /// Carries out a lane operation: the lane's own work changes no state of
     /// the pool's; what must go back to the pool comes back as an input.
     pub(super) fn lane_op(&mut self, op: &Op, now: Time) -> Option<Option<Input<Key>>> {
-        fn pick<T: Copy>(items: &[T], i: usize) -> Option<T> {
-            (!items.is_empty()).then(|| items[i % items.len()])
-        }
         let of = |f: &dyn Fn(&RefLane) -> bool| -> Vec<SessionId> {
             self.lanes
                 .iter()
@@ -434,9 +431,6 @@ impl Reference {
     }
 
     pub(super) fn input_for(&self, op: &Op, h: &Harness) -> Option<Input<Key>> {
-        fn pick<T: Copy>(items: &[T], i: usize) -> Option<T> {
-            (!items.is_empty()).then(|| items[i % items.len()])
-        }
         let of_state = |f: &dyn Fn(&RefSession) -> bool| -> Vec<SessionId> {
             self.sessions
                 .iter()
@@ -525,4 +519,9 @@ impl Reference {
             },
         })
     }
+}
+
+/// The `i`-th of `items`, counting round (none if there are none).
+fn pick<T: Copy>(items: &[T], i: usize) -> Option<T> {
+    (!items.is_empty()).then(|| items[i % items.len()])
 }
